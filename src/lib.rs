@@ -1,0 +1,23 @@
+//! hotelmatch: tells an investigator which hotel a room photo was taken in.
+//!
+//! The modules follow the pipeline, each using only the ones before it:
+//! `decode` → `embed` (with `model` cards and `pool`ing) → `eval`.
+
+pub mod config;
+pub mod decode;
+pub mod embed;
+pub mod eval;
+pub mod model;
+pub mod pool;
+pub mod vector;
+
+pub use config::Config;
+pub use embed::{EmbedError, EmbedOptions, Embedder, Embedding, Input};
+pub use model::ModelCard;
+pub use pool::{Mask, Pooling};
+
+/// Opens the embedder that `config` describes.
+pub fn open_embedder(config: &Config) -> Result<Embedder, EmbedError> {
+    let card = ModelCard::find(&config.models_dir, &config.model)?;
+    Embedder::new(card, &config.ort_library, config.embed.clone(), config.limits)
+}

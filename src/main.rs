@@ -1,0 +1,223 @@
+//! The `hotelmatch` command: a thin shell over the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use hotelmatch::embed::Resize;
+use hotelmatch::{decode, eval, Config, Input, Mask, ModelCard, Pooling};
+use sha2::{Digest, Sha256};
+
+#[derive(Parser)]
+#[command(name = "hotelmatch", version, about = "Which hotel was this room photo taken in?")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct Global {
+    /// TOML config file (settings: models_dir, ort_library, model, [embed], [limits]).
+    #[arg(long, global = true, env = "HOTELMATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Model card name in the models directory.
+    #[arg(long, global = true)]
+    model: Option<String>,
+    /// Pooling of the feature map: gem, gap or multiscale.
+    #[arg(long = "pool", global = true)]
+    pooling: Option<Pooling>,
+    /// How photos are fitted to the network: aspect or stretch.
+    #[arg(long, global = true, value_parser = parse_resize)]
+    resize: Option<Resize>,
+    /// Square input side overriding the model card's (multiple of the model stride).
+    #[arg(long, global = true)]
+    input_size: Option<u32>,
+    /// ONNX Runtime threads (0 = all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Directory of model cards.
+    #[arg(long, global = true)]
+    models_dir: Option<PathBuf>,
+    /// Path of libonnxruntime.so.
+    #[arg(long, global = true)]
+    ort_library: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Embed photos and print one JSON line per photo.
+    Embed {
+        /// Photos (JPEG, PNG, WebP, ...).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Mask image (same aspect ratio as the photo; light pixels are left out of matching).
+        #[arg(long, conflicts_with = "rect")]
+        mask: Option<PathBuf>,
+        /// Rectangle to leave out, x,y,width,height in photo pixels (repeatable).
+        #[arg(long, value_parser = parse_rect)]
+        rect: Vec<[u32; 4]>,
+        /// Print the whole vector, not only its hash.
+        #[arg(long)]
+        vector: bool,
+    },
+    /// Measure retrieval quality: hotel@1/5/10 and room@1/5 by exact cosine search.
+    Eval {
+        /// CSV of gallery photos: path,hotel,room (paths relative to the CSV).
+        #[arg(long)]
+        gallery: PathBuf,
+        /// CSV of query photos, same columns.
+        #[arg(long)]
+        queries: PathBuf,
+        /// Print JSON instead of a table row.
+        #[arg(long)]
+        json: bool,
+    },
+    /// ImageNet top-5 of a photo, for models with a classifier (a conversion check).
+    Classify {
+        image: PathBuf,
+    },
+    /// List model cards and whether their weights are present.
+    Models,
+}
+
+fn parse_rect(s: &str) -> Result<[u32; 4], String> {
+    let v: Vec<u32> = s.split(',').map(|p| p.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|e| format!("{s}: {e}"))?;
+    <[u32; 4]>::try_from(v).map_err(|_| format!("{s}: expected x,y,width,height"))
+}
+
+fn parse_resize(s: &str) -> Result<Resize, String> {
+    match s {
+        "aspect" => Ok(Resize::Aspect),
+        "stretch" => Ok(Resize::Stretch),
+        _ => Err(format!("{s}: use aspect or stretch")),
+    }
+}
+
+fn config(g: &Global) -> Result<Config> {
+    let mut c = Config::load(g.config.as_deref())?;
+    if let Some(m) = &g.model {
+        c.model = m.clone();
+    }
+    if let Some(p) = g.pooling {
+        c.embed.pooling = p;
+    }
+    if let Some(r) = g.resize {
+        c.embed.resize = r;
+    }
+    if let Some(s) = g.input_size {
+        c.embed.input_size = s;
+    }
+    if let Some(t) = g.threads {
+        c.embed.threads = t;
+    }
+    if let Some(d) = &g.models_dir {
+        c.models_dir = d.clone();
+    }
+    if let Some(l) = &g.ort_library {
+        c.ort_library = l.clone();
+    }
+    Ok(c)
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cfg = config(&cli.global)?;
+    let mut out = std::io::stdout().lock();
+    match cli.cmd {
+        Cmd::Models => {
+            for card in ModelCard::list(&cfg.models_dir) {
+                let state = if card.onnx_path().is_ok() { "ready" } else { "missing weights (scripts/setup.sh)" };
+                writeln!(out, "{:20} {:>4}x{:<4} dim {:5} {}", card.name, card.size[0], card.size[1], card.dim, state)?;
+            }
+        }
+        Cmd::Embed { images, mask, rect, vector } => {
+            let embedder = hotelmatch::open_embedder(&cfg)?;
+            let mask = match (mask, rect.is_empty()) {
+                (Some(path), _) => Some(load_mask(&path, &cfg)?),
+                (None, false) => Some(Mask::Rects(rect)),
+                (None, true) => None,
+            };
+            let mut failed = 0;
+            for path in &images {
+                let t = Instant::now();
+                let bytes = read(path)?;
+                let res = embedder.embed(&[Input { bytes: &bytes, mask: mask.as_ref() }]).pop().expect("one result per input");
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                let line = match res {
+                    Ok(e) => {
+                        let mut h = Sha256::new();
+                        e.vector.iter().for_each(|x| h.update(x.to_le_bytes()));
+                        let mut j = serde_json::json!({
+                            "file": path, "model": embedder.card().name, "pooling": cfg.embed.pooling.to_string(),
+                            "dim": e.vector.len(), "vector_sha256": hex::encode(h.finalize()),
+                            "cells_used": e.cells_used, "cells_total": e.cells_total, "ms": (ms * 100.0).round() / 100.0,
+                        });
+                        if vector {
+                            j["vector"] = serde_json::json!(e.vector);
+                        }
+                        j
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        serde_json::json!({ "file": path, "error": e.to_string() })
+                    }
+                };
+                writeln!(out, "{line}")?;
+            }
+            if failed > 0 {
+                bail!("{failed} of {} photos could not be embedded", images.len());
+            }
+        }
+        Cmd::Eval { gallery, queries, json } => {
+            let embedder = hotelmatch::open_embedder(&cfg)?;
+            let g = eval::read_csv(&gallery)?;
+            let q = eval::read_csv(&queries)?;
+            let r = eval::evaluate(&embedder, &g, &q)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            } else {
+                writeln!(out, "| model | pooling | resize | hotel@1 | hotel@5 | hotel@10 | room@1 | room@5 | ms/photo |")?;
+                writeln!(
+                    out,
+                    "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} |",
+                    r.model, r.pooling, r.resize, r.hotel_at_1, r.hotel_at_5, r.hotel_at_10, r.room_at_1, r.room_at_5, r.embed_ms_per_photo
+                )?;
+            }
+        }
+        Cmd::Classify { image } => {
+            let embedder = hotelmatch::open_embedder(&cfg)?;
+            let probs = embedder.classify(&read(&image)?)?;
+            let mut idx: Vec<usize> = (0..probs.len()).collect();
+            idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            for &i in idx.iter().take(5) {
+                writeln!(out, "{{\"class\": {i}, \"p\": {:.4}}}", probs[i])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_mask(path: &PathBuf, cfg: &Config) -> Result<Mask> {
+    let d = decode::decode(&read(path)?, &cfg.limits, None).with_context(|| format!("mask {}", path.display()))?;
+    Ok(Mask::from_picture(&d))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HOTELMATCH_LOG").unwrap_or_else(|_| "warn".into())).with_writer(std::io::stderr).init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line a person can act on, with its causes.
+            eprintln!("error: {}", e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
