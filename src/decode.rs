@@ -137,12 +137,12 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits, min_size: Option<(u32, u32)>) -> R
     Ok(Decoded { rgb: img.into_rgb8(), full_width, full_height, transparent: None })
 }
 
-/// jpeg-decoder hands CMYK back as stored; Adobe's (the common writer) stores it inverted.
+/// jpeg-decoder undoes Adobe's inversion, so this is plain (uncalibrated) CMYK.
 fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
     cmyk.chunks_exact(4)
         .flat_map(|p| {
-            let k = u16::from(p[3]);
-            [p[0], p[1], p[2]].map(|c| ((u16::from(c) * k + 127) / 255) as u8)
+            let k = 255 - u16::from(p[3]);
+            [p[0], p[1], p[2]].map(|c| (((255 - u16::from(c)) * k + 127) / 255) as u8)
         })
         .collect()
 }

@@ -76,7 +76,7 @@ pub struct EmbedOptions {
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        EmbedOptions { pooling: Pooling::Gem, gem_p: 3.0, resize: Resize::Aspect, input_size: 0, batch: 16, threads: 0 }
+        EmbedOptions { pooling: Pooling::Gap, gem_p: 3.0, resize: Resize::Aspect, input_size: 0, batch: 16, threads: 0 }
     }
 }
 
@@ -100,13 +100,27 @@ pub struct Embedding {
     pub photo_size: (u32, u32),
 }
 
-/// Loads ONNX Runtime from `library` (once per process; later calls reuse it).
+/// ONNX Runtime allows one environment per process, ever (a dropped one cannot be
+/// rebuilt), so the loaded environment lives as long as the process.
+static RUNTIME: Mutex<Option<(PathBuf, ort::environment::Environment)>> = Mutex::new(None);
+
+/// Loads ONNX Runtime from `library` once per process; later calls reuse it.
 fn load_runtime(library: &Path) -> Result<ort::environment::Environment, EmbedError> {
     if !library.is_file() {
         return Err(EmbedError::RuntimeMissing(library.into()));
     }
-    let builder = ort::init_from(library).map_err(|e| EmbedError::RuntimeLoad { path: library.into(), message: e.to_string() })?;
-    builder.with_name("hotelmatch").build().map_err(|e| EmbedError::RuntimeLoad { path: library.into(), message: e.to_string() })
+    let mut rt = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((loaded, env)) = rt.as_ref() {
+        if std::fs::canonicalize(loaded).ok() == std::fs::canonicalize(library).ok() {
+            return Ok(env.clone());
+        }
+        let message = format!("ONNX Runtime is already loaded from {}", loaded.display());
+        return Err(EmbedError::RuntimeLoad { path: library.into(), message });
+    }
+    let load_err = |message: String| EmbedError::RuntimeLoad { path: library.into(), message };
+    let env = ort::init_from(library).map_err(|e| load_err(e.to_string()))?.with_name("hotelmatch").build().map_err(|e| load_err(e.to_string()))?;
+    *rt = Some((library.into(), env.clone()));
+    Ok(env)
 }
 
 /// A preprocessed input at one scale.
