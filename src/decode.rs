@@ -1,9 +1,9 @@
 //! Decode: image bytes to upright 8-bit RGB pixels, within size limits.
 //!
-//! JPEG goes through `jpeg-decoder` so that it can be decoded at 1/2, 1/4 or 1/8
-//! scale straight from the DCT when the caller only needs a small image (the
-//! embedder needs ~224 px, phone photos are 4000 px): that is most of the
-//! preprocessing time. Everything else goes through the `image` crate.
+//! JPEG goes through libjpeg-turbo (the `mozjpeg` crate, built from source) so that it can
+//! be decoded at 1/2, 1/4 or 1/8 scale straight from the DCT when the caller only needs a
+//! small image (the embedder needs ~224 px, phone photos are 4000 px): that is most of the
+//! preprocessing time, and how Pillow's `draft` does it. Everything else goes through `image`.
 
 use std::io::Cursor;
 
@@ -67,6 +67,11 @@ pub struct Decoded {
 /// sides are at least that large (or the full image, if it is smaller); `None` decodes at
 /// full resolution.
 pub fn decode(bytes: &[u8], limits: &Limits, min_size: Option<(u32, u32)>) -> Result<Decoded, DecodeError> {
+    decode_sized(bytes, limits, &|_, _| min_size)
+}
+
+/// Like `decode`, with the minimum size chosen from the upright full size once the header is read.
+pub fn decode_sized(bytes: &[u8], limits: &Limits, min_size: &dyn Fn(u32, u32) -> Option<(u32, u32)>) -> Result<Decoded, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -94,55 +99,113 @@ fn swaps_axes(o: Orientation) -> bool {
     matches!(o, Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH)
 }
 
-fn decode_jpeg(bytes: &[u8], limits: &Limits, min_size: Option<(u32, u32)>) -> Result<Decoded, DecodeError> {
-    let corrupt = |e: jpeg_decoder::Error| DecodeError::Corrupt(e.to_string());
-    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    dec.read_info().map_err(corrupt)?;
-    let info = dec.info().ok_or_else(|| DecodeError::Corrupt("missing JPEG header".into()))?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
+/// A libjpeg error, carried out of the C decoder by unwinding. `resume_unwind` skips the
+/// panic hook, so a corrupt upload does not print a panic message.
+struct JpegFailure(String);
+
+/// libjpeg's message for its current error code.
+unsafe fn jpeg_message(cinfo: &mut mozjpeg_sys::jpeg_common_struct) -> String {
+    type Format = unsafe extern "C-unwind" fn(&mut mozjpeg_sys::jpeg_common_struct, &mut [u8; 80]);
+    let mut buf = [0u8; 80];
+    if let Some(f) = cinfo.err.as_ref().and_then(|e| e.format_message) {
+        // mozjpeg-sys declares the buffer immutable; libjpeg writes the message into it.
+        let f: Format = std::mem::transmute(f);
+        f(cinfo, &mut buf);
+    }
+    String::from_utf8_lossy(buf.split(|&c| c == 0).next().unwrap_or_default()).into_owned()
+}
+
+unsafe extern "C-unwind" fn jpeg_error_exit(cinfo: &mut mozjpeg_sys::jpeg_common_struct) {
+    let msg = jpeg_message(cinfo);
+    std::panic::resume_unwind(Box::new(JpegFailure(msg)));
+}
+
+unsafe extern "C-unwind" fn jpeg_emit_message(cinfo: &mut mozjpeg_sys::jpeg_common_struct, level: std::os::raw::c_int) {
+    // Warnings (level -1) are mostly harmless quirks of cameras; a truncated file is not: libjpeg
+    // would fill the missing part with grey, and we would index a broken photo.
+    let truncated = cinfo.err.as_ref().is_some_and(|e| e.msg_code == mozjpeg_sys::JWRN_JPEG_EOF as std::os::raw::c_int);
+    if level < 0 && truncated {
+        jpeg_error_exit(cinfo);
+    }
+}
+
+/// JPEG through libjpeg-turbo (mozjpeg), which can decode at 1/8, 1/4 or 1/2 scale from the DCT.
+fn decode_jpeg(bytes: &[u8], limits: &Limits, min_size: &dyn Fn(u32, u32) -> Option<(u32, u32)>) -> Result<Decoded, DecodeError> {
+    // Unwind-safe in fact: the only state the decoder touches is its own, dropped on the way out.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_jpeg_unguarded(bytes, limits, min_size))) {
+        Ok(result) => result,
+        Err(payload) => match payload.downcast::<JpegFailure>() {
+            Ok(failure) => Err(DecodeError::Corrupt(failure.0)),
+            Err(other) => std::panic::resume_unwind(other),
+        },
+    }
+}
+
+fn decode_jpeg_unguarded(bytes: &[u8], limits: &Limits, min_size: &dyn Fn(u32, u32) -> Option<(u32, u32)>) -> Result<Decoded, DecodeError> {
+    let io = |e: std::io::Error| DecodeError::Corrupt(e.to_string());
+    // SAFETY: a zeroed jpeg_error_mgr is what jpeg_std_error expects to fill in.
+    let mut err: mozjpeg_sys::jpeg_error_mgr = unsafe { std::mem::zeroed() };
+    unsafe { mozjpeg_sys::jpeg_std_error(&mut err) };
+    err.error_exit = Some(jpeg_error_exit);
+    err.emit_message = Some(jpeg_emit_message);
+    let markers = [mozjpeg::Marker::APP(1), mozjpeg::Marker::APP(14)];
+    let mut dec = mozjpeg::Decompress::builder().with_err(err).with_markers(&markers).from_mem(bytes).map_err(io)?;
+    let (w, h) = (dec.width() as u32, dec.height() as u32);
     check_pixels(w.into(), h.into(), limits)?;
-    let orientation = dec
-        .exif_data()
-        .and_then(exif_orientation)
-        .and_then(Orientation::from_exif)
-        .unwrap_or(Orientation::NoTransforms);
+    let mut orientation = Orientation::NoTransforms;
+    let mut adobe = false;
+    for m in dec.markers() {
+        match m.marker {
+            mozjpeg::Marker::APP(1) => {
+                if let Some(o) = m.data.strip_prefix(b"Exif\0\0").and_then(exif_orientation).and_then(Orientation::from_exif) {
+                    orientation = o;
+                }
+            }
+            mozjpeg::Marker::APP(14) => adobe |= m.data.starts_with(b"Adobe"),
+            _ => {}
+        }
+    }
     let (full_width, full_height) = if swaps_axes(orientation) { (h, w) } else { (w, h) };
-    if let Some((mut need_w, mut need_h)) = min_size {
+    if let Some((mut need_w, mut need_h)) = min_size(full_width, full_height) {
         if swaps_axes(orientation) {
             std::mem::swap(&mut need_w, &mut need_h);
         }
-        // jpeg-decoder picks the smallest IDCT scale that reaches the request on *either*
-        // axis; we want both, so pick the scale here and ask for exactly its size.
-        let scaled = |len: u32, eighths: u32| (len * eighths - 1) / 8 + 1;
-        if let Some(e) = [1u32, 2, 4].into_iter().find(|&e| scaled(w, e) >= need_w && scaled(h, e) >= need_h) {
-            dec.scale(scaled(w, e) as u16, scaled(h, e) as u16).map_err(corrupt)?;
+        let scaled = |len: u32, eighths: u32| (len * eighths).div_ceil(8);
+        let eighths = [1u32, 2, 4, 8].into_iter().find(|&e| scaled(w, e) >= need_w && scaled(h, e) >= need_h).unwrap_or(8);
+        dec.scale(eighths as u8);
+        if eighths < 8 {
+            // The result is resized down anyway: smooth chroma upsampling is wasted work.
+            dec.do_fancy_upsampling(false);
         }
     }
-    let pixels = dec.decode().map_err(corrupt)?;
-    let info = dec.info().ok_or_else(|| DecodeError::Corrupt("missing JPEG header".into()))?;
-    let (ow, oh) = (u32::from(info.width), u32::from(info.height));
-    let n = (ow * oh) as usize;
-    let rgb = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => pixels,
-        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
-        jpeg_decoder::PixelFormat::L16 => pixels.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
-        jpeg_decoder::PixelFormat::CMYK32 => cmyk_to_rgb(&pixels),
+    let (rgb, ow, oh) = match dec.image().map_err(io)? {
+        mozjpeg::Format::CMYK(mut s) => {
+            let (ow, oh) = (s.width() as u32, s.height() as u32);
+            let px: Vec<u8> = s.read_scanlines().map_err(io)?;
+            s.finish().map_err(io)?;
+            (cmyk_to_rgb(&px, adobe), ow, oh)
+        }
+        mozjpeg::Format::RGB(mut s) | mozjpeg::Format::Gray(mut s) => {
+            let grey = s.color_space() == mozjpeg::ColorSpace::JCS_GRAYSCALE;
+            let (ow, oh) = (s.width() as u32, s.height() as u32);
+            let px: Vec<u8> = s.read_scanlines().map_err(io)?;
+            s.finish().map_err(io)?;
+            (if grey { px.iter().flat_map(|&l| [l, l, l]).collect() } else { px }, ow, oh)
+        }
     };
-    if rgb.len() != n * 3 {
-        return Err(DecodeError::Corrupt("decoded size does not match the header".into()));
-    }
-    let rgb = RgbImage::from_raw(ow, oh, rgb).ok_or_else(|| DecodeError::Corrupt("bad buffer".into()))?;
+    let rgb = RgbImage::from_raw(ow, oh, rgb).ok_or_else(|| DecodeError::Corrupt("decoded size does not match the header".into()))?;
     let mut img = DynamicImage::ImageRgb8(rgb);
     img.apply_orientation(orientation);
     Ok(Decoded { rgb: img.into_rgb8(), full_width, full_height, transparent: None })
 }
 
-/// jpeg-decoder undoes Adobe's inversion, so this is plain (uncalibrated) CMYK.
-fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
+/// CMYK to RGB, uncalibrated. Adobe's writers (most CMYK JPEGs) store the ink values inverted.
+fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
     cmyk.chunks_exact(4)
         .flat_map(|p| {
-            let k = 255 - u16::from(p[3]);
-            [p[0], p[1], p[2]].map(|c| (((255 - u16::from(c)) * k + 127) / 255) as u8)
+            let ink = |v: u8| u16::from(if adobe_inverted { 255 - v } else { v });
+            let k = 255 - ink(p[3]);
+            [p[0], p[1], p[2]].map(|c| (((255 - ink(c)) * k + 127) / 255) as u8)
         })
         .collect()
 }

@@ -224,11 +224,12 @@ impl Embedder {
 
     /// Decodes and preprocesses one input at every scale.
     fn prepare(&self, input: &Input) -> Result<(Vec<Prepared>, (u32, u32)), EmbedError> {
-        let (bw, bh) = self.base_size();
-        let max_scale = *self.scales().last().unwrap_or(&1.0);
-        // Ask the decoder for enough pixels for the largest input on either orientation.
-        let need = ((bw.max(bh) as f32 * max_scale * 1.8) as u32).max(1);
-        let d = decode::decode(input.bytes, &self.limits, Some((need, need)))?;
+        // Decode just large enough that every input size is reached by shrinking.
+        let need = |w: u32, h: u32| {
+            let sizes = self.scales().iter().map(|&s| self.target_size(w, h, s));
+            Some(sizes.fold((1, 1), |(a, b), (tw, th)| (a.max(tw), b.max(th))))
+        };
+        let d = decode::decode_sized(input.bytes, &self.limits, &need)?;
         let (fw, fh) = (d.full_width, d.full_height);
         let mask = match (input.mask, &d.transparent) {
             (Some(m), _) => Some(m.clone()),
@@ -330,7 +331,12 @@ impl Embedder {
     }
 
     fn run(&self, inputs: &[Input], want_logits: bool) -> Vec<Result<(Embedding, Option<Vec<f32>>), EmbedError>> {
-        let prepared: Vec<Result<(Vec<Prepared>, (u32, u32)), EmbedError>> = inputs.par_iter().map(|i| self.prepare(i)).collect();
+        // One photo is prepared on this thread: waking the pool would cost more than it saves.
+        let prepared: Vec<Result<(Vec<Prepared>, (u32, u32)), EmbedError>> = if inputs.len() == 1 {
+            inputs.iter().map(|i| self.prepare(i)).collect()
+        } else {
+            inputs.par_iter().map(|i| self.prepare(i)).collect()
+        };
         // Group every (input, scale) by tensor shape, so each inference call is one batch.
         let mut groups: std::collections::BTreeMap<(usize, usize), Vec<(usize, usize)>> = Default::default();
         for (i, p) in prepared.iter().enumerate() {
