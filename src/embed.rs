@@ -167,6 +167,7 @@ impl Embedder {
                 return Err(EmbedError::BadOutput(format!("{} has no output named '{name}'", onnx.display())));
             }
         }
+        tracing::info!(model = %card.name, file = %onnx.display(), threads, "model loaded");
         let mut lut = [[0f32; 256]; 3];
         for (c, table) in lut.iter_mut().enumerate() {
             for (v, out) in table.iter_mut().enumerate() {
@@ -287,7 +288,8 @@ impl Embedder {
         for p in batch {
             data.extend_from_slice(&p.chw);
         }
-        let tensor = ort::value::Tensor::from_array(([batch.len(), 3, h, w], data)).map_err(|e| EmbedError::Runtime(e.to_string()))?;
+        let array = ndarray::Array4::from_shape_vec((batch.len(), 3, h, w), data).map_err(|e| EmbedError::Runtime(e.to_string()))?;
+        let tensor = ort::value::Tensor::from_array(array).map_err(|e| EmbedError::Runtime(e.to_string()))?;
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let outputs = session
             .run(ort::inputs![self.card.input.as_str() => tensor])
