@@ -8,6 +8,7 @@ pub mod decode;
 pub mod embed;
 pub mod eval;
 pub mod model;
+pub mod pdq;
 pub mod pool;
 pub mod vector;
 
