@@ -7,6 +7,7 @@ pub mod config;
 pub mod decode;
 pub mod embed;
 pub mod eval;
+pub mod hamming;
 pub mod model;
 pub mod pdq;
 pub mod pool;
