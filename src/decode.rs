@@ -210,7 +210,8 @@ fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
         .collect()
 }
 
-fn exif_orientation(exif: &[u8]) -> Option<u8> {
+/// The orientation tag (1-8) of a TIFF-structured EXIF block.
+pub fn exif_orientation(exif: &[u8]) -> Option<u8> {
     let data = exif::Reader::new().read_raw(exif.to_vec()).ok()?;
     let field = data.get_field(exif::Tag::Orientation, exif::In::PRIMARY)?;
     field.value.get_uint(0).and_then(|v| u8::try_from(v).ok())

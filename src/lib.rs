@@ -3,14 +3,17 @@
 //! The modules follow the pipeline, each using only the ones before it:
 //! `decode` → `embed` (with `model` cards and `pool`ing) → `eval`.
 
+pub mod catalog;
 pub mod config;
 pub mod decode;
 pub mod embed;
 pub mod eval;
 pub mod hamming;
+pub mod index;
 pub mod model;
 pub mod pdq;
 pub mod pool;
+pub mod store;
 pub mod vector;
 
 pub use config::Config;

@@ -73,6 +73,12 @@ impl fmt::Debug for PdqHash {
     }
 }
 
+impl serde::Serialize for PdqHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl std::str::FromStr for PdqHash {
     type Err = PdqError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -1,0 +1,529 @@
+//! Catalog: hotels, images, embeddings, the change log and the audit trail, in SQLite.
+//!
+//! The catalog is the source of truth; the vector and hash indexes are derived from it.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::pdq::PdqHash;
+
+/// Schema migrations, in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_catalog.sql")];
+
+/// Why a catalog operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// SQLite failed.
+    #[error("catalog: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The database is newer than this program.
+    #[error("catalog schema version {found} is newer than this program's {known}")]
+    TooNew { found: i64, known: i64 },
+    /// No such hotel.
+    #[error("no hotel with id {0}")]
+    NoHotel(i64),
+    /// No such image.
+    #[error("no image with id {0}")]
+    NoImage(i64),
+    /// A field is invalid.
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// A hotel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Hotel {
+    #[serde(default)]
+    pub id: i64,
+    /// The importer's own id for the hotel (unique), if any.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub chain: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub city: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    #[serde(default)]
+    pub longitude: Option<f64>,
+}
+
+/// Whether an image takes part in search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Quarantined,
+    Deleted,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Quarantined => "quarantined",
+            Status::Deleted => "deleted",
+        }
+    }
+    fn parse(s: &str) -> Status {
+        match s {
+            "active" => Status::Active,
+            "quarantined" => Status::Quarantined,
+            _ => Status::Deleted,
+        }
+    }
+}
+
+/// Where an image came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Uploaded by a member of the public.
+    Crowd,
+    /// Bulk-imported by an operator.
+    Import,
+}
+
+/// An image row.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Image {
+    pub id: i64,
+    pub sha256: String,
+    pub hotel_id: i64,
+    pub room: Option<String>,
+    pub source: Source,
+    pub uploader_key_id: Option<String>,
+    pub created: i64,
+    pub width: u32,
+    pub height: u32,
+    pub pdq: PdqHash,
+    pub pdq_quality: u8,
+    pub status: Status,
+}
+
+/// A new image, before it has an id.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub sha256: String,
+    pub hotel_id: i64,
+    pub room: Option<String>,
+    pub source: Source,
+    pub uploader_key_id: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub pdq: PdqHash,
+    pub pdq_quality: u8,
+}
+
+/// One entry of the change log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub seq: i64,
+    pub image_id: i64,
+    pub hotel_id: i64,
+    pub status: Status,
+    pub pdq: PdqHash,
+    pub pdq_quality: u8,
+    /// The embedding for the model asked about, if it exists.
+    pub vector: Option<Vec<f32>>,
+}
+
+/// An audit entry.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: serde_json::Value,
+}
+
+/// Which hotels a search may return.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HotelFilter {
+    /// (latitude, longitude, radius in km).
+    pub near: Option<(f64, f64, f64)>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub chain: Option<String>,
+    pub hotel_ids: Option<Vec<i64>>,
+}
+
+impl HotelFilter {
+    /// Whether the filter restricts anything.
+    pub fn is_empty(&self) -> bool {
+        *self == HotelFilter::default()
+    }
+}
+
+/// Great-circle distance in km.
+pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6371.0088 * a.sqrt().asin()
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn vector_to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn blob_to_vector(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// The catalog database.
+pub struct Catalog {
+    conn: Connection,
+}
+
+const IMAGE_COLUMNS: &str = "id, sha256, hotel_id, room, source, uploader_key_id, created, width, height, pdq, pdq_quality, status";
+
+fn image_from_row(r: &rusqlite::Row) -> rusqlite::Result<Image> {
+    let pdq: String = r.get(9)?;
+    Ok(Image {
+        id: r.get(0)?,
+        sha256: r.get(1)?,
+        hotel_id: r.get(2)?,
+        room: r.get(3)?,
+        source: if r.get::<_, String>(4)? == "crowd" { Source::Crowd } else { Source::Import },
+        uploader_key_id: r.get(5)?,
+        created: r.get(6)?,
+        width: r.get(7)?,
+        height: r.get(8)?,
+        pdq: pdq.parse().unwrap_or_default(),
+        pdq_quality: r.get(10)?,
+        status: Status::parse(&r.get::<_, String>(11)?),
+    })
+}
+
+fn hotel_from_row(r: &rusqlite::Row) -> rusqlite::Result<Hotel> {
+    Ok(Hotel {
+        id: r.get(0)?,
+        external_id: r.get(1)?,
+        name: r.get(2)?,
+        chain: r.get(3)?,
+        address: r.get(4)?,
+        city: r.get(5)?,
+        country: r.get(6)?,
+        latitude: r.get(7)?,
+        longitude: r.get(8)?,
+    })
+}
+
+const HOTEL_COLUMNS: &str = "id, external_id, name, chain, address, city, country, latitude, longitude";
+
+impl Catalog {
+    /// Opens (creating and migrating) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Self, CatalogError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mut cat = Catalog { conn };
+        cat.migrate()?;
+        Ok(cat)
+    }
+
+    fn migrate(&mut self) -> Result<(), CatalogError> {
+        let version: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(CatalogError::TooNew { found: version, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Adds a hotel, or updates the one with the same `external_id`; returns its id.
+    pub fn upsert_hotel(&self, h: &Hotel) -> Result<i64, CatalogError> {
+        if h.name.trim().is_empty() {
+            return Err(CatalogError::Invalid { field: "name", message: "a hotel needs a name".into() });
+        }
+        if h.latitude.is_some_and(|v| !(-90.0..=90.0).contains(&v)) || h.longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+            return Err(CatalogError::Invalid { field: "latitude/longitude", message: "out of range".into() });
+        }
+        let existing: Option<i64> = match &h.external_id {
+            Some(ext) => self.conn.query_row("SELECT id FROM hotels WHERE external_id = ?1", [ext], |r| r.get(0)).optional()?,
+            None if h.id > 0 => Some(h.id),
+            None => None,
+        };
+        match existing {
+            Some(id) => {
+                let n = self.conn.execute(
+                    "UPDATE hotels SET name=?2, chain=?3, address=?4, city=?5, country=?6, latitude=?7, longitude=?8 WHERE id=?1",
+                    params![id, h.name, h.chain, h.address, h.city, h.country, h.latitude, h.longitude],
+                )?;
+                if n == 0 {
+                    return Err(CatalogError::NoHotel(id));
+                }
+                Ok(id)
+            }
+            None => {
+                self.conn.execute(
+                    "INSERT INTO hotels (external_id, name, chain, address, city, country, latitude, longitude, created) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                    params![h.external_id, h.name, h.chain, h.address, h.city, h.country, h.latitude, h.longitude, now()],
+                )?;
+                Ok(self.conn.last_insert_rowid())
+            }
+        }
+    }
+
+    /// One hotel.
+    pub fn hotel(&self, id: i64) -> Result<Hotel, CatalogError> {
+        self.conn
+            .query_row(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE id = ?1"), [id], hotel_from_row)
+            .optional()?
+            .ok_or(CatalogError::NoHotel(id))
+    }
+
+    /// The hotel with this external id.
+    pub fn hotel_by_external_id(&self, ext: &str) -> Result<Option<Hotel>, CatalogError> {
+        Ok(self.conn.query_row(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE external_id = ?1"), [ext], hotel_from_row).optional()?)
+    }
+
+    /// Hotels whose name or city contains `text` (case-insensitive), at most `limit`.
+    pub fn find_hotels(&self, text: &str, limit: usize) -> Result<Vec<Hotel>, CatalogError> {
+        let pattern = format!("%{}%", text.replace('%', "").replace('_', ""));
+        let mut st = self.conn.prepare(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE name LIKE ?1 OR city LIKE ?1 ORDER BY name LIMIT ?2"))?;
+        let rows = st.query_map(params![pattern, limit as i64], hotel_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Ids of the hotels that pass `filter`.
+    pub fn hotels_matching(&self, f: &HotelFilter) -> Result<Vec<i64>, CatalogError> {
+        let mut st = self.conn.prepare(&format!("SELECT {HOTEL_COLUMNS} FROM hotels"))?;
+        let hotels = st.query_map([], hotel_from_row)?;
+        let eq = |a: &Option<String>, b: &Option<String>| b.as_ref().is_none_or(|b| a.as_ref().is_some_and(|a| a.eq_ignore_ascii_case(b)));
+        let mut out = Vec::new();
+        for h in hotels {
+            let h = h?;
+            let near_ok = f.near.is_none_or(|(lat, lon, km)| match (h.latitude, h.longitude) {
+                (Some(a), Some(b)) => haversine_km(lat, lon, a, b) <= km,
+                _ => false,
+            });
+            let ids_ok = f.hotel_ids.as_ref().is_none_or(|ids| ids.contains(&h.id));
+            if near_ok && ids_ok && eq(&h.country, &f.country) && eq(&h.city, &f.city) && eq(&h.chain, &f.chain) {
+                out.push(h.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Registers a model configuration (name, pooling, settings); returns its id.
+    pub fn model_id(&self, name: &str, pooling: &str, dim: usize, settings: &str) -> Result<i64, CatalogError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO models (name, pooling, dim, settings, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, pooling, dim as i64, settings, now()],
+        )?;
+        Ok(self.conn.query_row("SELECT id FROM models WHERE name=?1 AND pooling=?2 AND settings=?3", params![name, pooling, settings], |r| r.get(0))?)
+    }
+
+    /// Adds an image with its embedding, atomically; returns its id.
+    pub fn add_image(&mut self, img: &NewImage, model_id: i64, vector: &[f32]) -> Result<i64, CatalogError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO images (sha256, hotel_id, room, source, uploader_key_id, created, width, height, pdq, pdq_quality) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            params![
+                img.sha256,
+                img.hotel_id,
+                img.room,
+                if img.source == Source::Crowd { "crowd" } else { "import" },
+                img.uploader_key_id,
+                now(),
+                img.width,
+                img.height,
+                img.pdq.to_string(),
+                img.pdq_quality
+            ],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => CatalogError::NoHotel(img.hotel_id),
+            e => CatalogError::Sql(e),
+        })?;
+        let id = tx.last_insert_rowid();
+        tx.execute("INSERT INTO embeddings (image_id, model_id, vector) VALUES (?1, ?2, ?3)", params![id, model_id, vector_to_blob(vector)])?;
+        tx.execute("INSERT INTO changes (image_id, kind) VALUES (?1, 'add')", [id])?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Stores (or replaces) the embedding of an image for a model.
+    pub fn put_embedding(&self, image_id: i64, model_id: i64, vector: &[f32]) -> Result<(), CatalogError> {
+        self.conn.execute("INSERT OR REPLACE INTO embeddings (image_id, model_id, vector) VALUES (?1, ?2, ?3)", params![image_id, model_id, vector_to_blob(vector)])?;
+        Ok(())
+    }
+
+    /// One image.
+    pub fn image(&self, id: i64) -> Result<Image, CatalogError> {
+        self.conn
+            .query_row(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"), [id], image_from_row)
+            .optional()?
+            .ok_or(CatalogError::NoImage(id))
+    }
+
+    /// Active images of a hotel with the same stored bytes.
+    pub fn images_with_sha(&self, sha256: &str) -> Result<Vec<Image>, CatalogError> {
+        let mut st = self.conn.prepare(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE sha256 = ?1 AND status = 'active'"))?;
+        let rows = st.query_map([sha256], image_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sets an image's status (and logs the change).
+    pub fn set_status(&mut self, id: i64, status: Status) -> Result<(), CatalogError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute("UPDATE images SET status = ?2 WHERE id = ?1", params![id, status.as_str()])?;
+        if n == 0 {
+            return Err(CatalogError::NoImage(id));
+        }
+        tx.execute("INSERT INTO changes (image_id, kind) VALUES (?1, 'status')", [id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Changes after `since`, in order, with each image's current state and its vector for `model_id`.
+    pub fn changes_since(&self, since: i64, model_id: i64) -> Result<Vec<Change>, CatalogError> {
+        let mut st = self.conn.prepare(
+            "SELECT c.seq, i.id, i.hotel_id, i.status, i.pdq, i.pdq_quality, e.vector
+             FROM changes c JOIN images i ON i.id = c.image_id
+             LEFT JOIN embeddings e ON e.image_id = i.id AND e.model_id = ?2
+             WHERE c.seq > ?1 ORDER BY c.seq",
+        )?;
+        let rows = st.query_map(params![since, model_id], |r| {
+            let pdq: String = r.get(4)?;
+            Ok(Change {
+                seq: r.get(0)?,
+                image_id: r.get(1)?,
+                hotel_id: r.get(2)?,
+                status: Status::parse(&r.get::<_, String>(3)?),
+                pdq: pdq.parse().unwrap_or_default(),
+                pdq_quality: r.get(5)?,
+                vector: r.get::<_, Option<Vec<u8>>>(6)?.map(|b| blob_to_vector(&b)),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The last change's sequence number (0 if none).
+    pub fn last_change(&self) -> Result<i64, CatalogError> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
+    }
+
+    /// Active image ids that lack an embedding for `model_id` (for re-embedding).
+    pub fn images_without_embedding(&self, model_id: i64) -> Result<Vec<Image>, CatalogError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {IMAGE_COLUMNS} FROM images i WHERE status = 'active' AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.image_id = i.id AND e.model_id = ?1) ORDER BY id"
+        ))?;
+        let rows = st.query_map([model_id], image_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Counts of images by status.
+    pub fn image_counts(&self) -> Result<(i64, i64), CatalogError> {
+        Ok(self.conn.query_row("SELECT COUNT(*), COALESCE(SUM(status = 'active'), 0) FROM images", [], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
+    /// Writes an audit entry.
+    pub fn audit(&self, actor: &str, action: &str, detail: &serde_json::Value) -> Result<i64, CatalogError> {
+        self.conn.execute("INSERT INTO audit (at, actor, action, detail) VALUES (?1, ?2, ?3, ?4)", params![now(), actor, action, detail.to_string()])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The latest audit entries, newest first.
+    pub fn audit_entries(&self, limit: usize) -> Result<Vec<AuditEntry>, CatalogError> {
+        let mut st = self.conn.prepare("SELECT id, at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?1")?;
+        let rows = st.query_map([limit as i64], |r| {
+            let detail: String = r.get(4)?;
+            Ok(AuditEntry { id: r.get(0)?, at: r.get(1)?, actor: r.get(2)?, action: r.get(3)?, detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null) })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The outcome recorded for an import line, if it was handled already.
+    pub fn import_outcome(&self, key: &str) -> Result<Option<(Option<i64>, String)>, CatalogError> {
+        Ok(self.conn.query_row("SELECT image_id, outcome FROM imports WHERE source_key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
+    }
+
+    /// Records how an import line was handled.
+    pub fn record_import(&self, key: &str, image_id: Option<i64>, outcome: &str, detail: &str) -> Result<(), CatalogError> {
+        self.conn.execute("INSERT OR REPLACE INTO imports (source_key, image_id, outcome, detail) VALUES (?1, ?2, ?3, ?4)", params![key, image_id, outcome, detail])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_catalog(name: &str) -> (Catalog, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("hm-cat-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (Catalog::open(&dir.join("catalog.sqlite")).unwrap(), dir)
+    }
+
+    fn hotel(ext: &str, city: &str, lat: f64, lon: f64) -> Hotel {
+        Hotel { external_id: Some(ext.into()), name: format!("Hotel {ext}"), city: Some(city.into()), country: Some("US".into()), latitude: Some(lat), longitude: Some(lon), ..Default::default() }
+    }
+
+    #[test]
+    fn hotels_upsert_and_filter() {
+        let (cat, dir) = temp_catalog("hotels");
+        let a = cat.upsert_hotel(&hotel("a", "Denver", 39.74, -104.99)).unwrap();
+        let b = cat.upsert_hotel(&hotel("b", "Boulder", 40.01, -105.27)).unwrap();
+        let c = cat.upsert_hotel(&hotel("c", "Miami", 25.76, -80.19)).unwrap();
+        assert_eq!(cat.upsert_hotel(&hotel("a", "Denver", 39.7, -105.0)).unwrap(), a, "same external id updates");
+        let near_denver = HotelFilter { near: Some((39.74, -104.99, 50.0)), ..Default::default() };
+        assert_eq!(cat.hotels_matching(&near_denver).unwrap(), vec![a, b]);
+        let miami = HotelFilter { city: Some("miami".into()), ..Default::default() };
+        assert_eq!(cat.hotels_matching(&miami).unwrap(), vec![c]);
+        assert_eq!(cat.find_hotels("boul", 10).unwrap()[0].id, b);
+        assert!(cat.upsert_hotel(&Hotel { name: " ".into(), ..Default::default() }).is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn images_changes_and_reopen() {
+        let (mut cat, dir) = temp_catalog("images");
+        let h = cat.upsert_hotel(&hotel("a", "Denver", 39.74, -104.99)).unwrap();
+        let m = cat.model_id("mobilenetv2", "gap", 3, "{}").unwrap();
+        let new = NewImage { sha256: "ab".repeat(32), hotel_id: h, room: Some("101".into()), source: Source::Import, uploader_key_id: None, width: 10, height: 8, pdq: PdqHash::default(), pdq_quality: 70 };
+        let id = cat.add_image(&new, m, &[0.5, 0.25, -1.0]).unwrap();
+        assert!(matches!(cat.add_image(&NewImage { hotel_id: 999, ..new.clone() }, m, &[0.0; 3]), Err(CatalogError::NoHotel(999))));
+        cat.set_status(id, Status::Deleted).unwrap();
+        let changes = cat.changes_since(0, m).unwrap();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes[1].status, Status::Deleted);
+        assert_eq!(changes[0].vector.as_deref(), Some(&[0.5, 0.25, -1.0][..]));
+        drop(cat);
+        let cat = Catalog::open(&dir.join("catalog.sqlite")).unwrap();
+        assert_eq!(cat.image(id).unwrap().status, Status::Deleted);
+        assert_eq!(cat.last_change().unwrap(), 2);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn haversine_is_sane() {
+        let d = haversine_km(39.7392, -104.9903, 40.015, -105.2705);
+        assert!((d - 39.0).abs() < 2.0, "{d}");
+    }
+}
