@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::Limits;
 use crate::embed::EmbedOptions;
+use crate::engine::SearchOptions;
+use crate::index::IndexOptions;
 
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,14 @@ pub struct Config {
     pub embed: EmbedOptions,
     /// Limits on input photos.
     pub limits: Limits,
+    /// Where the catalog, photos and index live.
+    pub data_dir: PathBuf,
+    /// Vector index settings.
+    pub index: IndexOptions,
+    /// Search settings.
+    pub search: SearchOptions,
+    /// PDQ distance at or below which an upload of the same hotel is a duplicate (0 = off).
+    pub duplicate_distance: u32,
 }
 
 /// Where `scripts/setup.sh` puts things, relative to the checkout.
@@ -55,6 +65,10 @@ impl Default for Config {
             model: "mobilenetv2".into(),
             embed: EmbedOptions::default(),
             limits: Limits::default(),
+            data_dir: PathBuf::from("data"),
+            index: IndexOptions::default(),
+            search: SearchOptions::default(),
+            duplicate_distance: 16,
         }
     }
 }
@@ -81,6 +95,9 @@ impl Config {
         }
         if let Some(v) = get("HOTELMATCH_MODELS_DIR") {
             self.models_dir = v.into();
+        }
+        if let Some(v) = get("HOTELMATCH_DATA_DIR") {
+            self.data_dir = v.into();
         }
         if let Some(v) = get("HOTELMATCH_MODEL") {
             self.model = v;

@@ -98,6 +98,8 @@ pub struct Embedding {
     pub cells_total: usize,
     /// Full-resolution width and height of the upright photo.
     pub photo_size: (u32, u32),
+    /// The base-scale feature map and the cells pooled (for explaining matches).
+    pub cells: Option<(FeatureMap, Option<Vec<bool>>)>,
 }
 
 /// ONNX Runtime allows one environment per process, ever (a dropped one cannot be
@@ -378,6 +380,7 @@ impl Embedder {
                 let mut logits = None;
                 let base = self.scales().iter().position(|&s| s == 1.0).unwrap_or(0);
                 let mut cells = (0, 0);
+                let mut base_map = None;
                 for (s, (prep, fm)) in scales.iter().zip(fms).enumerate() {
                     let (fm, l) = fm.ok_or_else(|| EmbedError::Runtime("missing inference output".into()))?;
                     let p = if self.opts.pooling == Pooling::Gap { 1.0 } else { self.opts.gem_p };
@@ -390,10 +393,11 @@ impl Embedder {
                         if want_logits {
                             logits = l;
                         }
+                        base_map = Some((fm, prep.keep.clone()));
                     }
                 }
                 pool::l2_normalize(&mut vector);
-                Ok((Embedding { vector, cells_used: cells.0, cells_total: cells.1, photo_size }, logits))
+                Ok((Embedding { vector, cells_used: cells.0, cells_total: cells.1, photo_size, cells: base_map }, logits))
             })
             .collect()
     }

@@ -37,6 +37,9 @@ pub struct Labelled {
     /// Room label (unique within its hotel).
     #[serde(default)]
     pub room: String,
+    /// Optional mask for a query photo (light = masked), relative to the CSV.
+    #[serde(default)]
+    pub mask: Option<PathBuf>,
 }
 
 /// Reads a `path,hotel,room` CSV, resolving paths against the CSV's folder.
@@ -48,6 +51,7 @@ pub fn read_csv(csv_path: &Path) -> Result<Vec<Labelled>, EvalError> {
     for r in rdr.deserialize::<Labelled>() {
         let mut r = r.map_err(|e| err(e.to_string()))?;
         r.path = base.join(&r.path);
+        r.mask = r.mask.filter(|m| !m.as_os_str().is_empty()).map(|m| base.join(m));
         rows.push(r);
     }
     if rows.is_empty() {
@@ -71,8 +75,13 @@ pub struct Report {
     /// Fraction of queries whose room is among the top 1, 5 rooms.
     pub room_at_1: f64,
     pub room_at_5: f64,
-    /// Mean embedding time per photo, in milliseconds (batched, all cores).
+    /// Mean embedding time per photo, in milliseconds (batched, all cores; exact path only).
     pub embed_ms_per_photo: f64,
+    /// Query latency through the engine (embed + search + rank), mean and p95, in ms.
+    pub query_ms_mean: f64,
+    pub query_ms_p95: f64,
+    /// "engine" (import + search path) or "exact" (embeddings + exact cosine only).
+    pub path: String,
 }
 
 /// Embeds every labelled photo, in order; fails on the first photo that cannot be embedded.
@@ -108,7 +117,7 @@ fn rank_of_best<'a>(scored: &[(usize, f32)], label: impl Fn(usize) -> &'a str, w
 }
 
 /// Evaluates hotel and room retrieval by exact cosine search, hotels ranked by their best photo.
-pub fn evaluate(embedder: &Embedder, gallery: &[Labelled], queries: &[Labelled]) -> Result<Report, EvalError> {
+pub fn evaluate_exact(embedder: &Embedder, gallery: &[Labelled], queries: &[Labelled]) -> Result<Report, EvalError> {
     let t = Instant::now();
     let g = embed_all(embedder, gallery)?;
     let q = embed_all(embedder, queries)?;
@@ -141,6 +150,91 @@ pub fn evaluate(embedder: &Embedder, gallery: &[Labelled], queries: &[Labelled])
         room_at_1: frac("r1"),
         room_at_5: frac("r5"),
         embed_ms_per_photo,
+        query_ms_mean: 0.0,
+        query_ms_p95: 0.0,
+        path: "exact".into(),
+    })
+}
+
+/// Why an engine evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineEvalError {
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
+}
+
+/// Imports the gallery into the (fresh) data directory of `cfg` and sends every query
+/// through the engine's search, as the server does.
+pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, queries: &[Labelled]) -> Result<Report, EngineEvalError> {
+    use crate::catalog::Hotel;
+    let engine = crate::engine::Engine::open(cfg)?;
+    let gallery = read_csv(gallery_csv)?;
+    let mut labels: Vec<&str> = gallery.iter().map(|r| r.hotel.as_str()).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    for l in &labels {
+        engine.upsert_hotel(&Hotel { external_id: Some(l.to_string()), name: l.to_string(), ..Default::default() })?;
+    }
+    let t = Instant::now();
+    crate::import::import_images(&engine, gallery_csv, &|_, _| {})?;
+    let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / gallery.len() as f64;
+    let mut hits: HashMap<&str, usize> = HashMap::new();
+    let mut latencies = Vec::with_capacity(queries.len());
+    for q in queries {
+        let bytes = std::fs::read(&q.path).map_err(|source| EvalError::Io { path: q.path.clone(), source })?;
+        let mask = match &q.mask {
+            Some(m) => {
+                let mb = std::fs::read(m).map_err(|source| EvalError::Io { path: m.clone(), source })?;
+                let d = crate::decode::decode(&mb, &cfg.limits, None).map_err(|e| EvalError::Embed { path: m.clone(), message: e.to_string() })?;
+                Some(crate::pool::Mask::from_picture(&d))
+            }
+            None => None,
+        };
+        let query = crate::engine::Query { bytes: &bytes, mask: mask.as_ref(), top: 10, ..Default::default() };
+        let res = engine.search(&query, "eval").map_err(|e| EvalError::Embed { path: q.path.clone(), message: e.to_string() })?;
+        latencies.push(res.millis);
+        let hotel_rank = res.hotels.iter().position(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str()));
+        let mut rooms: Vec<(i64, Option<String>)> = Vec::new();
+        for f in &res.images {
+            let img = engine.image(f.image_id)?;
+            let key = (img.hotel_id, img.room);
+            if !rooms.contains(&key) {
+                rooms.push(key);
+            }
+            if rooms.len() >= 5 {
+                break;
+            }
+        }
+        let want_hotel = res.hotels.iter().find(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str())).map(|h| h.hotel.id);
+        let room_rank = rooms.iter().position(|(h, r)| Some(*h) == want_hotel && r.as_deref() == Some(q.room.as_str()));
+        for (name, rank, k) in [("h1", hotel_rank, 1), ("h5", hotel_rank, 5), ("h10", hotel_rank, 10), ("r1", room_rank, 1), ("r5", room_rank, 5)] {
+            if rank.is_some_and(|r| r < k) {
+                *hits.entry(name).or_default() += 1;
+            }
+        }
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let frac = |k: &str| hits.get(k).copied().unwrap_or(0) as f64 / queries.len().max(1) as f64;
+    let opts = engine.embedder().options();
+    Ok(Report {
+        model: engine.embedder().card().name.clone(),
+        pooling: opts.pooling.to_string(),
+        resize: format!("{:?}", opts.resize).to_lowercase(),
+        gallery: gallery.len(),
+        queries: queries.len(),
+        hotel_at_1: frac("h1"),
+        hotel_at_5: frac("h5"),
+        hotel_at_10: frac("h10"),
+        room_at_1: frac("r1"),
+        room_at_5: frac("r5"),
+        embed_ms_per_photo,
+        query_ms_mean: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
+        query_ms_p95: latencies.get(((latencies.len() as f64 * 0.95).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0),
+        path: "engine".into(),
     })
 }
 

@@ -64,7 +64,7 @@ impl Distance<f32> for CosineDistance {
 }
 
 /// One image found: its id, hotel and cosine similarity to the query.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Found {
     pub image_id: i64,
     pub hotel_id: i64,
@@ -184,6 +184,11 @@ impl VectorIndex {
             g.insert_slice((&self.vectors[slot * self.dim..(slot + 1) * self.dim], slot));
         }
         Ok(())
+    }
+
+    /// The stored vector of a live image.
+    pub fn vector_of(&self, image_id: i64) -> Option<&[f32]> {
+        self.slot_of.get(&image_id).filter(|&&s| self.live[s]).map(|&s| self.vector(s))
     }
 
     fn vector(&self, slot: usize) -> &[f32] {

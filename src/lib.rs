@@ -1,18 +1,22 @@
 //! hotelmatch: tells an investigator which hotel a room photo was taken in.
 //!
 //! The modules follow the pipeline, each using only the ones before it:
-//! `decode` → `embed` (with `model` cards and `pool`ing) → `eval`.
+//! `decode` → `pdq` / `embed` (with `model` cards and `pool`ing) → `store` and `catalog` →
+//! `index` (and `hamming` for PDQ) → `rank` → `engine`, which `eval` and the CLI drive.
 
 pub mod catalog;
 pub mod config;
 pub mod decode;
 pub mod embed;
+pub mod engine;
 pub mod eval;
 pub mod hamming;
+pub mod import;
 pub mod index;
 pub mod model;
 pub mod pdq;
 pub mod pool;
+pub mod rank;
 pub mod store;
 pub mod vector;
 

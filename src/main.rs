@@ -8,6 +8,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hotelmatch::embed::Resize;
+use hotelmatch::catalog::{HotelFilter, Status};
+use hotelmatch::engine::{Engine, Query};
+use hotelmatch::import::{self, ImportReport};
 use hotelmatch::{decode, eval, pdq, Config, Input, Mask, ModelCard, Pooling};
 use sha2::{Digest, Sha256};
 
@@ -46,6 +49,15 @@ struct Global {
     /// Path of libonnxruntime.so.
     #[arg(long, global = true)]
     ort_library: Option<PathBuf>,
+    /// How image hits become hotel scores: best, vote, sum2, sum3, ...
+    #[arg(long, global = true)]
+    aggregation: Option<hotelmatch::rank::Aggregation>,
+    /// α-query expansion with the top N images (0 = off).
+    #[arg(long, global = true)]
+    expansion: Option<usize>,
+    /// Data directory (catalog, photos, index).
+    #[arg(long, global = true, env = "HOTELMATCH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -65,18 +77,71 @@ enum Cmd {
         #[arg(long)]
         vector: bool,
     },
-    /// Measure retrieval quality: hotel@1/5/10 and room@1/5 by exact cosine search.
+    /// Measure retrieval quality: imports the gallery into a fresh data directory and sends
+    /// every query through the search path; hotel@1/5/10, room@1/5, latency.
     Eval {
         /// CSV of gallery photos: path,hotel,room (paths relative to the CSV).
         #[arg(long)]
         gallery: PathBuf,
-        /// CSV of query photos, same columns.
+        /// CSV of query photos: path,hotel,room[,mask].
         #[arg(long)]
         queries: PathBuf,
         /// Print JSON instead of a table row.
         #[arg(long)]
         json: bool,
+        /// Skip the engine: embeddings and exact cosine search only (quick model comparison).
+        #[arg(long)]
+        exact: bool,
     },
+    /// Import hotels and photos from CSV files (resumable; reports duplicates and rejects).
+    Import {
+        /// CSV: id,name,chain,address,city,country,latitude,longitude.
+        #[arg(long)]
+        hotels: Option<PathBuf>,
+        /// CSV: path,hotel,room (paths relative to the CSV; hotel = the id in hotels.csv).
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which hotel was this photo taken in? Ranked hotels with the matching photos.
+    Search {
+        image: PathBuf,
+        /// Mask image: light pixels are left out (paint over the victim).
+        #[arg(long, conflicts_with = "rect")]
+        mask: Option<PathBuf>,
+        /// Rectangle to leave out, x,y,width,height (repeatable).
+        #[arg(long, value_parser = parse_rect)]
+        rect: Vec<[u32; 4]>,
+        /// Only hotels within --radius-km of LAT,LON.
+        #[arg(long, value_parser = parse_point, requires = "radius_km")]
+        near: Option<(f64, f64)>,
+        #[arg(long)]
+        radius_km: Option<f64>,
+        #[arg(long)]
+        country: Option<String>,
+        #[arg(long)]
+        city: Option<String>,
+        #[arg(long)]
+        chain: Option<String>,
+        /// Only these hotels (catalog ids; repeatable).
+        #[arg(long = "hotel")]
+        hotels: Vec<i64>,
+        /// Hotels to return.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a photo's status: active, quarantined or deleted (leaves search at once).
+    Status {
+        image_id: i64,
+        #[arg(value_parser = parse_status)]
+        status: Status,
+    },
+    /// Rebuild the vector index from the catalog (purges deleted photos) and save it.
+    Reindex,
     /// ImageNet top-5 of a photo, for models with a classifier (a conversion check).
     Classify {
         image: PathBuf,
@@ -100,6 +165,20 @@ enum Cmd {
 fn parse_rect(s: &str) -> Result<[u32; 4], String> {
     let v: Vec<u32> = s.split(',').map(|p| p.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|e| format!("{s}: {e}"))?;
     <[u32; 4]>::try_from(v).map_err(|_| format!("{s}: expected x,y,width,height"))
+}
+
+fn parse_point(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s.split_once(',').ok_or_else(|| format!("{s}: expected LAT,LON"))?;
+    Ok((a.trim().parse().map_err(|e| format!("{s}: {e}"))?, b.trim().parse().map_err(|e| format!("{s}: {e}"))?))
+}
+
+fn parse_status(s: &str) -> Result<Status, String> {
+    match s {
+        "active" => Ok(Status::Active),
+        "quarantined" => Ok(Status::Quarantined),
+        "deleted" => Ok(Status::Deleted),
+        _ => Err(format!("{s}: use active, quarantined or deleted")),
+    }
 }
 
 fn parse_resize(s: &str) -> Result<Resize, String> {
@@ -132,6 +211,15 @@ fn config(g: &Global) -> Result<Config> {
     }
     if let Some(l) = &g.ort_library {
         c.ort_library = l.clone();
+    }
+    if let Some(d) = &g.data_dir {
+        c.data_dir = d.clone();
+    }
+    if let Some(a) = g.aggregation {
+        c.search.aggregation = a;
+    }
+    if let Some(e) = g.expansion {
+        c.search.expansion = e;
     }
     Ok(c)
 }
@@ -188,21 +276,98 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("{failed} of {} photos could not be embedded", images.len());
             }
         }
-        Cmd::Eval { gallery, queries, json } => {
-            let embedder = hotelmatch::open_embedder(&cfg)?;
-            let g = eval::read_csv(&gallery)?;
+        Cmd::Eval { gallery, queries, json, exact } => {
             let q = eval::read_csv(&queries)?;
-            let r = eval::evaluate(&embedder, &g, &q)?;
+            let r = if exact {
+                let embedder = hotelmatch::open_embedder(&cfg)?;
+                eval::evaluate_exact(&embedder, &eval::read_csv(&gallery)?, &q)?
+            } else {
+                // A fresh data directory, removed afterwards: evaluation never touches real data.
+                let dir = std::env::temp_dir().join(format!("hotelmatch-eval-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                let cfg = Config { data_dir: dir.clone(), ..cfg.clone() };
+                let r = eval::evaluate_engine(&cfg, &gallery, &q);
+                let _ = std::fs::remove_dir_all(&dir);
+                r?
+            };
             if json {
                 writeln!(out, "{}", serde_json::to_string(&r)?)?;
             } else {
-                writeln!(out, "| model | pooling | resize | hotel@1 | hotel@5 | hotel@10 | room@1 | room@5 | ms/photo |")?;
+                writeln!(out, "| model | pooling | resize | path | hotel@1 | hotel@5 | hotel@10 | room@1 | room@5 | query ms mean | p95 |")?;
                 writeln!(
                     out,
-                    "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} |",
-                    r.model, r.pooling, r.resize, r.hotel_at_1, r.hotel_at_5, r.hotel_at_10, r.room_at_1, r.room_at_5, r.embed_ms_per_photo
+                    "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
+                    r.model, r.pooling, r.resize, r.path, r.hotel_at_1, r.hotel_at_5, r.hotel_at_10, r.room_at_1, r.room_at_5, r.query_ms_mean, r.query_ms_p95
                 )?;
             }
+        }
+        Cmd::Import { hotels, images, json } => {
+            let engine = Engine::open(&cfg)?;
+            let mut report = ImportReport::default();
+            if let Some(h) = hotels {
+                report.hotels = import::import_hotels(&engine, &h)?;
+            }
+            if let Some(i) = images {
+                let bar = indicatif::ProgressBar::new(0);
+                bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} photos {elapsed} (eta {eta})").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+                let r = import::import_images(&engine, &i, &|done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                })?;
+                bar.finish_and_clear();
+                report = ImportReport { hotels: report.hotels, ..r };
+            }
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            } else {
+                writeln!(out, "hotels: {}  added: {}  duplicates: {}  already imported: {}  rejected: {}", report.hotels, report.added, report.duplicates, report.skipped_already_imported, report.rejected.len())?;
+                for (p, of, d) in &report.duplicate_of {
+                    writeln!(out, "  duplicate: {} (of image {of}, PDQ distance {d})", p.display())?;
+                }
+                for r in &report.rejected {
+                    writeln!(out, "  rejected line {}: {}: {}", r.line, r.path.display(), r.reason)?;
+                }
+            }
+        }
+        Cmd::Search { image, mask, rect, near, radius_km, country, city, chain, hotels, top, json } => {
+            let engine = Engine::open(&cfg)?;
+            let mask = match (mask, rect.is_empty()) {
+                (Some(path), _) => Some(load_mask(&path, &cfg)?),
+                (None, false) => Some(Mask::Rects(rect)),
+                (None, true) => None,
+            };
+            let filter = HotelFilter {
+                near: near.zip(radius_km).map(|((lat, lon), r)| (lat, lon, r)),
+                country,
+                city,
+                chain,
+                hotel_ids: (!hotels.is_empty()).then_some(hotels),
+            };
+            let bytes = read(&image)?;
+            let res = engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top }, "cli")?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&res)?)?;
+            } else {
+                writeln!(out, "{} hotels ({:.0} ms, {:?})", res.hotels.len(), res.millis, res.plan)?;
+                for h in &res.hotels {
+                    let place = [h.hotel.city.as_deref(), h.hotel.country.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(", ");
+                    writeln!(out, "{:>2}. {:.3}  {} ({place})", h.rank, h.score, h.hotel.name)?;
+                    for e in &h.evidence {
+                        writeln!(out, "      image {} room {} similarity {:.3}", e.image_id, e.room.as_deref().unwrap_or("?"), e.similarity)?;
+                    }
+                }
+            }
+        }
+        Cmd::Status { image_id, status } => {
+            let engine = Engine::open(&cfg)?;
+            engine.set_status(image_id, status, "cli")?;
+            engine.save_index()?;
+            writeln!(out, "image {image_id}: {status:?}")?;
+        }
+        Cmd::Reindex => {
+            let engine = Engine::open(&cfg)?;
+            engine.rebuild_index()?;
+            writeln!(out, "indexed {} photos", engine.indexed())?;
         }
         Cmd::Hash { images, variants, compare } => {
             if let Some(pair) = compare {

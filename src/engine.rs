@@ -1,0 +1,414 @@
+//! Engine: photos in (decode → hash → embed → store → index), queries out (search → rank),
+//! over one data directory. Knows nothing of HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, CatalogError, Hotel, HotelFilter, Image, NewImage, Source, Status};
+use crate::config::Config;
+use crate::decode::{self, DecodeError};
+use crate::embed::{EmbedError, Embedder};
+use crate::hamming::HammingIndex;
+use crate::index::{Found, IndexError, Plan, VectorIndex};
+use crate::pdq;
+use crate::pool::{FeatureMap, Mask};
+use crate::rank::{self, Aggregation};
+use crate::store::{self, PhotoStore, StoreError};
+use crate::vector;
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+}
+
+/// Search settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchOptions {
+    /// Images retrieved before aggregation into hotels.
+    pub top_images: usize,
+    /// Hotels returned.
+    pub top_hotels: usize,
+    /// Evidence photos returned per hotel.
+    pub evidence: usize,
+    /// How image hits become hotel scores.
+    pub aggregation: Aggregation,
+    /// α-query expansion: re-query with the top `expansion` images added (0 = off).
+    pub expansion: usize,
+    /// α of the expansion weights (similarity^α).
+    pub alpha: f32,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions { top_images: 100, top_hotels: 10, evidence: 3, aggregation: Aggregation::Best, expansion: 0, alpha: 3.0 }
+    }
+}
+
+/// A query: a photo, what to ignore in it, and which hotels may answer.
+#[derive(Debug, Clone, Default)]
+pub struct Query<'a> {
+    pub bytes: &'a [u8],
+    pub mask: Option<&'a Mask>,
+    pub filter: HotelFilter,
+    /// Hotels to return (0 = the configured default).
+    pub top: usize,
+}
+
+/// A feature-map cell of the query that resembles a matched photo.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Cell {
+    pub x: usize,
+    pub y: usize,
+    pub score: f32,
+}
+
+/// One matched photo shown as evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    pub image_id: i64,
+    pub sha256: String,
+    pub room: Option<String>,
+    pub similarity: f32,
+    /// The query's cells most similar to this photo, best first (grid in `SearchResult::grid`).
+    pub query_cells: Vec<Cell>,
+}
+
+/// A candidate hotel.
+#[derive(Debug, Clone, Serialize)]
+pub struct HotelHit {
+    pub rank: usize,
+    pub score: f32,
+    pub hotel: Hotel,
+    pub evidence: Vec<Evidence>,
+}
+
+/// The answer to a query.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResult {
+    pub hotels: Vec<HotelHit>,
+    /// Every image hit, best first (image id, hotel id, similarity), for rooms and evaluation.
+    #[serde(skip)]
+    pub images: Vec<Found>,
+    /// Query feature-map size (columns, rows) that `query_cells` refer to.
+    pub grid: (usize, usize),
+    /// How the index answered.
+    pub plan: Plan,
+    /// sha256 of the query bytes (what the audit keeps instead of the photo).
+    pub query_sha256: String,
+    pub millis: f64,
+}
+
+/// Outcome of adding one photo.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Ingested {
+    /// Stored and indexed.
+    Added { image_id: i64, pdq: String, pdq_quality: u8 },
+    /// A near-copy of a photo of the same hotel already stored; not stored again.
+    Duplicate { of_image_id: i64, distance: u32, pdq: String },
+}
+
+/// A photo to add.
+#[derive(Debug, Clone)]
+pub struct NewPhoto<'a> {
+    pub bytes: &'a [u8],
+    pub hotel_id: i64,
+    pub room: Option<String>,
+    pub source: Source,
+    pub uploader_key_id: Option<String>,
+}
+
+/// A photo made ready to add (the parallel part of ingestion).
+pub struct Prepared {
+    clean: Vec<u8>,
+    width: u32,
+    height: u32,
+    pdq: pdq::Pdq,
+    vector: Vec<f32>,
+}
+
+/// The engine over one data directory.
+pub struct Engine {
+    cfg: Config,
+    catalog: Mutex<Catalog>,
+    store: PhotoStore,
+    embedder: Embedder,
+    model_id: i64,
+    index: RwLock<VectorIndex>,
+    hashes: RwLock<HammingIndex>,
+}
+
+impl Engine {
+    /// Opens the data directory: catalog, photo store, model, and the index (loaded from its
+    /// dump and caught up from the catalog, or rebuilt from the catalog).
+    pub fn open(cfg: &Config) -> Result<Self, EngineError> {
+        let dir = &cfg.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir { path: dir.clone(), source })?;
+        let catalog = Catalog::open(&dir.join("catalog.sqlite"))?;
+        let store = PhotoStore::open(&dir.join("photos"))?;
+        let embedder = crate::open_embedder(cfg)?;
+        let settings = serde_json::to_string(&embedder.options()).unwrap_or_default();
+        let model_id = catalog.model_id(&embedder.card().name, &embedder.options().pooling.to_string(), embedder.dim(), &settings)?;
+        let engine = Engine {
+            cfg: cfg.clone(),
+            catalog: Mutex::new(catalog),
+            store,
+            model_id,
+            index: RwLock::new(VectorIndex::new(embedder.dim(), cfg.index.clone())),
+            hashes: RwLock::new(HammingIndex::new()),
+            embedder,
+        };
+        engine.load_index()?;
+        Ok(engine)
+    }
+
+    fn index_dir(&self) -> PathBuf {
+        self.cfg.data_dir.join("index").join(format!("model-{}", self.model_id))
+    }
+
+    fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads the dump (or starts empty if it is unusable) and replays the change log since it.
+    fn load_index(&self) -> Result<(), EngineError> {
+        let loaded = match VectorIndex::load(&self.index_dir(), self.embedder.dim(), self.cfg.index.clone()) {
+            Ok(idx) => idx,
+            Err(e) => {
+                if self.index_dir().exists() {
+                    tracing::warn!("rebuilding the index from the catalog: {e}");
+                }
+                VectorIndex::new(self.embedder.dim(), self.cfg.index.clone())
+            }
+        };
+        let since = loaded.watermark();
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        self.catch_up(since)?;
+        // The PDQ index is cheap to rebuild; it is always made from the catalog.
+        let changes = self.catalog().changes_since(0, self.model_id)?;
+        let mut hashes = self.hashes.write().unwrap_or_else(|e| e.into_inner());
+        for c in changes {
+            if c.status == Status::Active {
+                hashes.add(c.image_id as u64, &c.pdq);
+            } else {
+                hashes.remove(c.image_id as u64);
+            }
+        }
+        Ok(())
+    }
+
+    fn catch_up(&self, since: i64) -> Result<(), EngineError> {
+        let changes = self.catalog().changes_since(since, self.model_id)?;
+        self.index.write().unwrap_or_else(|e| e.into_inner()).apply(&changes)?;
+        Ok(())
+    }
+
+    /// Writes the index dump (with its watermark).
+    pub fn save_index(&self) -> Result<(), EngineError> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).save(&self.index_dir())?;
+        Ok(())
+    }
+
+    /// Rebuilds the index from the catalog, purging deleted images, and saves it.
+    pub fn rebuild_index(&self) -> Result<(), EngineError> {
+        {
+            let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+            *idx = VectorIndex::new(self.embedder.dim(), self.cfg.index.clone());
+        }
+        self.catch_up(0)?;
+        self.index.write().unwrap_or_else(|e| e.into_inner()).compact();
+        self.save_index()
+    }
+
+    /// The embedder in use.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// The photo store.
+    pub fn store(&self) -> &PhotoStore {
+        &self.store
+    }
+
+    /// Runs `f` on the catalog.
+    pub fn with_catalog<T>(&self, f: impl FnOnce(&mut Catalog) -> T) -> T {
+        f(&mut self.catalog())
+    }
+
+    /// Adds or updates a hotel.
+    pub fn upsert_hotel(&self, h: &Hotel) -> Result<i64, EngineError> {
+        Ok(self.catalog().upsert_hotel(h)?)
+    }
+
+    /// Decodes, hashes, embeds and cleans a photo: the part that can run in parallel.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, EngineError> {
+        let decoded = decode::decode(bytes, &self.cfg.limits, None)?;
+        let pdq = pdq::hash(&decoded.rgb);
+        let vector = self.embedder.embed_one(bytes, None)?.vector;
+        let clean = store::clean_copy(bytes, &decoded)?;
+        Ok(Prepared { clean, width: decoded.full_width, height: decoded.full_height, pdq, vector })
+    }
+
+    /// Adds a prepared photo: duplicate check, store, catalog, index. Durable when it returns.
+    pub fn add(&self, photo: &NewPhoto, p: Prepared) -> Result<Ingested, EngineError> {
+        let hotel = self.catalog().hotel(photo.hotel_id)?;
+        if let Some((of, distance)) = self.duplicate_of(&p.pdq, hotel.id)? {
+            return Ok(Ingested::Duplicate { of_image_id: of, distance, pdq: p.pdq.hash.to_string() });
+        }
+        let sha256 = self.store.put(&p.clean)?;
+        let new = NewImage {
+            sha256,
+            hotel_id: hotel.id,
+            room: photo.room.clone(),
+            source: photo.source,
+            uploader_key_id: photo.uploader_key_id.clone(),
+            width: p.width,
+            height: p.height,
+            pdq: p.pdq.hash,
+            pdq_quality: p.pdq.quality,
+        };
+        let image_id = self.catalog().add_image(&new, self.model_id, &p.vector)?;
+        let since = self.index.read().unwrap_or_else(|e| e.into_inner()).watermark();
+        self.catch_up(since)?;
+        self.hashes.write().unwrap_or_else(|e| e.into_inner()).add(image_id as u64, &p.pdq.hash);
+        Ok(Ingested::Added { image_id, pdq: p.pdq.hash.to_string(), pdq_quality: p.pdq.quality })
+    }
+
+    /// Adds one photo (prepare + add).
+    pub fn ingest(&self, photo: &NewPhoto) -> Result<Ingested, EngineError> {
+        let p = self.prepare(photo.bytes)?;
+        self.add(photo, p)
+    }
+
+    /// An active photo of the same hotel within the duplicate distance, when both hashes are
+    /// trustworthy (low-quality hashes never decide alone).
+    fn duplicate_of(&self, p: &pdq::Pdq, hotel_id: i64) -> Result<Option<(i64, u32)>, EngineError> {
+        if !p.trusted() || self.cfg.duplicate_distance == 0 {
+            return Ok(None);
+        }
+        let hits = self.hashes.read().unwrap_or_else(|e| e.into_inner()).within(&p.hash, self.cfg.duplicate_distance);
+        let cat = self.catalog();
+        for h in hits {
+            let img = cat.image(h.id as i64)?;
+            if img.hotel_id == hotel_id && img.status == Status::Active && img.pdq_quality >= pdq::MIN_TRUSTED_QUALITY {
+                return Ok(Some((img.id, h.distance)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets an image's status; it leaves (or re-enters) search results at once.
+    pub fn set_status(&self, image_id: i64, status: Status, actor: &str) -> Result<(), EngineError> {
+        let mut cat = self.catalog();
+        cat.set_status(image_id, status)?;
+        cat.audit(actor, "image-status", &serde_json::json!({"image_id": image_id, "status": status}))?;
+        drop(cat);
+        let since = self.index.read().unwrap_or_else(|e| e.into_inner()).watermark();
+        self.catch_up(since)?;
+        let mut hashes = self.hashes.write().unwrap_or_else(|e| e.into_inner());
+        if status == Status::Active {
+            let img = self.catalog().image(image_id)?;
+            hashes.add(image_id as u64, &img.pdq);
+        } else {
+            hashes.remove(image_id as u64);
+        }
+        Ok(())
+    }
+
+    /// One image's catalog row.
+    pub fn image(&self, id: i64) -> Result<Image, EngineError> {
+        Ok(self.catalog().image(id)?)
+    }
+
+    /// Searches: ranked hotels with evidence. Writes an audit entry for `actor`.
+    pub fn search(&self, q: &Query, actor: &str) -> Result<SearchResult, EngineError> {
+        let t = Instant::now();
+        let emb = self.embedder.embed_one(q.bytes, q.mask)?;
+        let opts = &self.cfg.search;
+        let hotels = if q.filter.is_empty() { None } else { Some(self.catalog().hotels_matching(&q.filter)?) };
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let (mut found, mut plan) = index.search(&emb.vector, opts.top_images, hotels.as_deref())?;
+        if opts.expansion > 0 && !found.is_empty() {
+            let mut expanded = emb.vector.clone();
+            for f in found.iter().take(opts.expansion) {
+                if let Some(v) = index.vector_of(f.image_id) {
+                    let w = f.similarity.max(0.0).powf(opts.alpha);
+                    expanded.iter_mut().zip(v).for_each(|(e, x)| *e += w * x);
+                }
+            }
+            crate::pool::l2_normalize(&mut expanded);
+            (found, plan) = index.search(&expanded, opts.top_images, hotels.as_deref())?;
+        }
+        let top = if q.top == 0 { opts.top_hotels } else { q.top };
+        let ranked = rank::rank_hotels(&found, opts.aggregation, top);
+        let grid = emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height));
+        let cat = self.catalog();
+        let mut hits = Vec::with_capacity(ranked.len());
+        for r in ranked {
+            let hotel = cat.hotel(r.hotel_id)?;
+            let mut evidence = Vec::new();
+            for f in r.images.iter().take(opts.evidence) {
+                let img = cat.image(f.image_id)?;
+                let query_cells = match (&emb.cells, index.vector_of(f.image_id)) {
+                    (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), v, 3),
+                    _ => Vec::new(),
+                };
+                evidence.push(Evidence { image_id: img.id, sha256: img.sha256, room: img.room, similarity: f.similarity, query_cells });
+            }
+            hits.push(HotelHit { rank: r.rank, score: r.score, hotel, evidence });
+        }
+        let query_sha256 = store::sha256_hex(q.bytes);
+        let detail = serde_json::json!({
+            "query_sha256": query_sha256,
+            "filters": q.filter,
+            "masked": q.mask.is_some(),
+            "hotel_ids": hits.iter().map(|h| h.hotel.id).collect::<Vec<_>>(),
+            "image_ids": hits.iter().flat_map(|h| h.evidence.iter().map(|e| e.image_id)).collect::<Vec<_>>(),
+        });
+        cat.audit(actor, "search", &detail)?;
+        Ok(SearchResult { hotels: hits, images: found, grid, plan, query_sha256, millis: t.elapsed().as_secs_f64() * 1e3 })
+    }
+
+    /// Number of active images indexed.
+    pub fn indexed(&self) -> usize {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.cfg.data_dir
+    }
+}
+
+/// The `n` kept cells of the query whose features point most towards `v`.
+fn best_cells(fm: &FeatureMap, keep: Option<&[bool]>, v: &[f32], n: usize) -> Vec<Cell> {
+    let mut cells: Vec<Cell> = (0..fm.height)
+        .flat_map(|y| (0..fm.width).map(move |x| (x, y)))
+        .filter(|&(x, y)| keep.is_none_or(|k| k[y * fm.width + x]))
+        .map(|(x, y)| {
+            let c = fm.cell(x, y);
+            let norm = vector::dot(c, c).sqrt().max(1e-6);
+            Cell { x, y, score: vector::dot(c, v) / norm }
+        })
+        .collect();
+    cells.sort_by(|a, b| b.score.total_cmp(&a.score));
+    cells.truncate(n);
+    cells
+}
