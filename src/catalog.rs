@@ -240,17 +240,18 @@ impl Catalog {
     }
 
     fn migrate(&mut self) -> Result<(), CatalogError> {
-        let version: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        // IMMEDIATE: two processes opening a new catalog at once must not both migrate it.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
             return Err(CatalogError::TooNew { found: version, known });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
     }
 
@@ -381,7 +382,7 @@ impl Catalog {
             .ok_or(CatalogError::NoImage(id))
     }
 
-    /// Active images of a hotel with the same stored bytes.
+    /// Active images with these stored bytes.
     pub fn images_with_sha(&self, sha256: &str) -> Result<Vec<Image>, CatalogError> {
         let mut st = self.conn.prepare(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE sha256 = ?1 AND status = 'active'"))?;
         let rows = st.query_map([sha256], image_from_row)?;

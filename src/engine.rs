@@ -269,10 +269,16 @@ impl Engine {
     /// Adds a prepared photo: duplicate check, store, catalog, index. Durable when it returns.
     pub fn add(&self, photo: &NewPhoto, p: Prepared) -> Result<Ingested, EngineError> {
         let hotel = self.catalog().hotel(photo.hotel_id)?;
+        // The very same stored bytes for this hotel: also what makes a re-run import idempotent
+        // when it was killed between the catalog commit and recording the line.
+        let sha256 = store::sha256_hex(&p.clean);
+        if let Some(same) = self.catalog().images_with_sha(&sha256)?.into_iter().find(|i| i.hotel_id == hotel.id) {
+            return Ok(Ingested::Duplicate { of_image_id: same.id, distance: 0, pdq: p.pdq.hash.to_string() });
+        }
         if let Some((of, distance)) = self.duplicate_of(&p.pdq, hotel.id)? {
             return Ok(Ingested::Duplicate { of_image_id: of, distance, pdq: p.pdq.hash.to_string() });
         }
-        let sha256 = self.store.put(&p.clean)?;
+        self.store.put(&p.clean)?;
         let new = NewImage {
             sha256,
             hotel_id: hotel.id,

@@ -208,3 +208,47 @@ fn stored_copies_carry_no_metadata_and_duplicates_are_caught() {
     assert!(matches!(engine.ingest(&photo).unwrap(), Ingested::Duplicate { .. }));
     std::fs::remove_dir_all(&cfg.data_dir).ok();
 }
+
+#[test]
+fn killing_an_import_midway_loses_nothing_and_the_rerun_finishes_it() {
+    let cfg = fresh("kill");
+    let bin = env!("CARGO_BIN_EXE_hotelmatch");
+    let args = |cmd: &mut std::process::Command| {
+        cmd.arg("--data-dir").arg(&cfg.data_dir).args(["import", "--json", "--hotels"]).arg(root().join("data-sample/hotels.csv")).arg("--images").arg(root().join("data-sample/images.csv"));
+    };
+    let mut cmd = std::process::Command::new(bin);
+    args(&mut cmd);
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Kill it once some photos are in the catalog (bounded wait), before the index is dumped.
+    let catalog = cfg.data_dir.join("catalog.sqlite");
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        let n = rusqlite_count(&catalog);
+        if n > 0 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut cmd = std::process::Command::new(bin);
+    args(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let added = report["added"].as_u64().unwrap() + report["skipped_already_imported"].as_u64().unwrap() + report["duplicates"].as_u64().unwrap();
+    assert_eq!(added, 48, "{report}");
+    let engine = Engine::open(&cfg).unwrap();
+    assert_eq!(engine.indexed(), 48, "every photo searchable exactly once");
+    let (active, _) = engine.with_catalog(|c| c.image_counts()).unwrap();
+    assert_eq!(active, 48);
+    std::fs::remove_dir_all(&cfg.data_dir).ok();
+}
+
+/// Images in a catalog file, read through the library (0 while it does not exist yet).
+fn rusqlite_count(path: &Path) -> i64 {
+    if !path.exists() {
+        return 0;
+    }
+    hotelmatch::catalog::Catalog::open(path).and_then(|c| c.image_counts()).map_or(0, |(n, _)| n)
+}
