@@ -16,5 +16,6 @@ echo
 echo "== Another query, only hotels within 100 km of Denver"
 "$BIN" --data-dir "$DATA" search data-sample/queries/h-pinecrest-query.jpg --mask data-sample/queries/h-pinecrest-query-mask.png --near 39.74,-104.99 --radius-km 100 --top 3
 echo
-echo "== Is this photo already in the database? (PDQ)"
-"$BIN" hash --compare data-sample/images/h-aurora-101-0.jpg data-sample/images/h-aurora-101-1.jpg
+echo "== Is this photo a copy of that one? (PDQ)"
+"$BIN" hash --compare data-sample/imagenet/cat.jpg tests/fixtures/pdq/cat.webp   # a resized WebP copy: match
+"$BIN" hash --compare data-sample/images/h-aurora-101-0.jpg data-sample/images/h-aurora-101-1.jpg   # same room, another view: different

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError, Hotel, HotelFilter, Image, NewImage, Source, Status};
@@ -125,10 +126,9 @@ pub enum Ingested {
     Duplicate { of_image_id: i64, distance: u32, pdq: String },
 }
 
-/// A photo to add.
+/// Where a photo to add belongs and who sent it.
 #[derive(Debug, Clone)]
-pub struct NewPhoto<'a> {
-    pub bytes: &'a [u8],
+pub struct NewPhoto {
     pub hotel_id: i64,
     pub room: Option<String>,
     pub source: Source,
@@ -176,6 +176,10 @@ impl Engine {
             embedder,
         };
         engine.load_index()?;
+        let missing = engine.catalog().images_without_embedding(model_id)?.len();
+        if missing > 0 {
+            tracing::warn!("{missing} photos have no embedding for model {} yet: run `hotelmatch reindex`", engine.embedder.card().name);
+        }
         Ok(engine)
     }
 
@@ -226,15 +230,38 @@ impl Engine {
         Ok(())
     }
 
-    /// Rebuilds the index from the catalog, purging deleted images, and saves it.
-    pub fn rebuild_index(&self) -> Result<(), EngineError> {
+    /// Rebuilds the index from the catalog, purging deleted images, and saves it. Active
+    /// photos without an embedding for the current model (the model or its settings changed)
+    /// are re-embedded first from their stored copies; returns how many.
+    pub fn rebuild_index(&self, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<usize, EngineError> {
+        let missing = self.catalog().images_without_embedding(self.model_id)?;
+        let total = missing.len();
+        for (done, chunk) in missing.chunks(32).enumerate() {
+            let vectors: Vec<Result<Vec<f32>, EngineError>> = chunk
+                .par_iter()
+                .map(|img| {
+                    let bytes = self.store.get(&img.sha256)?;
+                    Ok(self.embedder.embed_one(&bytes, None)?.vector)
+                })
+                .collect();
+            let cat = self.catalog();
+            for (img, v) in chunk.iter().zip(vectors) {
+                match v {
+                    Ok(v) => cat.put_embedding(img.id, self.model_id, &v)?,
+                    Err(e) => tracing::warn!(image = img.id, "cannot re-embed: {e}"),
+                }
+            }
+            drop(cat);
+            progress((done * 32 + chunk.len()).min(total), total);
+        }
         {
             let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
             *idx = VectorIndex::new(self.embedder.dim(), self.cfg.index.clone());
         }
         self.catch_up(0)?;
         self.index.write().unwrap_or_else(|e| e.into_inner()).compact();
-        self.save_index()
+        self.save_index()?;
+        Ok(total)
     }
 
     /// The embedder in use.
@@ -298,8 +325,8 @@ impl Engine {
     }
 
     /// Adds one photo (prepare + add).
-    pub fn ingest(&self, photo: &NewPhoto) -> Result<Ingested, EngineError> {
-        let p = self.prepare(photo.bytes)?;
+    pub fn ingest(&self, bytes: &[u8], photo: &NewPhoto) -> Result<Ingested, EngineError> {
+        let p = self.prepare(bytes)?;
         self.add(photo, p)
     }
 

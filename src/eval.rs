@@ -116,6 +116,51 @@ fn rank_of_best<'a>(scored: &[(usize, f32)], label: impl Fn(usize) -> &'a str, w
     None
 }
 
+/// Counts of queries whose hotel / room came within the top k.
+#[derive(Default)]
+struct Tally {
+    queries: usize,
+    hits: HashMap<&'static str, usize>,
+}
+
+impl Tally {
+    /// Records one query's (0-based) hotel and room ranks.
+    fn add(&mut self, hotel_rank: Option<usize>, room_rank: Option<usize>) {
+        self.queries += 1;
+        for (name, rank, k) in [("h1", hotel_rank, 1), ("h5", hotel_rank, 5), ("h10", hotel_rank, 10), ("r1", room_rank, 1), ("r5", room_rank, 5)] {
+            if rank.is_some_and(|r| r < k) {
+                *self.hits.entry(name).or_default() += 1;
+            }
+        }
+    }
+
+    fn frac(&self, k: &str) -> f64 {
+        self.hits.get(k).copied().unwrap_or(0) as f64 / self.queries.max(1) as f64
+    }
+
+    /// The report for `embedder`, with per-photo embedding time and query latencies (ms).
+    fn report(&self, embedder: &Embedder, gallery: usize, embed_ms_per_photo: f64, mut latencies: Vec<f64>, path: &str) -> Report {
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        let opts = embedder.options();
+        Report {
+            model: embedder.card().name.clone(),
+            pooling: opts.pooling.to_string(),
+            resize: format!("{:?}", opts.resize).to_lowercase(),
+            gallery,
+            queries: self.queries,
+            hotel_at_1: self.frac("h1"),
+            hotel_at_5: self.frac("h5"),
+            hotel_at_10: self.frac("h10"),
+            room_at_1: self.frac("r1"),
+            room_at_5: self.frac("r5"),
+            embed_ms_per_photo,
+            query_ms_mean: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
+            query_ms_p95: latencies.get(((latencies.len() as f64 * 0.95).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0),
+            path: path.into(),
+        }
+    }
+}
+
 /// Evaluates hotel and room retrieval by exact cosine search, hotels ranked by their best photo.
 pub fn evaluate_exact(embedder: &Embedder, gallery: &[Labelled], queries: &[Labelled]) -> Result<Report, EvalError> {
     let t = Instant::now();
@@ -124,36 +169,15 @@ pub fn evaluate_exact(embedder: &Embedder, gallery: &[Labelled], queries: &[Labe
     let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / (gallery.len() + queries.len()) as f64;
     let dim = embedder.dim();
     let rooms: Vec<String> = gallery.iter().map(|r| format!("{}\u{1f}{}", r.hotel, r.room)).collect();
-    let mut hits: HashMap<&str, usize> = HashMap::new();
+    let mut tally = Tally::default();
     for (qi, qv) in q.chunks_exact(dim).enumerate() {
         let scored = vector::top_k(&g, dim, qv, gallery.len());
         let want = &queries[qi];
         let hr = rank_of_best(&scored, |r| gallery[r].hotel.as_str(), &want.hotel);
         let rr = rank_of_best(&scored, |r| rooms[r].as_str(), &format!("{}\u{1f}{}", want.hotel, want.room));
-        for (name, rank, k) in [("h1", hr, 1), ("h5", hr, 5), ("h10", hr, 10), ("r1", rr, 1), ("r5", rr, 5)] {
-            if rank.is_some_and(|r| r < k) {
-                *hits.entry(name).or_default() += 1;
-            }
-        }
+        tally.add(hr, rr);
     }
-    let frac = |k: &str| hits.get(k).copied().unwrap_or(0) as f64 / queries.len() as f64;
-    let opts = embedder.options();
-    Ok(Report {
-        model: embedder.card().name.clone(),
-        pooling: opts.pooling.to_string(),
-        resize: format!("{:?}", opts.resize).to_lowercase(),
-        gallery: gallery.len(),
-        queries: queries.len(),
-        hotel_at_1: frac("h1"),
-        hotel_at_5: frac("h5"),
-        hotel_at_10: frac("h10"),
-        room_at_1: frac("r1"),
-        room_at_5: frac("r5"),
-        embed_ms_per_photo,
-        query_ms_mean: 0.0,
-        query_ms_p95: 0.0,
-        path: "exact".into(),
-    })
+    Ok(tally.report(embedder, gallery.len(), embed_ms_per_photo, Vec::new(), "exact"))
 }
 
 /// Why an engine evaluation failed.
@@ -182,7 +206,7 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, queries: &[Label
     let t = Instant::now();
     crate::import::import_images(&engine, gallery_csv, &|_, _| {})?;
     let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / gallery.len() as f64;
-    let mut hits: HashMap<&str, usize> = HashMap::new();
+    let mut tally = Tally::default();
     let mut latencies = Vec::with_capacity(queries.len());
     for q in queries {
         let bytes = std::fs::read(&q.path).map_err(|source| EvalError::Io { path: q.path.clone(), source })?;
@@ -197,7 +221,8 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, queries: &[Label
         let query = crate::engine::Query { bytes: &bytes, mask: mask.as_ref(), top: 10, ..Default::default() };
         let res = engine.search(&query, "eval").map_err(|e| EvalError::Embed { path: q.path.clone(), message: e.to_string() })?;
         latencies.push(res.millis);
-        let hotel_rank = res.hotels.iter().position(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str()));
+        let want_hotel = res.hotels.iter().find(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str())).map(|h| h.hotel.id);
+        let hotel_rank = res.hotels.iter().position(|h| Some(h.hotel.id) == want_hotel);
         let mut rooms: Vec<(i64, Option<String>)> = Vec::new();
         for f in &res.images {
             let img = engine.image(f.image_id)?;
@@ -209,33 +234,10 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, queries: &[Label
                 break;
             }
         }
-        let want_hotel = res.hotels.iter().find(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str())).map(|h| h.hotel.id);
         let room_rank = rooms.iter().position(|(h, r)| Some(*h) == want_hotel && r.as_deref() == Some(q.room.as_str()));
-        for (name, rank, k) in [("h1", hotel_rank, 1), ("h5", hotel_rank, 5), ("h10", hotel_rank, 10), ("r1", room_rank, 1), ("r5", room_rank, 5)] {
-            if rank.is_some_and(|r| r < k) {
-                *hits.entry(name).or_default() += 1;
-            }
-        }
+        tally.add(hotel_rank, room_rank);
     }
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    let frac = |k: &str| hits.get(k).copied().unwrap_or(0) as f64 / queries.len().max(1) as f64;
-    let opts = engine.embedder().options();
-    Ok(Report {
-        model: engine.embedder().card().name.clone(),
-        pooling: opts.pooling.to_string(),
-        resize: format!("{:?}", opts.resize).to_lowercase(),
-        gallery: gallery.len(),
-        queries: queries.len(),
-        hotel_at_1: frac("h1"),
-        hotel_at_5: frac("h5"),
-        hotel_at_10: frac("h10"),
-        room_at_1: frac("r1"),
-        room_at_5: frac("r5"),
-        embed_ms_per_photo,
-        query_ms_mean: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
-        query_ms_p95: latencies.get(((latencies.len() as f64 * 0.95).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0),
-        path: "engine".into(),
-    })
+    Ok(tally.report(engine.embedder(), gallery.len(), embed_ms_per_photo, latencies, "engine"))
 }
 
 #[cfg(test)]

@@ -134,7 +134,7 @@ pub fn import_images(engine: &Engine, csv_path: &Path, progress: &(dyn Fn(usize,
             let key = source_key(base, r);
             let outcome = p.and_then(|p| {
                 let hotel = engine.with_catalog(|c| c.hotel_by_external_id(&r.hotel)).map_err(|e| e.to_string())?.ok_or_else(|| format!("unknown hotel {:?}", r.hotel))?;
-                let photo = NewPhoto { bytes: &[], hotel_id: hotel.id, room: empty_to_none(r.room.clone()), source: Source::Import, uploader_key_id: None };
+                let photo = NewPhoto { hotel_id: hotel.id, room: empty_to_none(r.room.clone()), source: Source::Import, uploader_key_id: None };
                 engine.add(&photo, p).map_err(|e| e.to_string())
             });
             let record = match &outcome {

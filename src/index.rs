@@ -222,15 +222,7 @@ impl VectorIndex {
 
     /// Exact top-k over the given slots.
     fn scan<'a>(&self, q: &[f32], k: usize, slots: impl Iterator<Item = usize> + 'a) -> Vec<(usize, f32)> {
-        let mut scored: Vec<(usize, f32)> = slots.filter(|&s| self.live[s]).map(|s| (s, vector::dot(self.vector(s), q))).collect();
-        let k = k.min(scored.len());
-        if k == 0 {
-            return Vec::new();
-        }
-        scored.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
-        scored.truncate(k);
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored
+        vector::best_k(slots.filter(|&s| self.live[s]).map(|s| (s, vector::dot(self.vector(s), q))).collect(), k)
     }
 
     /// The `k` most similar live images, only from `hotels` when given; and how it was done.

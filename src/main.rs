@@ -140,7 +140,8 @@ enum Cmd {
         #[arg(value_parser = parse_status)]
         status: Status,
     },
-    /// Rebuild the vector index from the catalog (purges deleted photos) and save it.
+    /// Re-embed photos the current model has not seen (after a model change), rebuild the
+    /// vector index from the catalog (purging deleted photos) and save it.
     Reindex,
     /// ImageNet top-5 of a photo, for models with a classifier (a conversion check).
     Classify {
@@ -366,8 +367,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Reindex => {
             let engine = Engine::open(&cfg)?;
-            engine.rebuild_index()?;
-            writeln!(out, "indexed {} photos", engine.indexed())?;
+            let bar = indicatif::ProgressBar::new(0);
+            let embedded = engine.rebuild_index(&|done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            writeln!(out, "re-embedded {embedded} photos with {}; indexed {} photos", engine.embedder().card().name, engine.indexed())?;
         }
         Cmd::Hash { images, variants, compare } => {
             if let Some(pair) = compare {

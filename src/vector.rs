@@ -19,7 +19,11 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// The `k` rows of `matrix` (row-major, `dim` wide) most similar to `query`, best first, as (row, score).
 pub fn top_k(matrix: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut scored: Vec<(usize, f32)> = matrix.chunks_exact(dim).map(|row| dot(row, query)).enumerate().collect();
+    best_k(matrix.chunks_exact(dim).map(|row| dot(row, query)).enumerate().collect(), k)
+}
+
+/// The `k` highest-scored (item, score) pairs, best first (ties by item).
+pub fn best_k(mut scored: Vec<(usize, f32)>, k: usize) -> Vec<(usize, f32)> {
     let k = k.min(scored.len());
     if k == 0 {
         return Vec::new();

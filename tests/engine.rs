@@ -134,8 +134,8 @@ fn restart_after_a_commit_without_index_dump_loses_nothing_and_damage_is_rebuilt
     engine.save_index().unwrap();
     let harbor = engine.with_catalog(|c| c.hotel_by_external_id("h-harbor")).unwrap().unwrap().id;
     let extra = mirrored_jpeg(&root().join("data-sample/images/h-aurora-101-0.jpg"));
-    let photo = NewPhoto { bytes: &extra, hotel_id: harbor, room: Some("999".into()), source: Source::Crowd, uploader_key_id: Some("k1".into()) };
-    let Ingested::Added { image_id, .. } = engine.ingest(&photo).unwrap() else { panic!("not added") };
+    let photo = NewPhoto { hotel_id: harbor, room: Some("999".into()), source: Source::Crowd, uploader_key_id: Some("k1".into()) };
+    let Ingested::Added { image_id, .. } = engine.ingest(&extra, &photo).unwrap() else { panic!("not added") };
     // The process dies here: the catalog has the photo, the index dump does not.
     std::mem::forget(engine);
     let engine = Engine::open(&cfg).unwrap();
@@ -188,8 +188,8 @@ fn stored_copies_carry_no_metadata_and_duplicates_are_caught() {
     for orientation in [1u16, 6] {
         let bytes = with_gps_exif(&base, orientation);
         assert!(bytes.windows(4).any(|w| w == b"Exif"));
-        let photo = NewPhoto { bytes: &bytes, hotel_id: if orientation == 1 { aurora } else { maple }, room: None, source: Source::Crowd, uploader_key_id: None };
-        let Ingested::Added { image_id, .. } = engine.ingest(&photo).unwrap() else { panic!("not added") };
+        let photo = NewPhoto { hotel_id: if orientation == 1 { aurora } else { maple }, room: None, source: Source::Crowd, uploader_key_id: None };
+        let Ingested::Added { image_id, .. } = engine.ingest(&bytes, &photo).unwrap() else { panic!("not added") };
         let img = engine.image(image_id).unwrap();
         let stored = engine.store().get(&img.sha256).unwrap();
         assert!(!stored.windows(4).any(|w| w == b"Exif"), "EXIF left in the stored copy");
@@ -204,8 +204,8 @@ fn stored_copies_carry_no_metadata_and_duplicates_are_caught() {
         img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 70)).unwrap();
         out.into_inner()
     };
-    let photo = NewPhoto { bytes: &again, hotel_id: aurora, room: None, source: Source::Crowd, uploader_key_id: None };
-    assert!(matches!(engine.ingest(&photo).unwrap(), Ingested::Duplicate { .. }));
+    let photo = NewPhoto { hotel_id: aurora, room: None, source: Source::Crowd, uploader_key_id: None };
+    assert!(matches!(engine.ingest(&again, &photo).unwrap(), Ingested::Duplicate { .. }));
     std::fs::remove_dir_all(&cfg.data_dir).ok();
 }
 
@@ -251,4 +251,22 @@ fn rusqlite_count(path: &Path) -> i64 {
         return 0;
     }
     hotelmatch::catalog::Catalog::open(path).and_then(|c| c.image_counts()).map_or(0, |(n, _)| n)
+}
+
+#[test]
+fn a_model_change_is_caught_up_by_reindex() {
+    let (engine, cfg) = imported("reindex");
+    drop(engine);
+    let other = Config { embed: hotelmatch::EmbedOptions { pooling: hotelmatch::Pooling::Gem, ..Default::default() }, ..cfg.clone() };
+    let engine = Engine::open(&other).unwrap();
+    assert_eq!(engine.indexed(), 0, "no embeddings for the new model configuration yet");
+    assert_eq!(engine.rebuild_index(&|_, _| {}).unwrap(), 48);
+    assert_eq!(engine.indexed(), 48);
+    let (bytes, mask, want) = queries().remove(2);
+    let q = Query { bytes: &bytes, mask: Some(&mask), ..Default::default() };
+    assert_eq!(top_hotel(&engine, &q).as_deref(), Some(want.as_str()));
+    drop(engine);
+    // The old configuration's index and embeddings are untouched.
+    assert_eq!(Engine::open(&cfg).unwrap().indexed(), 48);
+    std::fs::remove_dir_all(&cfg.data_dir).ok();
 }
