@@ -154,7 +154,7 @@ impl Tally {
             room_at_1: self.frac("r1"),
             room_at_5: self.frac("r5"),
             embed_ms_per_photo,
-            query_ms_mean: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
+            query_ms_mean: latencies.iter().fold(0.0, |a, b| a + b) / latencies.len().max(1) as f64,
             query_ms_p95: latencies.get(((latencies.len() as f64 * 0.95).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0),
             path: path.into(),
         }
