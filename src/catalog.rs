@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::pdq::PdqHash;
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_catalog.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_catalog.sql"), include_str!("../migrations/0002_api_keys.sql")];
 
 /// Why a catalog operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +144,47 @@ pub struct AuditEntry {
     pub actor: String,
     pub action: String,
     pub detail: serde_json::Value,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Adds photos and lists hotels (the public).
+    Uploader,
+    /// Searches and views photos.
+    Investigator,
+    /// Everything, including hotels, photo status, audit and keys.
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "uploader" => Ok(Role::Uploader),
+            "investigator" => Ok(Role::Investigator),
+            "admin" => Ok(Role::Admin),
+            _ => Err(format!("unknown role {s:?} (uploader, investigator, admin)")),
+        }
+    }
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Uploader => "uploader",
+            Role::Investigator => "investigator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A verified API key: its public id (what the audit records) and role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub role: Role,
 }
 
 /// Which hotels a search may return.
@@ -459,6 +500,41 @@ impl Catalog {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Creates an API key; returns the token to hand out (`hm_<id>_<secret>`), shown only once.
+    pub fn create_key(&self, role: Role, label: &str) -> Result<(KeyInfo, String), CatalogError> {
+        let mut raw = [0u8; 24];
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut raw))
+            .map_err(|e| CatalogError::Invalid { field: "key", message: format!("no randomness: {e}") })?;
+        let id = hex::encode(&raw[..6]);
+        let secret = hex::encode(&raw[6..]);
+        self.conn.execute(
+            "INSERT INTO api_keys (id, secret_sha256, role, label, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, crate::store::sha256_hex(secret.as_bytes()), role.as_str(), label, now()],
+        )?;
+        Ok((KeyInfo { id: id.clone(), role }, format!("hm_{id}_{secret}")))
+    }
+
+    /// The key a token belongs to, if it is valid and not revoked.
+    pub fn verify_key(&self, token: &str) -> Result<Option<KeyInfo>, CatalogError> {
+        let Some((id, secret)) = token.strip_prefix("hm_").and_then(|t| t.split_once('_')) else { return Ok(None) };
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row("SELECT secret_sha256, role FROM api_keys WHERE id = ?1 AND revoked IS NULL", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((want, role)) = row else { return Ok(None) };
+        let got = crate::store::sha256_hex(secret.as_bytes());
+        // Constant-time comparison: the time taken says nothing about how much matched.
+        let same = want.len() == got.len() && want.bytes().zip(got.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        Ok(same.then(|| KeyInfo { id: id.to_string(), role: role.parse().unwrap_or(Role::Uploader) }))
+    }
+
+    /// Revokes a key; returns whether it existed.
+    pub fn revoke_key(&self, id: &str) -> Result<bool, CatalogError> {
+        Ok(self.conn.execute("UPDATE api_keys SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL", params![id, now()])? > 0)
+    }
+
     /// The outcome recorded for an import line, if it was handled already.
     pub fn import_outcome(&self, key: &str) -> Result<Option<(Option<i64>, String)>, CatalogError> {
         Ok(self.conn.query_row("SELECT image_id, outcome FROM imports WHERE source_key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
@@ -519,6 +595,20 @@ mod tests {
         let cat = Catalog::open(&dir.join("catalog.sqlite")).unwrap();
         assert_eq!(cat.image(id).unwrap().status, Status::Deleted);
         assert_eq!(cat.last_change().unwrap(), 2);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn keys_verify_only_with_their_secret() {
+        let (cat, dir) = temp_catalog("keys");
+        let (info, token) = cat.create_key(Role::Investigator, "case 12").unwrap();
+        assert_eq!(cat.verify_key(&token).unwrap(), Some(info.clone()));
+        let last = if token.ends_with('0') { '1' } else { '0' };
+        let forged = format!("{}{last}", &token[..token.len() - 1]);
+        assert_eq!(cat.verify_key(&forged).unwrap(), None);
+        assert_eq!(cat.verify_key("Bearer nonsense").unwrap(), None);
+        assert!(cat.revoke_key(&info.id).unwrap());
+        assert_eq!(cat.verify_key(&token).unwrap(), None);
         std::fs::remove_dir_all(dir).ok();
     }
 

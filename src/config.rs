@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::ServeOptions;
 use crate::decode::Limits;
 use crate::embed::EmbedOptions;
 use crate::engine::SearchOptions;
@@ -45,6 +46,8 @@ pub struct Config {
     pub search: SearchOptions,
     /// PDQ distance at or below which an upload of the same hotel is a duplicate (0 = off).
     pub duplicate_distance: u32,
+    /// HTTP server settings.
+    pub serve: ServeOptions,
 }
 
 /// Where `scripts/setup.sh` puts things, relative to the checkout.
@@ -69,6 +72,7 @@ impl Default for Config {
             index: IndexOptions::default(),
             search: SearchOptions::default(),
             duplicate_distance: 16,
+            serve: ServeOptions::default(),
         }
     }
 }

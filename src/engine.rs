@@ -424,6 +424,11 @@ impl Engine {
         self.index.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// The limits on input photos.
+    pub fn limits(&self) -> &crate::decode::Limits {
+        &self.cfg.limits
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.cfg.data_dir

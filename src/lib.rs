@@ -4,6 +4,7 @@
 //! `decode` → `pdq` / `embed` (with `model` cards and `pool`ing) → `store` and `catalog` →
 //! `index` (and `hamming` for PDQ) → `rank` → `engine`, which `eval` and the CLI drive.
 
+pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod decode;

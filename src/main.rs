@@ -161,6 +161,29 @@ enum Cmd {
     },
     /// List model cards and whether their weights are present.
     Models,
+    /// Serve the HTTP API on --bind (default 127.0.0.1:8080) until Ctrl-C.
+    Serve {
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key; the token is printed once and stored only as a hash.
+    Create {
+        #[arg(long)]
+        role: hotelmatch::catalog::Role,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Revoke a key by its id.
+    Revoke { id: String },
 }
 
 fn parse_rect(s: &str) -> Result<[u32; 4], String> {
@@ -233,6 +256,39 @@ fn run(cli: Cli) -> Result<()> {
     let cfg = config(&cli.global)?;
     let mut out = std::io::stdout().lock();
     match cli.cmd {
+        Cmd::Serve { bind } => {
+            let mut opts = cfg.serve.clone();
+            if let Some(b) = bind {
+                opts.bind = b;
+            }
+            let engine = std::sync::Arc::new(Engine::open(&cfg)?);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(&opts.bind).await.with_context(|| format!("cannot listen on {}", opts.bind))?;
+                eprintln!("hotelmatch: serving on http://{} ({} photos indexed)", listener.local_addr()?, engine.indexed());
+                let shutdown = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                hotelmatch::api::serve(engine.clone(), &opts, listener, shutdown).await?;
+                anyhow::Ok(())
+            })?;
+            engine.save_index()?;
+        }
+        Cmd::Keys { cmd } => {
+            let engine = Engine::open(&cfg)?;
+            match cmd {
+                KeysCmd::Create { role, label } => {
+                    let (info, token) = engine.with_catalog(|c| c.create_key(role, &label))?;
+                    engine.with_catalog(|c| c.audit("cli", "key-create", &serde_json::json!({"key_id": info.id, "role": info.role})))?;
+                    writeln!(out, "{}", serde_json::json!({"id": info.id, "role": info.role, "token": token}))?;
+                }
+                KeysCmd::Revoke { id } => {
+                    let done = engine.with_catalog(|c| c.revoke_key(&id))?;
+                    engine.with_catalog(|c| c.audit("cli", "key-revoke", &serde_json::json!({"key_id": id})))?;
+                    writeln!(out, "{}", if done { "revoked" } else { "no such active key" })?;
+                }
+            }
+        }
         Cmd::Models => {
             for card in ModelCard::list(&cfg.models_dir) {
                 let state = if card.onnx_path().is_ok() { "ready" } else { "missing weights (scripts/setup.sh)" };

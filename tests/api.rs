@@ -1,0 +1,181 @@
+//! The HTTP API on a real server on 127.0.0.1 (a free port), with real keys, a real catalog
+//! and the real model. Every request has a timeout; the server stops with the test.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hotelmatch::catalog::Role;
+use hotelmatch::engine::Engine;
+use hotelmatch::{import, Config};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Server {
+    base: String,
+    tokens: Vec<(Role, String)>,
+    data_dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+fn start(name: &str) -> Server {
+    let data_dir = std::env::temp_dir().join(format!("hm-api-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let cfg = Config { data_dir: data_dir.clone(), ..Config::default() };
+    let engine = Engine::open(&cfg).unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
+    import::import_hotels(&engine, &root().join("data-sample/hotels.csv")).unwrap();
+    import::import_images(&engine, &root().join("data-sample/images.csv"), &|_, _| {}).unwrap();
+    let tokens = [Role::Uploader, Role::Investigator, Role::Admin].into_iter().map(|r| (r, engine.with_catalog(|c| c.create_key(r, "test")).unwrap().1)).collect();
+    let engine = Arc::new(engine);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let opts = cfg.serve.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            hotelmatch::api::serve(engine, &opts, listener, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    Server { base: format!("http://{addr}"), tokens, data_dir, stop: Some(stop_tx), thread: Some(thread) }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
+}
+
+/// A multipart body with file parts (name, bytes) and text parts (name, value).
+fn multipart(files: &[(&str, &[u8])], text: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let boundary = "hotelmatch-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (name, bytes) in files {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in text {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Sends a request; returns status and JSON body (Null when not JSON).
+fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<(String, Vec<u8>)>) -> (u16, serde_json::Value) {
+    let url = format!("{}{path}", s.base);
+    let a = agent();
+    let resp = match (method, body) {
+        ("GET", _) => {
+            let mut r = a.get(&url);
+            if let Some(t) = token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            r.call()
+        }
+        (_, b) => {
+            let mut r = a.post(&url);
+            if let Some(t) = token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            let (ct, bytes) = b.unwrap_or_else(|| ("application/json".into(), b"{}".to_vec()));
+            r.header("Content-Type", &ct).send(&bytes[..])
+        }
+    }
+    .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn every_route_refuses_every_role_that_should_not_reach_it() {
+    let s = start("roles");
+    let photo = std::fs::read(root().join("data-sample/queries/h-harbor-query.jpg")).unwrap();
+    let routes: Vec<(&str, &str, Vec<Role>, Option<(String, Vec<u8>)>)> = vec![
+        ("GET", "/api/v1/hotels?q=harbor", vec![Role::Uploader, Role::Investigator, Role::Admin], None),
+        ("POST", "/api/v1/hotels", vec![Role::Admin], Some(("application/json".into(), br#"{"name": "New Inn", "city": "Reno"}"#.to_vec()))),
+        ("POST", "/api/v1/photos", vec![Role::Uploader, Role::Admin], Some(multipart(&[("photo", &photo)], &[("hotel_id", "3"), ("room", "7")]))),
+        ("GET", "/api/v1/photos/1", vec![Role::Investigator, Role::Admin], None),
+        ("POST", "/api/v1/search", vec![Role::Investigator, Role::Admin], Some(multipart(&[("photo", &photo)], &[("top", "2")]))),
+        ("POST", "/api/v1/photos/2/status", vec![Role::Admin], Some(("application/json".into(), br#"{"status": "quarantined"}"#.to_vec()))),
+        ("GET", "/api/v1/audit", vec![Role::Admin], None),
+    ];
+    for (method, path, allowed, body) in &routes {
+        let (st, j) = call(&s, method, path, None, body.clone());
+        assert_eq!(st, 401, "{method} {path} without a key: {j}");
+        assert_eq!(j["error"]["code"], "missing_key");
+        let (st, _) = call(&s, method, path, Some("hm_0000_forged"), body.clone());
+        assert_eq!(st, 401, "{method} {path} with a forged key");
+        for (role, token) in &s.tokens {
+            let (st, j) = call(&s, method, path, Some(token), body.clone());
+            if allowed.contains(role) {
+                assert!(st < 300, "{method} {path} as {role:?}: {st} {j}");
+            } else {
+                assert_eq!(st, 403, "{method} {path} as {role:?}: {j}");
+                assert_eq!(j["error"]["code"], "forbidden");
+            }
+        }
+    }
+}
+
+#[test]
+fn upload_search_and_audit_through_http() {
+    let s = start("flow");
+    let token = |r: Role| s.tokens.iter().find(|(x, _)| *x == r).unwrap().1.clone();
+    let query = std::fs::read(root().join("data-sample/queries/h-maple-query.jpg")).unwrap();
+    let mask = std::fs::read(root().join("data-sample/queries/h-maple-query-mask.png")).unwrap();
+    let (st, res) = call(&s, "POST", "/api/v1/search", Some(&token(Role::Investigator)), Some(multipart(&[("photo", &query), ("mask", &mask)], &[("country", "CA")])));
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["hotels"][0]["hotel"]["external_id"], "h-maple");
+    assert!(res["hotels"].as_array().unwrap().iter().all(|h| h["hotel"]["country"] == "CA"));
+    let image_id = res["hotels"][0]["evidence"][0]["image_id"].as_i64().unwrap();
+    // The evidence photo can be fetched, and has no EXIF.
+    let resp = agent().get(&format!("{}/api/v1/photos/{image_id}", s.base)).header("Authorization", &format!("Bearer {}", token(Role::Investigator))).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let bytes = resp.into_body().read_to_vec().unwrap();
+    assert!(bytes.starts_with(&[0xFF, 0xD8]) && !bytes.windows(4).any(|w| w == b"Exif"));
+    // A new photo from the public: 201 with its id and PDQ.
+    let new = std::fs::read(root().join("data-sample/imagenet/espresso.jpg")).unwrap();
+    let (st, up) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "1"), ("room", "12")])));
+    assert_eq!((st, up["outcome"].as_str()), (201, Some("added")), "{up}");
+    assert_eq!(up["pdq"].as_str().map(str::len), Some(64));
+    // The same again: a duplicate, 200, nothing created.
+    let (st, dup) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "1")])));
+    assert_eq!((st, dup["outcome"].as_str()), (200, Some("duplicate")));
+    // Bad input: clear 4xx with a code.
+    let (st, e) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", b"not an image")], &[("hotel_id", "1")])));
+    assert_eq!((st, e["error"]["code"].as_str()), (415, Some("unsupported_image")));
+    let (st, e) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "999")])));
+    assert_eq!((st, e["error"]["code"].as_str()), (404, Some("no_such_hotel")));
+    let (st, e) = call(&s, "POST", "/api/v1/search", Some(&token(Role::Investigator)), Some(multipart(&[], &[("top", "3")])));
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("missing_photo")));
+    // The audit names the investigator's key and the query's hash, never the photo.
+    let (st, audit) = call(&s, "GET", "/api/v1/audit?limit=50", Some(&token(Role::Admin)), None);
+    assert_eq!(st, 200);
+    let search = audit.as_array().unwrap().iter().find(|a| a["action"] == "search").unwrap();
+    let key_id = token(Role::Investigator).split('_').nth(1).unwrap().to_string();
+    assert_eq!(search["actor"], key_id);
+    assert_eq!(search["detail"]["filters"]["country"], "CA");
+    assert_eq!(search["detail"]["query_sha256"].as_str().map(str::len), Some(64));
+}
