@@ -25,13 +25,53 @@ use crate::pool::Mask;
 pub struct ServeOptions {
     /// Address to listen on.
     pub bind: String,
-    /// Photos being embedded at once (uploads + searches); more wait at most briefly, then 503.
+    /// Photos being embedded at once (uploads + searches); beyond that, 503 with Retry-After.
     pub queue: usize,
+    /// Uploads each key may make per minute (a burst of this many, refilled evenly); 429 beyond.
+    pub uploads_per_minute: u32,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { bind: "127.0.0.1:8080".into(), queue: 4 }
+        ServeOptions { bind: "127.0.0.1:8080".into(), queue: 4, uploads_per_minute: 30 }
+    }
+}
+
+/// Per-key token buckets for uploads.
+struct RateLimiter {
+    per_minute: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl RateLimiter {
+    /// Takes one token for `key`, or says how many seconds until one is free.
+    fn take(&self, key: &str) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = b.entry(key.to_string()).or_insert((self.per_minute, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_minute / 60.0).min(self.per_minute);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err((((1.0 - *tokens) * 60.0 / self.per_minute).ceil() as u64).max(1))
+        }
+    }
+}
+
+/// Request counts and latencies per route and status, for /metrics.
+#[derive(Default)]
+struct Metrics {
+    requests: std::sync::Mutex<std::collections::BTreeMap<(String, u16), (u64, f64)>>,
+}
+
+impl Metrics {
+    fn record(&self, route: &str, status: u16, seconds: f64) {
+        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m.entry((route.to_string(), status)).or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 += seconds;
     }
 }
 
@@ -41,11 +81,16 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+    fn retry(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
     fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -56,8 +101,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({"error": {"code": self.code, "message": self.message}}));
         let mut resp = (self.status, body).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -91,6 +136,9 @@ impl From<EngineError> for ApiError {
 struct AppState {
     engine: Arc<Engine>,
     queue: Arc<Semaphore>,
+    queue_size: usize,
+    uploads: RateLimiter,
+    metrics: Metrics,
 }
 
 type Shared = Arc<AppState>;
@@ -119,7 +167,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, EngineError> 
 
 /// A slot in the embedding queue, or 503 when it is full.
 fn queue_slot(state: &Shared) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    state.queue.clone().try_acquire_owned().map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many photos being processed; retry shortly"))
+    state.queue.clone().try_acquire_owned().map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many photos being processed; retry shortly").retry(1))
 }
 
 /// The fields of a multipart form: file parts as bytes, text parts as strings.
@@ -176,6 +224,7 @@ async fn create_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo
 }
 
 async fn upload(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp: Multipart) -> Result<Response, ApiError> {
+    s.uploads.take(&key.id).map_err(|secs| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many uploads from this key; slow down").retry(secs))?;
     let mut form = read_form(mp).await?;
     let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the photo as the multipart field 'photo'"))?;
     let hotel_id: i64 = parse_field(&form, "hotel_id")?.ok_or_else(|| ApiError::bad_request("missing_hotel", "send hotel_id"))?;
@@ -264,6 +313,22 @@ async fn audit(State(s): State<Shared>, QueryParams(p): QueryParams<Limit>) -> R
     Ok(Json(blocking(move || engine.with_catalog(|c| c.audit_entries(limit)).map_err(EngineError::from)).await?))
 }
 
+async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "# TYPE hotelmatch_requests_total counter");
+    let _ = writeln!(out, "# TYPE hotelmatch_request_seconds_sum counter");
+    for ((route, status), (n, secs)) in s.metrics.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = writeln!(out, "hotelmatch_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        let _ = writeln!(out, "hotelmatch_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {secs:.6}");
+    }
+    let busy = s.queue_size - s.queue.available_permits();
+    let _ = writeln!(out, "# TYPE hotelmatch_queue_in_use gauge\nhotelmatch_queue_in_use {busy}");
+    let _ = writeln!(out, "# TYPE hotelmatch_queue_capacity gauge\nhotelmatch_queue_capacity {}", s.queue_size);
+    let _ = writeln!(out, "# TYPE hotelmatch_indexed_photos gauge\nhotelmatch_indexed_photos {}", s.engine.indexed());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
 async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
     Json(serde_json::json!({"ready": true, "model": s.engine.embedder().card().name, "indexed_photos": s.engine.indexed()}))
 }
@@ -287,10 +352,18 @@ const ADMINS: &[Role] = &[Role::Admin];
 pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {
     // Room for the largest accepted photo, a mask of the same size, and the form itself.
     let body_limit = engine.limits().max_bytes.saturating_mul(2).saturating_add(64 << 10);
-    let state = Arc::new(AppState { engine, queue: Arc::new(Semaphore::new(opts.queue.max(1))) });
+    let queue_size = opts.queue.max(1);
+    let state = Arc::new(AppState {
+        engine,
+        queue: Arc::new(Semaphore::new(queue_size)),
+        queue_size,
+        uploads: RateLimiter { per_minute: f64::from(opts.uploads_per_minute.max(1)), buckets: Default::default() },
+        metrics: Metrics::default(),
+    });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .merge(guarded(&state, EVERYONE, Router::new().route("/api/v1/hotels", get(list_hotels))))
         .merge(guarded(&state, ADMINS, Router::new().route("/api/v1/hotels", post(create_hotel))))
         .merge(guarded(&state, UPLOADERS, Router::new().route("/api/v1/photos", post(upload))))
@@ -298,7 +371,17 @@ pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {
         .merge(guarded(&state, ADMINS, Router::new().route("/api/v1/photos/{id}/status", post(set_status)).route("/api/v1/audit", get(audit))))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /api/v1/…") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Counts every request by its route pattern (never the concrete path: ids stay out of metrics).
+async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched".to_string(), |p| format!("{} {}", req.method(), p.as_str()));
+    let t = std::time::Instant::now();
+    let resp = next.run(req).await;
+    s.metrics.record(&route, resp.status().as_u16(), t.elapsed().as_secs_f64());
+    resp
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish first.

@@ -34,9 +34,13 @@ impl Drop for Server {
 }
 
 fn start(name: &str) -> Server {
+    start_with(name, hotelmatch::api::ServeOptions::default())
+}
+
+fn start_with(name: &str, serve: hotelmatch::api::ServeOptions) -> Server {
     let data_dir = std::env::temp_dir().join(format!("hm-api-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let cfg = Config { data_dir: data_dir.clone(), ..Config::default() };
+    let cfg = Config { data_dir: data_dir.clone(), serve, ..Config::default() };
     let engine = Engine::open(&cfg).unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
     import::import_hotels(&engine, &root().join("data-sample/hotels.csv")).unwrap();
     import::import_images(&engine, &root().join("data-sample/images.csv"), &|_, _| {}).unwrap();
@@ -178,4 +182,30 @@ fn upload_search_and_audit_through_http() {
     assert_eq!(search["actor"], key_id);
     assert_eq!(search["detail"]["filters"]["country"], "CA");
     assert_eq!(search["detail"]["query_sha256"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn uploads_are_rate_limited_per_key_and_metrics_count_requests() {
+    let s = start_with("limits", hotelmatch::api::ServeOptions { uploads_per_minute: 2, ..Default::default() });
+    let up = s.tokens.iter().find(|(r, _)| *r == Role::Uploader).unwrap().1.clone();
+    let admin = s.tokens.iter().find(|(r, _)| *r == Role::Admin).unwrap().1.clone();
+    let photos = ["data-sample/imagenet/cat.jpg", "data-sample/imagenet/espresso.jpg", "tests/fixtures/pdq/noise.png"];
+    let statuses: Vec<u16> = photos
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(root().join(p)).unwrap();
+            call(&s, "POST", "/api/v1/photos", Some(&up), Some(multipart(&[("photo", &bytes)], &[("hotel_id", "2")]))).0
+        })
+        .collect();
+    assert_eq!(statuses, vec![201, 201, 429]);
+    // Another key is not held back by the first one's limit.
+    let bytes = std::fs::read(root().join("tests/fixtures/pdq/noise.png")).unwrap();
+    assert_eq!(call(&s, "POST", "/api/v1/photos", Some(&admin), Some(multipart(&[("photo", &bytes)], &[("hotel_id", "2")]))).0, 201);
+    let resp = agent().get(&format!("{}/metrics", s.base)).call().unwrap();
+    let text = resp.into_body().read_to_string().unwrap();
+    assert!(text.contains("hotelmatch_requests_total{route=\"POST /api/v1/photos\",status=\"201\"} 3"), "{text}");
+    assert!(text.contains("hotelmatch_requests_total{route=\"POST /api/v1/photos\",status=\"429\"} 1"));
+    assert!(text.contains("hotelmatch_indexed_photos 51"));
+    let (st, ready) = call(&s, "GET", "/readyz", None, None);
+    assert_eq!((st, ready["ready"].as_bool()), (200, Some(true)));
 }
