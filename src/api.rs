@@ -329,6 +329,23 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
+async fn hotel_photos(State(s): State<Shared>, Path(id): Path<i64>) -> Result<Json<Vec<crate::catalog::Image>>, ApiError> {
+    let engine = s.engine.clone();
+    Ok(Json(blocking(move || Ok(engine.with_catalog(|c| c.images_of_hotel(id))?)).await?))
+}
+
+/// The web pages and their assets, built into the binary (no CDN: works offline).
+fn page(name: &'static str) -> Response {
+    let (kind, body) = match name {
+        "index" => ("text/html; charset=utf-8", include_str!("../web/index.html")),
+        "contribute" => ("text/html; charset=utf-8", include_str!("../web/contribute.html")),
+        "investigate" => ("text/html; charset=utf-8", include_str!("../web/investigate.html")),
+        "common.js" => ("text/javascript; charset=utf-8", include_str!("../web/common.js")),
+        _ => ("text/css; charset=utf-8", include_str!("../web/style.css")),
+    };
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
 async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
     Json(serde_json::json!({"ready": true, "model": s.engine.embedder().card().name, "indexed_photos": s.engine.indexed()}))
 }
@@ -364,10 +381,15 @@ pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/", get(|| async { page("index") }))
+        .route("/contribute", get(|| async { page("contribute") }))
+        .route("/investigate", get(|| async { page("investigate") }))
+        .route("/static/common.js", get(|| async { page("common.js") }))
+        .route("/static/style.css", get(|| async { page("style.css") }))
         .merge(guarded(&state, EVERYONE, Router::new().route("/api/v1/hotels", get(list_hotels))))
         .merge(guarded(&state, ADMINS, Router::new().route("/api/v1/hotels", post(create_hotel))))
         .merge(guarded(&state, UPLOADERS, Router::new().route("/api/v1/photos", post(upload))))
-        .merge(guarded(&state, INVESTIGATORS, Router::new().route("/api/v1/photos/{id}", get(photo)).route("/api/v1/search", post(search))))
+        .merge(guarded(&state, INVESTIGATORS, Router::new().route("/api/v1/photos/{id}", get(photo)).route("/api/v1/hotels/{id}/photos", get(hotel_photos)).route("/api/v1/search", post(search))))
         .merge(guarded(&state, ADMINS, Router::new().route("/api/v1/photos/{id}/status", post(set_status)).route("/api/v1/audit", get(audit))))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /api/v1/…") })
         .layer(DefaultBodyLimit::max(body_limit))

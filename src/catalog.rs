@@ -430,6 +430,13 @@ impl Catalog {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Active images of a hotel, newest first (at most 200).
+    pub fn images_of_hotel(&self, hotel_id: i64) -> Result<Vec<Image>, CatalogError> {
+        let mut st = self.conn.prepare(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE hotel_id = ?1 AND status = 'active' ORDER BY id DESC LIMIT 200"))?;
+        let rows = st.query_map([hotel_id], image_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Sets an image's status (and logs the change).
     pub fn set_status(&mut self, id: i64, status: Status) -> Result<(), CatalogError> {
         let tx = self.conn.transaction()?;
