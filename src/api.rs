@@ -25,7 +25,10 @@ use crate::pool::Mask;
 pub struct ServeOptions {
     /// Address to listen on.
     pub bind: String,
-    /// Photos being embedded at once (uploads + searches); beyond that, 503 with Retry-After.
+    /// Photos embedded at once (uploads + searches); 0 = one per core.
+    pub workers: usize,
+    /// Photos waiting or being embedded; beyond this the API answers 503 with Retry-After
+    /// instead of queueing without end.
     pub queue: usize,
     /// Uploads each key may make per minute (a burst of this many, refilled evenly); 429 beyond.
     pub uploads_per_minute: u32,
@@ -33,7 +36,7 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { bind: "127.0.0.1:8080".into(), queue: 4, uploads_per_minute: 30 }
+        ServeOptions { bind: "127.0.0.1:8080".into(), workers: 0, queue: 64, uploads_per_minute: 30 }
     }
 }
 
@@ -137,6 +140,7 @@ struct AppState {
     engine: Arc<Engine>,
     queue: Arc<Semaphore>,
     queue_size: usize,
+    workers: Arc<Semaphore>,
     uploads: RateLimiter,
     metrics: Metrics,
 }
@@ -165,9 +169,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, EngineError> 
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?.map_err(ApiError::from)
 }
 
-/// A slot in the embedding queue, or 503 when it is full.
-fn queue_slot(state: &Shared) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    state.queue.clone().try_acquire_owned().map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many photos being processed; retry shortly").retry(1))
+/// A place in the embedding queue (503 when it is full), then a worker (waiting for one).
+async fn queue_slot(state: &Shared) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit), ApiError> {
+    let place = state.queue.clone().try_acquire_owned().map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many photos waiting; retry shortly").retry(1))?;
+    let worker = state.workers.clone().acquire_owned().await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "shutting down"))?;
+    Ok((place, worker))
 }
 
 /// The fields of a multipart form: file parts as bytes, text parts as strings.
@@ -202,6 +208,9 @@ fn parse_field<T: std::str::FromStr>(form: &Form, name: &str) -> Result<Option<T
 #[derive(Deserialize)]
 struct HotelSearch {
     q: Option<String>,
+    /// "LAT,LON", with `radius_km`.
+    near: Option<String>,
+    radius_km: Option<f64>,
     limit: Option<usize>,
 }
 
@@ -209,7 +218,28 @@ async fn list_hotels(State(s): State<Shared>, QueryParams(p): QueryParams<HotelS
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(20).min(200);
     let text = p.q.unwrap_or_default();
-    Ok(Json(blocking(move || engine.with_catalog(|c| c.find_hotels(&text, limit)).map_err(EngineError::from)).await?))
+    let near = match (p.near, p.radius_km) {
+        (Some(n), Some(r)) => {
+            let parsed = n.split_once(',').and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)));
+            let (lat, lon) = parsed.ok_or_else(|| ApiError::bad_request("invalid_field", "near: expected LAT,LON"))?;
+            Some((lat, lon, r))
+        }
+        (None, None) => None,
+        _ => return Err(ApiError::bad_request("invalid_field", "near and radius_km go together")),
+    };
+    let hotels = blocking(move || {
+        engine.with_catalog(|c| {
+            let mut hotels = c.find_hotels(&text, if near.is_some() { usize::MAX >> 1 } else { limit })?;
+            if near.is_some() {
+                let inside = c.hotels_matching(&HotelFilter { near, ..Default::default() })?;
+                hotels.retain(|h| inside.contains(&h.id));
+                hotels.truncate(limit);
+            }
+            Ok(hotels)
+        })
+    })
+    .await?;
+    Ok(Json(hotels))
 }
 
 async fn create_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Json(h): Json<Hotel>) -> Result<(StatusCode, Json<Hotel>), ApiError> {
@@ -229,7 +259,7 @@ async fn upload(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp:
     let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the photo as the multipart field 'photo'"))?;
     let hotel_id: i64 = parse_field(&form, "hotel_id")?.ok_or_else(|| ApiError::bad_request("missing_hotel", "send hotel_id"))?;
     let room = form.text.get("room").map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-    let _slot = queue_slot(&s)?;
+    let _slot = queue_slot(&s).await?;
     let engine = s.engine.clone();
     let outcome = blocking(move || {
         let photo = NewPhoto { hotel_id, room, source: Source::Crowd, uploader_key_id: Some(key.id.clone()) };
@@ -263,7 +293,7 @@ async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp:
     };
     let filter = HotelFilter { near, country: form.text.get("country").cloned(), city: form.text.get("city").cloned(), chain: form.text.get("chain").cloned(), hotel_ids };
     let top = parse_field::<usize>(&form, "top")?.unwrap_or(10).clamp(1, 100);
-    let _slot = queue_slot(&s)?;
+    let _slot = queue_slot(&s).await?;
     let engine = s.engine.clone();
     let limits = *engine.limits();
     let res = blocking(move || {
@@ -323,7 +353,7 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
         let _ = writeln!(out, "hotelmatch_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {secs:.6}");
     }
     let busy = s.queue_size - s.queue.available_permits();
-    let _ = writeln!(out, "# TYPE hotelmatch_queue_in_use gauge\nhotelmatch_queue_in_use {busy}");
+    let _ = writeln!(out, "# TYPE hotelmatch_queue_depth gauge\nhotelmatch_queue_depth {busy}");
     let _ = writeln!(out, "# TYPE hotelmatch_queue_capacity gauge\nhotelmatch_queue_capacity {}", s.queue_size);
     let _ = writeln!(out, "# TYPE hotelmatch_indexed_photos gauge\nhotelmatch_indexed_photos {}", s.engine.indexed());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
@@ -370,10 +400,12 @@ pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {
     // Room for the largest accepted photo, a mask of the same size, and the form itself.
     let body_limit = engine.limits().max_bytes.saturating_mul(2).saturating_add(64 << 10);
     let queue_size = opts.queue.max(1);
+    let workers = if opts.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.workers };
     let state = Arc::new(AppState {
         engine,
         queue: Arc::new(Semaphore::new(queue_size)),
         queue_size,
+        workers: Arc::new(Semaphore::new(workers)),
         uploads: RateLimiter { per_minute: f64::from(opts.uploads_per_minute.max(1)), buckets: Default::default() },
         metrics: Metrics::default(),
     });

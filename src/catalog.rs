@@ -347,7 +347,7 @@ impl Catalog {
     pub fn find_hotels(&self, text: &str, limit: usize) -> Result<Vec<Hotel>, CatalogError> {
         let pattern = format!("%{}%", text.replace('%', "").replace('_', ""));
         let mut st = self.conn.prepare(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE name LIKE ?1 OR city LIKE ?1 ORDER BY name LIMIT ?2"))?;
-        let rows = st.query_map(params![pattern, limit as i64], hotel_from_row)?;
+        let rows = st.query_map(params![pattern, i64::try_from(limit).unwrap_or(i64::MAX)], hotel_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -154,6 +154,14 @@ fn upload_search_and_audit_through_http() {
     assert_eq!(res["hotels"][0]["hotel"]["external_id"], "h-maple");
     assert!(res["hotels"].as_array().unwrap().iter().all(|h| h["hotel"]["country"] == "CA"));
     let image_id = res["hotels"][0]["evidence"][0]["image_id"].as_i64().unwrap();
+    // Hotels by name, and near a point.
+    let (st, near) = call(&s, "GET", "/api/v1/hotels?near=39.74,-104.99&radius_km=60", Some(&token(Role::Uploader)), None);
+    assert_eq!(st, 200);
+    let mut names: Vec<&str> = near.as_array().unwrap().iter().map(|h| h["external_id"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, vec!["h-aurora", "h-pinecrest"]);
+    let (st, e) = call(&s, "GET", "/api/v1/hotels?near=nowhere&radius_km=5", Some(&token(Role::Uploader)), None);
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_field")));
     // The evidence photo can be fetched, and has no EXIF.
     let resp = agent().get(&format!("{}/api/v1/photos/{image_id}", s.base)).header("Authorization", &format!("Bearer {}", token(Role::Investigator))).call().unwrap();
     assert_eq!(resp.status().as_u16(), 200);

@@ -1,0 +1,157 @@
+//! Load figures for the HTTP API: a real server on 127.0.0.1, data-sample grown to N photos
+//! (random crops and exposures of the 48 sample photos), then searches with 1, 8 and 32
+//! concurrent clients and uploads with 8, each bounded in count and time.
+//! `BENCH_PHOTOS_N=10000 cargo bench --bench load`. Prints JSON lines.
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hotelmatch::catalog::{Role, Source};
+use hotelmatch::engine::{Engine, NewPhoto};
+use hotelmatch::{import, Config};
+use rayon::prelude::*;
+
+fn variant(bytes: &[u8], seed: u64) -> Vec<u8> {
+    let img = image::load_from_memory(bytes).unwrap();
+    let (w, h) = (img.width(), img.height());
+    let f = 0.8 + (seed % 17) as f32 / 100.0;
+    let (cw, ch) = ((w as f32 * f) as u32, (h as f32 * f) as u32);
+    let (x, y) = ((seed * 7 % u64::from(w - cw + 1)) as u32, (seed * 13 % u64::from(h - ch + 1)) as u32);
+    let mut out = img.crop_imm(x, y, cw, ch).brighten((seed % 21) as i32 - 10).to_rgb8();
+    out.pixels_mut().take(1).for_each(|p| p.0[0] ^= (seed & 0xFF) as u8); // never two equal files
+    let mut buf = Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(out).write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 85)).unwrap();
+    buf.into_inner()
+}
+
+fn multipart(files: &[(&str, &[u8])], text: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let b = "hotelmatch-load-boundary";
+    let mut body = Vec::new();
+    for (name, bytes) in files {
+        body.extend_from_slice(format!("--{b}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in text {
+        body.extend_from_slice(format!("--{b}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+/// Runs `clients` threads posting bodies from `make` until `total` requests or `limit` time.
+fn load(url: &str, token: &str, clients: usize, total: usize, limit: Duration, make: &(dyn Fn(usize) -> (String, Vec<u8>) + Sync)) -> (f64, Vec<f64>, usize) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let start = Instant::now();
+    let results: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(|| {
+                    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into();
+                    let (mut lat, mut errors) = (Vec::new(), 0);
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= total || start.elapsed() > limit {
+                            break;
+                        }
+                        let (ct, body) = make(i);
+                        let t = Instant::now();
+                        let ok = agent.post(url).header("Authorization", &format!("Bearer {token}")).header("Content-Type", &ct).send(&body[..]).map(|r| r.status().as_u16() < 300).unwrap_or(false);
+                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                        errors += usize::from(!ok);
+                    }
+                    (lat, errors)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let errors = results.iter().map(|r| r.1).sum();
+    let mut lat: Vec<f64> = results.into_iter().flat_map(|r| r.0).collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    (lat.len() as f64 / secs, lat, errors)
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_PHOTOS_N").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("hm-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = Config { data_dir: dir.clone(), duplicate_distance: 0, ..Config::default() };
+    cfg.serve.uploads_per_minute = 1_000_000;
+    let engine = Engine::open(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    import::import_hotels(&engine, &root.join("data-sample/hotels.csv")).unwrap();
+    import::import_images(&engine, &root.join("data-sample/images.csv"), &|_, _| {}).unwrap();
+    let mut rdr = csv::Reader::from_path(root.join("data-sample/images.csv")).unwrap();
+    let sample: Vec<(Vec<u8>, i64)> = rdr
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let hotel = engine.with_catalog(|c| c.hotel_by_external_id(&r[1])).unwrap().unwrap().id;
+            (std::fs::read(root.join("data-sample").join(&r[0])).unwrap(), hotel)
+        })
+        .collect();
+    let t = Instant::now();
+    for chunk in (0..n.saturating_sub(sample.len())).collect::<Vec<_>>().chunks(256) {
+        let prepared: Vec<_> = chunk.par_iter().map(|&i| (i, engine.prepare(&variant(&sample[i % sample.len()].0, i as u64 + 1)).unwrap())).collect();
+        for (i, p) in prepared {
+            engine.add(&NewPhoto { hotel_id: sample[i % sample.len()].1, room: None, source: Source::Import, uploader_key_id: None }, p).unwrap();
+        }
+    }
+    engine.save_index().unwrap();
+    println!("{{\"bench\": \"grow\", \"photos\": {}, \"seconds\": {:.1}}}", engine.indexed(), t.elapsed().as_secs_f64());
+    let investigator = engine.with_catalog(|c| c.create_key(Role::Investigator, "load")).unwrap().1;
+    let uploader = engine.with_catalog(|c| c.create_key(Role::Uploader, "load")).unwrap().1;
+    let engine = Arc::new(engine);
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let opts = cfg.serve.clone();
+    let server = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(l.local_addr().unwrap()).unwrap();
+                hotelmatch::api::serve(engine, &opts, l, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+            })
+        })
+    };
+    let base = format!("http://{}", addr_rx.recv().unwrap());
+    let queries: Vec<(Vec<u8>, Vec<u8>)> = ["h-aurora", "h-harbor", "h-desert", "h-maple", "h-lonestar", "h-pinecrest"]
+        .iter()
+        .map(|h| (std::fs::read(root.join(format!("data-sample/queries/{h}-query.jpg"))).unwrap(), std::fs::read(root.join(format!("data-sample/queries/{h}-query-mask.png"))).unwrap()))
+        .collect();
+    let search = |i: usize| {
+        let (q, m) = &queries[i % queries.len()];
+        multipart(&[("photo", q), ("mask", m)], &[("top", "10")])
+    };
+    for clients in [1usize, 8, 32] {
+        let (rate, lat, errors) = load(&format!("{base}/api/v1/search"), &investigator, clients, 400, Duration::from_secs(40), &search);
+        println!(
+            "{{\"bench\": \"search\", \"photos\": {}, \"clients\": {clients}, \"requests\": {}, \"per_s\": {rate:.1}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"errors\": {errors}}}",
+            engine.indexed(),
+            lat.len(),
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+    }
+    let upload = |i: usize| {
+        let (bytes, hotel) = &sample[i % sample.len()];
+        multipart(&[("photo", &variant(bytes, 1_000_000 + i as u64))], &[("hotel_id", &hotel.to_string())])
+    };
+    let (rate, lat, errors) = load(&format!("{base}/api/v1/photos"), &uploader, 8, 200, Duration::from_secs(40), &upload);
+    println!("{{\"bench\": \"upload\", \"clients\": 8, \"requests\": {}, \"per_s\": {rate:.1}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"errors\": {errors}}}", lat.len(), pct(&lat, 0.5), pct(&lat, 0.99));
+    let _ = stop_tx.send(());
+    let _ = server.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}
