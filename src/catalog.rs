@@ -472,6 +472,13 @@ impl Catalog {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// (image id, PDQ) of every active image.
+    pub fn active_pdq(&self) -> Result<Vec<(i64, PdqHash)>, CatalogError> {
+        let mut st = self.conn.prepare("SELECT id, pdq FROM images WHERE status = 'active'")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?.parse().unwrap_or_default())))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The last change's sequence number (0 if none).
     pub fn last_change(&self) -> Result<i64, CatalogError> {
         Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)

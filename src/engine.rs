@@ -202,23 +202,20 @@ impl Engine {
                 VectorIndex::new(self.embedder.dim(), self.cfg.index.clone())
             }
         };
-        let since = loaded.watermark();
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = loaded;
-        self.catch_up(since)?;
+        self.catch_up()?;
         // The PDQ index is cheap to rebuild; it is always made from the catalog.
-        let changes = self.catalog().changes_since(0, self.model_id)?;
+        let active = self.catalog().active_pdq()?;
         let mut hashes = self.hashes.write().unwrap_or_else(|e| e.into_inner());
-        for c in changes {
-            if c.status == Status::Active {
-                hashes.add(c.image_id as u64, &c.pdq);
-            } else {
-                hashes.remove(c.image_id as u64);
-            }
+        for (image_id, pdq) in active {
+            hashes.add(image_id as u64, &pdq);
         }
         Ok(())
     }
 
-    fn catch_up(&self, since: i64) -> Result<(), EngineError> {
+    /// Applies the catalog changes made after the index's watermark.
+    fn catch_up(&self) -> Result<(), EngineError> {
+        let since = self.index.read().unwrap_or_else(|e| e.into_inner()).watermark();
         let changes = self.catalog().changes_since(since, self.model_id)?;
         self.index.write().unwrap_or_else(|e| e.into_inner()).apply(&changes)?;
         Ok(())
@@ -258,7 +255,7 @@ impl Engine {
             let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
             *idx = VectorIndex::new(self.embedder.dim(), self.cfg.index.clone());
         }
-        self.catch_up(0)?;
+        self.catch_up()?;
         self.index.write().unwrap_or_else(|e| e.into_inner()).compact();
         self.save_index()?;
         Ok(total)
@@ -318,8 +315,7 @@ impl Engine {
             pdq_quality: p.pdq.quality,
         };
         let image_id = self.catalog().add_image(&new, self.model_id, &p.vector)?;
-        let since = self.index.read().unwrap_or_else(|e| e.into_inner()).watermark();
-        self.catch_up(since)?;
+        self.catch_up()?;
         self.hashes.write().unwrap_or_else(|e| e.into_inner()).add(image_id as u64, &p.pdq.hash);
         Ok(Ingested::Added { image_id, pdq: p.pdq.hash.to_string(), pdq_quality: p.pdq.quality })
     }
@@ -353,8 +349,7 @@ impl Engine {
         cat.set_status(image_id, status)?;
         cat.audit(actor, "image-status", &serde_json::json!({"image_id": image_id, "status": status}))?;
         drop(cat);
-        let since = self.index.read().unwrap_or_else(|e| e.into_inner()).watermark();
-        self.catch_up(since)?;
+        self.catch_up()?;
         let mut hashes = self.hashes.write().unwrap_or_else(|e| e.into_inner());
         if status == Status::Active {
             let img = self.catalog().image(image_id)?;
