@@ -298,7 +298,7 @@ async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp:
     let limits = *engine.limits();
     let res = blocking(move || {
         let mask = match mask_bytes {
-            Some(m) => Some(Mask::from_picture(&crate::decode::decode(&m, &limits, None).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))?)),
+            Some(m) => Some(Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))?),
             None => None,
         };
         engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top }, &key.id)

@@ -213,8 +213,7 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, queries: &[Label
         let mask = match &q.mask {
             Some(m) => {
                 let mb = std::fs::read(m).map_err(|source| EvalError::Io { path: m.clone(), source })?;
-                let d = crate::decode::decode(&mb, &cfg.limits, None).map_err(|e| EvalError::Embed { path: m.clone(), message: e.to_string() })?;
-                Some(crate::pool::Mask::from_picture(&d))
+                Some(crate::pool::Mask::from_picture(&mb, &cfg.limits).map_err(|e| EvalError::Embed { path: m.clone(), message: e.to_string() })?)
             }
             None => None,
         };

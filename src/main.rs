@@ -480,8 +480,7 @@ fn hash_of(arg: &str, cfg: &Config) -> Result<pdq::Pdq> {
 }
 
 fn load_mask(path: &PathBuf, cfg: &Config) -> Result<Mask> {
-    let d = decode::decode(&read(path)?, &cfg.limits, None).with_context(|| format!("mask {}", path.display()))?;
-    Ok(Mask::from_picture(&d))
+    Mask::from_picture(&read(path)?, &cfg.limits).with_context(|| format!("mask {}", path.display()))
 }
 
 fn main() -> ExitCode {

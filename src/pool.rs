@@ -86,13 +86,14 @@ pub enum Mask {
 pub const MASK_CELL_THRESHOLD: f32 = 0.1;
 
 impl Mask {
-    /// A mask from a decoded mask picture: light (luma ≥ 128), opaque pixels are masked.
-    pub fn from_picture(d: &crate::decode::Decoded) -> Mask {
-        let grey = image::DynamicImage::ImageRgb8(d.rgb.clone()).into_luma8();
-        Mask::Bitmap(GrayImage::from_fn(grey.width(), grey.height(), |x, y| {
+    /// A mask from an encoded mask picture: light (luma ≥ 128), opaque pixels are masked.
+    pub fn from_picture(bytes: &[u8], limits: &crate::decode::Limits) -> Result<Mask, crate::decode::DecodeError> {
+        let d = crate::decode::decode(bytes, limits, None)?;
+        let grey = image::DynamicImage::ImageRgb8(d.rgb).into_luma8();
+        Ok(Mask::Bitmap(GrayImage::from_fn(grey.width(), grey.height(), |x, y| {
             let transparent = d.transparent.as_ref().is_some_and(|t| t.get_pixel(x, y)[0] != 0);
             image::Luma([if !transparent && grey.get_pixel(x, y)[0] >= 128 { 255 } else { 0 }])
-        }))
+        })))
     }
 
     /// Fraction of each cell of a `cols` x `rows` grid that the mask covers, row-major,

@@ -34,8 +34,8 @@ fn queries() -> Vec<(Vec<u8>, Mask, String)> {
         .map(|r| {
             let r = r.unwrap();
             let bytes = std::fs::read(root().join("data-sample").join(&r[0])).unwrap();
-            let m = decode::decode(&std::fs::read(root().join("data-sample").join(&r[3])).unwrap(), &Default::default(), None).unwrap();
-            (bytes, Mask::from_picture(&m), r[1].to_string())
+            let m = Mask::from_picture(&std::fs::read(root().join("data-sample").join(&r[3])).unwrap(), &Default::default()).unwrap();
+            (bytes, m, r[1].to_string())
         })
         .collect()
 }
