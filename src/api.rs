@@ -8,16 +8,20 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::catalog::{CatalogError, Hotel, HotelFilter, KeyInfo, Role, Source, Status};
+use crate::catalog::{AuditEntry, CatalogError, Hotel, HotelFilter, Image, Job, KeyInfo, Role, Source, Status};
 use crate::decode::DecodeError;
 use crate::embed::EmbedError;
-use crate::engine::{Engine, EngineError, Ingested, NewPhoto, Query};
+use crate::engine::{Engine, EngineError, Ingested, NewPhoto, Query, SearchResult};
+use crate::jobs;
 use crate::pool::Mask;
+use crate::store::StoreError;
 
 /// Server settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -125,6 +129,10 @@ impl From<EngineError> for ApiError {
             EngineError::Catalog(CatalogError::NoHotel(_)) => (S::NOT_FOUND, "no_such_hotel"),
             EngineError::Catalog(CatalogError::NoImage(_)) => (S::NOT_FOUND, "no_such_photo"),
             EngineError::Catalog(CatalogError::Invalid { .. }) => (S::BAD_REQUEST, "invalid_field"),
+            EngineError::Catalog(CatalogError::NoJob(_)) => (S::NOT_FOUND, "no_such_job"),
+            EngineError::Catalog(CatalogError::JobRunning { .. }) => (S::CONFLICT, "job_running"),
+            EngineError::Store(StoreError::Missing(_)) => (S::NOT_FOUND, "not_found"),
+            EngineError::Store(StoreError::BadId(_)) => (S::BAD_REQUEST, "invalid_field"),
             _ => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status == S::INTERNAL_SERVER_ERROR {
@@ -205,25 +213,44 @@ fn parse_field<T: std::str::FromStr>(form: &Form, name: &str) -> Result<Option<T
     }
 }
 
-#[derive(Deserialize)]
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// A stable machine-readable code and a message for people.
+#[derive(Serialize, utoipa::ToSchema)]
+struct ErrorDetail {
+    /// Stable code, e.g. `missing_key`, `forbidden`, `bad_image`, `busy`, `rate_limited`.
+    code: String,
+    message: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HotelSearch {
+    /// Text found in the name, chain or city (type-ahead).
     q: Option<String>,
-    /// "LAT,LON", with `radius_km`.
+    /// "LAT,LON"; with `radius_km`.
     near: Option<String>,
+    /// Radius around `near`, in km.
     radius_km: Option<f64>,
+    /// At most this many hotels (default 20, at most 200).
     limit: Option<usize>,
 }
 
+/// Hotels by name or city, or near a point.
+///
+/// Roles: uploader, investigator, admin.
+#[utoipa::path(get, path = "/api/v1/hotels", tag = "hotels", params(HotelSearch), security(("api_key" = [])),
+    responses((status = 200, body = Vec<Hotel>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_hotels(State(s): State<Shared>, QueryParams(p): QueryParams<HotelSearch>) -> Result<Json<Vec<Hotel>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(20).min(200);
     let text = p.q.unwrap_or_default();
     let near = match (p.near, p.radius_km) {
-        (Some(n), Some(r)) => {
-            let parsed = n.split_once(',').and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)));
-            let (lat, lon) = parsed.ok_or_else(|| ApiError::bad_request("invalid_field", "near: expected LAT,LON"))?;
-            Some((lat, lon, r))
-        }
+        (Some(n), Some(r)) => Some(parse_point(&n).map(|(lat, lon)| (lat, lon, r))?),
         (None, None) => None,
         _ => return Err(ApiError::bad_request("invalid_field", "near and radius_km go together")),
     };
@@ -242,17 +269,69 @@ async fn list_hotels(State(s): State<Shared>, QueryParams(p): QueryParams<HotelS
     Ok(Json(hotels))
 }
 
+/// "LAT,LON" as two numbers.
+fn parse_point(s: &str) -> Result<(f64, f64), ApiError> {
+    let parsed = s.split_once(',').and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)));
+    parsed.ok_or_else(|| ApiError::bad_request("invalid_field", "near: expected LAT,LON"))
+}
+
+/// Adds a hotel, or updates the one with the same `external_id`.
+///
+/// Roles: admin.
+#[utoipa::path(post, path = "/api/v1/hotels", tag = "hotels", request_body = Hotel, security(("api_key" = [])),
+    responses((status = 201, body = Hotel), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Json(h): Json<Hotel>) -> Result<(StatusCode, Json<Hotel>), ApiError> {
+    Ok((StatusCode::CREATED, Json(save_hotel(&s, key, h).await?)))
+}
+
+/// Updates a hotel.
+///
+/// Roles: admin.
+#[utoipa::path(put, path = "/api/v1/hotels/{id}", tag = "hotels", request_body = Hotel, security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Hotel id")),
+    responses((status = 200, body = Hotel), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Path(id): Path<i64>, Json(mut h): Json<Hotel>) -> Result<Json<Hotel>, ApiError> {
+    let current = {
+        let engine = s.engine.clone();
+        blocking(move || Ok(engine.with_catalog(|c| c.hotel(id))?)).await?
+    };
+    // The path names the hotel; its external id stays what it was.
+    h.id = id;
+    h.external_id = current.external_id;
+    Ok(Json(save_hotel(&s, key, h).await?))
+}
+
+async fn save_hotel(s: &Shared, key: KeyInfo, h: Hotel) -> Result<Hotel, ApiError> {
     let engine = s.engine.clone();
-    let hotel = blocking(move || {
+    blocking(move || {
         let id = engine.upsert_hotel(&h)?;
         engine.with_catalog(|c| c.audit(&key.id, "hotel-upsert", &serde_json::json!({"hotel_id": id})))?;
         Ok(engine.with_catalog(|c| c.hotel(id))?)
     })
-    .await?;
-    Ok((StatusCode::CREATED, Json(hotel)))
+    .await
 }
 
+/// The upload form (multipart/form-data).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form; the handler reads the fields one by one
+struct UploadForm {
+    /// The room photo (JPEG, PNG, WebP, …).
+    #[schema(value_type = String, format = Binary)]
+    photo: Vec<u8>,
+    hotel_id: i64,
+    /// Room number, if known.
+    room: Option<String>,
+}
+
+/// Adds a room photo to a hotel.
+///
+/// Answers 201 once the photo is durable in the catalog and the store, or 200 when it is a
+/// near-copy of a photo of that hotel already stored (nothing is created). Stored copies
+/// carry no EXIF/GPS. Roles: uploader, admin.
+#[utoipa::path(post, path = "/api/v1/photos", tag = "photos", request_body(content = UploadForm, content_type = "multipart/form-data"), security(("api_key" = [])),
+    responses((status = 201, body = Ingested, description = "Stored"), (status = 200, body = Ingested, description = "A duplicate; not stored again"),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "Too many uploads from this key"), (status = 503, body = ErrorBody, description = "Queue full; see Retry-After")))]
 async fn upload(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp: Multipart) -> Result<Response, ApiError> {
     s.uploads.take(&key.id).map_err(|secs| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many uploads from this key; slow down").retry(secs))?;
     let mut form = read_form(mp).await?;
@@ -273,17 +352,43 @@ async fn upload(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp:
     Ok((status, Json(outcome)).into_response())
 }
 
+/// The search form (multipart/form-data).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form; the handler reads the fields one by one
+struct SearchForm {
+    /// The query photo. It is written nowhere unless `save_case` is true.
+    #[schema(value_type = String, format = Binary)]
+    photo: Vec<u8>,
+    /// Mask of what to leave out (the victim): light or transparent pixels are ignored.
+    #[schema(value_type = Option<String>, format = Binary)]
+    mask: Option<Vec<u8>>,
+    /// "LAT,LON", with `radius_km`.
+    near: Option<String>,
+    radius_km: Option<f64>,
+    country: Option<String>,
+    city: Option<String>,
+    chain: Option<String>,
+    /// Comma-separated hotel ids.
+    hotel_ids: Option<String>,
+    /// Hotels to return (1–100, default 10).
+    top: Option<usize>,
+    /// "true" keeps the query photo as a case image (audited).
+    save_case: Option<bool>,
+}
+
+/// Ranked hotels for a query photo, with the matching photos as evidence.
+///
+/// Every search is audited (key, time, filters, sha256 of the query, hotels returned).
+/// Roles: investigator, admin.
+#[utoipa::path(post, path = "/api/v1/search", tag = "search", request_body(content = SearchForm, content_type = "multipart/form-data"), security(("api_key" = [])),
+    responses((status = 200, body = SearchResult), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody, description = "Queue full; see Retry-After")))]
 async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp: Multipart) -> Result<Response, ApiError> {
     let mut form = read_form(mp).await?;
     let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as the multipart field 'photo'"))?;
     let mask_bytes = form.files.remove("mask");
     let near = match (form.text.get("near"), parse_field::<f64>(&form, "radius_km")?) {
-        (Some(p), Some(r)) => {
-            let (a, b) = p.split_once(',').ok_or_else(|| ApiError::bad_request("invalid_field", "near: expected LAT,LON"))?;
-            let lat: f64 = a.trim().parse().map_err(|_| ApiError::bad_request("invalid_field", "near: bad latitude"))?;
-            let lon: f64 = b.trim().parse().map_err(|_| ApiError::bad_request("invalid_field", "near: bad longitude"))?;
-            Some((lat, lon, r))
-        }
+        (Some(p), Some(r)) => Some(parse_point(p).map(|(lat, lon)| (lat, lon, r))?),
         (None, None) => None,
         _ => return Err(ApiError::bad_request("invalid_field", "near and radius_km go together")),
     };
@@ -293,6 +398,7 @@ async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp:
     };
     let filter = HotelFilter { near, country: form.text.get("country").cloned(), city: form.text.get("city").cloned(), chain: form.text.get("chain").cloned(), hotel_ids };
     let top = parse_field::<usize>(&form, "top")?.unwrap_or(10).clamp(1, 100);
+    let save_case = parse_field::<bool>(&form, "save_case")?.unwrap_or(false);
     let _slot = queue_slot(&s).await?;
     let engine = s.engine.clone();
     let limits = *engine.limits();
@@ -301,48 +407,144 @@ async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp:
             Some(m) => Some(Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))?),
             None => None,
         };
-        engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top }, &key.id)
+        engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case }, &key.id)
     })
     .await?;
     Ok(Json(res).into_response())
 }
 
-async fn photo(State(s): State<Shared>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PhotoSize {
+    /// Longest side of a JPEG thumbnail in pixels (16–2048); the stored photo when absent.
+    size: Option<u32>,
+}
+
+/// A stored photo (without metadata), or a thumbnail of it.
+///
+/// Roles: investigator, admin.
+#[utoipa::path(get, path = "/api/v1/photos/{id}", tag = "photos", security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Image id"), PhotoSize),
+    responses((status = 200, content_type = "image/jpeg", description = "The photo (JPEG, or PNG for photos that came as lossless)"), (status = 404, body = ErrorBody)))]
+async fn photo(State(s): State<Shared>, Path(id): Path<i64>, QueryParams(p): QueryParams<PhotoSize>) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
+    let size = match p.size {
+        Some(n) if !(16..=2048).contains(&n) => return Err(ApiError::bad_request("invalid_field", "size: 16 to 2048 pixels")),
+        other => other,
+    };
     let bytes = blocking(move || {
         let img = engine.image(id)?;
         if img.status == Status::Deleted {
             return Err(EngineError::Catalog(CatalogError::NoImage(id)));
         }
-        Ok(engine.store().get(&img.sha256)?)
+        let bytes = engine.store().get(&img.sha256)?;
+        Ok(match size {
+            Some(n) => crate::store::thumbnail(&bytes, engine.limits(), n)?,
+            None => bytes,
+        })
     })
     .await?;
-    let kind = if bytes.starts_with(&[0xFF, 0xD8]) { "image/jpeg" } else { "image/png" };
-    Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
+    Ok(image_response(bytes))
 }
 
-#[derive(Deserialize)]
+fn image_response(bytes: Vec<u8>) -> Response {
+    let kind = if bytes.starts_with(&[0xFF, 0xD8]) {
+        "image/jpeg"
+    } else if bytes.starts_with(b"\x89PNG") {
+        "image/png"
+    } else {
+        "application/octet-stream"
+    };
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "private, no-store")], bytes).into_response()
+}
+
+/// A case image an investigator kept (`save_case`), byte for byte. The access is audited.
+///
+/// Roles: investigator, admin.
+#[utoipa::path(get, path = "/api/v1/cases/{sha256}", tag = "search", security(("api_key" = [])),
+    params(("sha256" = String, Path, description = "The query's sha256, as in the search result and the audit")),
+    responses((status = 200, description = "The query photo as it was sent"), (status = 404, body = ErrorBody)))]
+async fn case_image(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Path(sha256): Path<String>) -> Result<Response, ApiError> {
+    let engine = s.engine.clone();
+    let bytes = blocking(move || {
+        let bytes = engine.case_image(&sha256)?;
+        engine.with_catalog(|c| c.audit(&key.id, "case-image-view", &serde_json::json!({"sha256": sha256})))?;
+        Ok(bytes)
+    })
+    .await?;
+    Ok(image_response(bytes))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 struct StatusChange {
     status: Status,
 }
 
+/// Quarantines, deletes or restores a photo; it leaves (or re-enters) search results at once.
+///
+/// Roles: admin.
+#[utoipa::path(post, path = "/api/v1/photos/{id}/status", tag = "photos", request_body = StatusChange, security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Image id")),
+    responses((status = 200, description = "Changed"), (status = 404, body = ErrorBody)))]
 async fn set_status(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Path(id): Path<i64>, Json(c): Json<StatusChange>) -> Result<Json<serde_json::Value>, ApiError> {
     let engine = s.engine.clone();
     blocking(move || engine.set_status(id, c.status, &key.id)).await?;
     Ok(Json(serde_json::json!({"image_id": id, "status": c.status})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Limit {
+    /// At most this many entries.
     limit: Option<usize>,
 }
 
-async fn audit(State(s): State<Shared>, QueryParams(p): QueryParams<Limit>) -> Result<Json<Vec<crate::catalog::AuditEntry>>, ApiError> {
+/// The latest audit entries, newest first.
+///
+/// Roles: admin.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(Limit), security(("api_key" = [])),
+    responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = ErrorBody)))]
+async fn audit(State(s): State<Shared>, QueryParams(p): QueryParams<Limit>) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(100).min(1000);
     Ok(Json(blocking(move || engine.with_catalog(|c| c.audit_entries(limit)).map_err(EngineError::from)).await?))
 }
 
+/// Starts a re-index job in the background.
+///
+/// It re-embeds the photos that have no vector for the current model, then rebuilds the
+/// index from the catalog (purging deleted photos). Searches go on against the old index
+/// until the new one is ready. Roles: admin.
+#[utoipa::path(post, path = "/api/v1/jobs/reindex", tag = "admin", security(("api_key" = [])),
+    responses((status = 202, body = Job, description = "Started; follow it at /api/v1/jobs/{id}"), (status = 409, body = ErrorBody, description = "One is already running")))]
+async fn start_reindex(State(s): State<Shared>, Extension(key): Extension<KeyInfo>) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let engine = s.engine.clone();
+    let job = blocking(move || jobs::spawn_reindex(engine, &key.id)).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// The latest batch jobs, newest first.
+///
+/// Roles: admin.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "admin", params(Limit), security(("api_key" = [])), responses((status = 200, body = Vec<Job>)))]
+async fn list_jobs(State(s): State<Shared>, QueryParams(p): QueryParams<Limit>) -> Result<Json<Vec<Job>>, ApiError> {
+    let engine = s.engine.clone();
+    let limit = p.limit.unwrap_or(20).min(1000);
+    Ok(Json(blocking(move || Ok(engine.with_catalog(|c| c.jobs(limit))?)).await?))
+}
+
+/// One batch job: state, phase and progress.
+///
+/// Roles: admin.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "admin", security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+async fn get_job(State(s): State<Shared>, Path(id): Path<i64>) -> Result<Json<Job>, ApiError> {
+    let engine = s.engine.clone();
+    Ok(Json(blocking(move || Ok(engine.with_catalog(|c| c.job(id))?)).await?))
+}
+
+/// Prometheus metrics: requests and latency per route, queue depth, index size.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", description = "Prometheus text format")))]
 async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     use std::fmt::Write;
     let mut out = String::new();
@@ -359,9 +561,26 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
-async fn hotel_photos(State(s): State<Shared>, Path(id): Path<i64>) -> Result<Json<Vec<crate::catalog::Image>>, ApiError> {
+/// All photos of a hotel, for the investigator's side-by-side view.
+///
+/// Roles: investigator, admin.
+#[utoipa::path(get, path = "/api/v1/hotels/{id}/photos", tag = "hotels", security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Hotel id")), responses((status = 200, body = Vec<Image>)))]
+async fn hotel_photos(State(s): State<Shared>, Path(id): Path<i64>) -> Result<Json<Vec<Image>>, ApiError> {
     let engine = s.engine.clone();
     Ok(Json(blocking(move || Ok(engine.with_catalog(|c| c.images_of_hotel(id))?)).await?))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the model and the index are loaded.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object)))]
+async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"ready": true, "model": s.engine.embedder().card().name, "indexed_photos": s.engine.indexed()}))
 }
 
 /// The web pages and their assets, built into the binary (no CDN: works offline).
@@ -370,19 +589,16 @@ fn page(name: &'static str) -> Response {
         "index" => ("text/html; charset=utf-8", include_str!("../web/index.html")),
         "contribute" => ("text/html; charset=utf-8", include_str!("../web/contribute.html")),
         "investigate" => ("text/html; charset=utf-8", include_str!("../web/investigate.html")),
+        "docs" => ("text/html; charset=utf-8", include_str!("../web/docs.html")),
         "common.js" => ("text/javascript; charset=utf-8", include_str!("../web/common.js")),
         _ => ("text/css; charset=utf-8", include_str!("../web/style.css")),
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
-async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"ready": true, "model": s.engine.embedder().card().name, "indexed_photos": s.engine.indexed()}))
-}
-
 /// Routes that need a key with one of `roles`: checked before the body is read, so a
 /// caller without the right key gets 401/403 whatever it sent. The key goes to the handler.
-fn guarded(state: &Shared, roles: &'static [Role], routes: Router<Shared>) -> Router<Shared> {
+fn guarded(state: &Shared, roles: &'static [Role], routes: OpenApiRouter<Shared>) -> OpenApiRouter<Shared> {
     routes.route_layer(middleware::from_fn_with_state(state.clone(), move |State(s): State<Shared>, mut req: Request, next: Next| async move {
         let key = authorize(&s, req.headers(), roles).await?;
         req.extensions_mut().insert(key);
@@ -395,8 +611,27 @@ const UPLOADERS: &[Role] = &[Role::Uploader, Role::Admin];
 const INVESTIGATORS: &[Role] = &[Role::Investigator, Role::Admin];
 const ADMINS: &[Role] = &[Role::Admin];
 
-/// The HTTP routes over an opened engine.
-pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {
+/// Declares the bearer API keys in the OpenAPI document.
+struct ApiKeys;
+
+impl utoipa::Modify for ApiKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("hm_<id>_<secret>").description(Some("An API key from `hotelmatch keys create --role uploader|investigator|admin`")).build();
+        openapi.components.get_or_insert_with(Default::default).add_security_scheme("api_key", SecurityScheme::Http(scheme));
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "hotelmatch", description = "Which hotel was this room photo taken in? Upload crowdsourced room photos; search with a (masked) case photo; ranked hotels with the matching photos as evidence."),
+    modifiers(&ApiKeys),
+    tags((name = "hotels"), (name = "photos"), (name = "search"), (name = "admin"), (name = "operations"))
+)]
+struct ApiDoc;
+
+/// The HTTP routes over an opened engine, and their OpenAPI description (from the same code).
+pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, utoipa::openapi::OpenApi) {
     // Room for the largest accepted photo, a mask of the same size, and the form itself.
     let body_limit = engine.limits().max_bytes.saturating_mul(2).saturating_add(64 << 10);
     let queue_size = opts.queue.max(1);
@@ -409,24 +644,49 @@ pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {
         uploads: RateLimiter { per_minute: f64::from(opts.uploads_per_minute.max(1)), buckets: Default::default() },
         metrics: Metrics::default(),
     });
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+    let (api, openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .merge(guarded(&state, EVERYONE, OpenApiRouter::new().routes(routes!(list_hotels))))
+        .merge(guarded(&state, UPLOADERS, OpenApiRouter::new().routes(routes!(upload))))
+        .merge(guarded(
+            &state,
+            INVESTIGATORS,
+            OpenApiRouter::new().routes(routes!(search)).routes(routes!(photo)).routes(routes!(hotel_photos)).routes(routes!(case_image)),
+        ))
+        .merge(guarded(
+            &state,
+            ADMINS,
+            OpenApiRouter::new()
+                .routes(routes!(create_hotel))
+                .routes(routes!(update_hotel))
+                .routes(routes!(set_status))
+                .routes(routes!(audit))
+                .routes(routes!(start_reindex))
+                .routes(routes!(list_jobs))
+                .routes(routes!(get_job)),
+        ))
+        .split_for_parts();
+    let doc = openapi.to_json().unwrap_or_default();
+    let router = api
+        .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }))
         .route("/", get(|| async { page("index") }))
         .route("/contribute", get(|| async { page("contribute") }))
         .route("/investigate", get(|| async { page("investigate") }))
+        .route("/docs", get(|| async { page("docs") }))
         .route("/static/common.js", get(|| async { page("common.js") }))
         .route("/static/style.css", get(|| async { page("style.css") }))
-        .merge(guarded(&state, EVERYONE, Router::new().route("/api/v1/hotels", get(list_hotels))))
-        .merge(guarded(&state, ADMINS, Router::new().route("/api/v1/hotels", post(create_hotel))))
-        .merge(guarded(&state, UPLOADERS, Router::new().route("/api/v1/photos", post(upload))))
-        .merge(guarded(&state, INVESTIGATORS, Router::new().route("/api/v1/photos/{id}", get(photo)).route("/api/v1/hotels/{id}/photos", get(hotel_photos)).route("/api/v1/search", post(search))))
-        .merge(guarded(&state, ADMINS, Router::new().route("/api/v1/photos/{id}/status", post(set_status)).route("/api/v1/audit", get(audit))))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /api/v1/…") })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /docs") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
+        .with_state(state);
+    (router, openapi)
+}
+
+/// The HTTP routes over an opened engine.
+pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {
+    router_and_openapi(engine, opts).0
 }
 
 /// Counts every request by its route pattern (never the concrete path: ids stay out of metrics).

@@ -11,7 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::pdq::PdqHash;
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_catalog.sql"), include_str!("../migrations/0002_api_keys.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_catalog.sql"),
+    include_str!("../migrations/0002_api_keys.sql"),
+    include_str!("../migrations/0003_jobs.sql"),
+];
 
 /// Why a catalog operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +35,16 @@ pub enum CatalogError {
     /// A field is invalid.
     #[error("invalid {field}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// No such job.
+    #[error("no job with id {0}")]
+    NoJob(i64),
+    /// A job of this kind is already running.
+    #[error("a {kind} job is already running (job {id})")]
+    JobRunning { kind: String, id: i64 },
 }
 
 /// A hotel.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct Hotel {
     #[serde(default)]
     pub id: i64,
@@ -57,7 +67,7 @@ pub struct Hotel {
 }
 
 /// Whether an image takes part in search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Active,
@@ -83,7 +93,7 @@ impl Status {
 }
 
 /// Where an image came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// Uploaded by a member of the public.
@@ -93,7 +103,7 @@ pub enum Source {
 }
 
 /// An image row.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Image {
     pub id: i64,
     pub sha256: String,
@@ -104,6 +114,8 @@ pub struct Image {
     pub created: i64,
     pub width: u32,
     pub height: u32,
+    /// PDQ hash, 64 hex digits.
+    #[schema(value_type = String)]
     pub pdq: PdqHash,
     pub pdq_quality: u8,
     pub status: Status,
@@ -136,18 +148,67 @@ pub struct Change {
     pub vector: Option<Vec<f32>>,
 }
 
+/// Where a batch job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Done,
+    Failed,
+    /// Its process ended before the job did (a crash or a kill); run it again.
+    Interrupted,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+    fn parse(s: &str) -> JobState {
+        match s {
+            "running" => JobState::Running,
+            "done" => JobState::Done,
+            "failed" => JobState::Failed,
+            _ => JobState::Interrupted,
+        }
+    }
+}
+
+/// A batch job's record (re-embedding and re-indexing).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub state: JobState,
+    /// The step it is in, e.g. "embedding" or "indexing".
+    pub phase: String,
+    /// Items done of `total` in this phase.
+    pub done: i64,
+    pub total: i64,
+    pub started: i64,
+    pub finished: Option<i64>,
+    /// Key id or "cli".
+    pub started_by: String,
+    pub error: Option<String>,
+}
+
 /// An audit entry.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: i64,
     pub actor: String,
     pub action: String,
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 
 /// What an API key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Adds photos and lists hotels (the public).
@@ -188,9 +249,10 @@ pub struct KeyInfo {
 }
 
 /// Which hotels a search may return.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct HotelFilter {
     /// (latitude, longitude, radius in km).
+    #[schema(value_type = Option<Vec<f64>>)]
     pub near: Option<(f64, f64, f64)>,
     pub country: Option<String>,
     pub city: Option<String>,
@@ -262,6 +324,23 @@ fn hotel_from_row(r: &rusqlite::Row) -> rusqlite::Result<Hotel> {
         country: r.get(6)?,
         latitude: r.get(7)?,
         longitude: r.get(8)?,
+    })
+}
+
+const JOB_COLUMNS: &str = "id, kind, state, phase, done, total, started, finished, started_by, error";
+
+fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        state: JobState::parse(&r.get::<_, String>(2)?),
+        phase: r.get(3)?,
+        done: r.get(4)?,
+        total: r.get(5)?,
+        started: r.get(6)?,
+        finished: r.get(7)?,
+        started_by: r.get(8)?,
+        error: r.get(9)?,
     })
 }
 
@@ -549,6 +628,63 @@ impl Catalog {
         Ok(self.conn.execute("UPDATE api_keys SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL", params![id, now()])? > 0)
     }
 
+    /// Records a new running job of `kind`; refuses while another of that kind runs.
+    pub fn start_job(&self, kind: &str, started_by: &str) -> Result<Job, CatalogError> {
+        self.reap_jobs()?;
+        let inserted = self.conn.execute(
+            "INSERT INTO jobs (kind, state, started, started_by, pid) VALUES (?1, 'running', ?2, ?3, ?4)",
+            params![kind, now(), started_by, std::process::id()],
+        );
+        match inserted {
+            Ok(_) => self.job(self.conn.last_insert_rowid()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                let id = self.conn.query_row("SELECT id FROM jobs WHERE kind = ?1 AND state = 'running'", [kind], |r| r.get(0))?;
+                Err(CatalogError::JobRunning { kind: kind.to_string(), id })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records a running job's progress.
+    pub fn job_progress(&self, id: i64, phase: &str, done: usize, total: usize) -> Result<(), CatalogError> {
+        self.conn.execute("UPDATE jobs SET phase = ?2, done = ?3, total = ?4 WHERE id = ?1 AND state = 'running'", params![id, phase, done as i64, total as i64])?;
+        Ok(())
+    }
+
+    /// Records how a job ended: done, or failed with `error`.
+    pub fn finish_job(&self, id: i64, error: Option<&str>) -> Result<(), CatalogError> {
+        let state = if error.is_some() { JobState::Failed } else { JobState::Done };
+        self.conn.execute("UPDATE jobs SET state = ?2, finished = ?3, error = ?4 WHERE id = ?1", params![id, state.as_str(), now(), error])?;
+        Ok(())
+    }
+
+    /// One job.
+    pub fn job(&self, id: i64) -> Result<Job, CatalogError> {
+        self.reap_jobs()?;
+        self.conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row).optional()?.ok_or(CatalogError::NoJob(id))
+    }
+
+    /// The latest jobs, newest first.
+    pub fn jobs(&self, limit: usize) -> Result<Vec<Job>, CatalogError> {
+        self.reap_jobs()?;
+        let mut st = self.conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?1"))?;
+        let rows = st.query_map([limit as i64], job_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks running jobs whose process is gone as interrupted. The pid is checked on this
+    /// machine only: a catalog lives in one data directory on one machine.
+    fn reap_jobs(&self) -> Result<(), CatalogError> {
+        let mut st = self.conn.prepare("SELECT id, pid FROM jobs WHERE state = 'running'")?;
+        let running: Vec<(i64, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        for (id, pid) in running {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                self.conn.execute("UPDATE jobs SET state = 'interrupted', finished = ?2 WHERE id = ?1", params![id, now()])?;
+            }
+        }
+        Ok(())
+    }
+
     /// The outcome recorded for an import line, if it was handled already.
     pub fn import_outcome(&self, key: &str) -> Result<Option<(Option<i64>, String)>, CatalogError> {
         Ok(self.conn.query_row("SELECT image_id, outcome FROM imports WHERE source_key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
@@ -574,6 +710,31 @@ mod tests {
 
     fn hotel(ext: &str, city: &str, lat: f64, lon: f64) -> Hotel {
         Hotel { external_id: Some(ext.into()), name: format!("Hotel {ext}"), city: Some(city.into()), country: Some("US".into()), latitude: Some(lat), longitude: Some(lon), ..Default::default() }
+    }
+
+    #[test]
+    fn one_running_job_per_kind_and_dead_ones_are_interrupted() {
+        let (cat, dir) = temp_catalog("jobs");
+        let job = cat.start_job("reindex", "admin1").unwrap();
+        assert_eq!((job.state, job.started_by.as_str()), (JobState::Running, "admin1"));
+        match cat.start_job("reindex", "admin2") {
+            Err(CatalogError::JobRunning { id, .. }) => assert_eq!(id, job.id),
+            other => panic!("second running job allowed: {other:?}"),
+        }
+        cat.job_progress(job.id, "embedding", 3, 10).unwrap();
+        let j = cat.job(job.id).unwrap();
+        assert_eq!((j.phase.as_str(), j.done, j.total), ("embedding", 3, 10));
+        cat.finish_job(job.id, None).unwrap();
+        assert_eq!(cat.job(job.id).unwrap().state, JobState::Done);
+        // A job whose process died (a pid above Linux's pid_max) shows as interrupted, and
+        // does not block the next one.
+        let dead = cat.start_job("reindex", "admin1").unwrap();
+        cat.conn.execute("UPDATE jobs SET pid = 99999999 WHERE id = ?1", [dead.id]).unwrap();
+        let next = cat.start_job("reindex", "admin1").unwrap();
+        assert_eq!(cat.job(dead.id).unwrap().state, JobState::Interrupted);
+        assert_eq!(cat.jobs(10).unwrap().iter().map(|j| j.id).collect::<Vec<_>>(), vec![next.id, dead.id, job.id]);
+        assert!(matches!(cat.job(12345), Err(CatalogError::NoJob(12345))));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -70,10 +70,13 @@ pub struct Query<'a> {
     pub filter: HotelFilter,
     /// Hotels to return (0 = the configured default).
     pub top: usize,
+    /// Keep the query photo as a case image. Off by default: a query may show a victim, and
+    /// is written nowhere unless the investigator asks.
+    pub save_case: bool,
 }
 
 /// A feature-map cell of the query that resembles a matched photo.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Cell {
     pub x: usize,
     pub y: usize,
@@ -81,7 +84,7 @@ pub struct Cell {
 }
 
 /// One matched photo shown as evidence.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Evidence {
     pub image_id: i64,
     pub sha256: String,
@@ -91,8 +94,20 @@ pub struct Evidence {
     pub query_cells: Vec<Cell>,
 }
 
+/// A stored photo that the query is a copy of: the same picture, perhaps resized,
+/// recompressed, rotated or mirrored (PDQ within its match distance).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Reuse {
+    pub image_id: i64,
+    pub hotel_id: i64,
+    pub distance: u32,
+    /// Which rotation or mirror of the query matched ("original", "flip_x", …).
+    #[schema(value_type = String)]
+    pub variant: &'static str,
+}
+
 /// A candidate hotel.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HotelHit {
     pub rank: usize,
     pub score: f32,
@@ -101,29 +116,54 @@ pub struct HotelHit {
 }
 
 /// The answer to a query.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchResult {
     pub hotels: Vec<HotelHit>,
+    /// Stored photos the query is a copy of (exact reuse of a crowd photo), closest first.
+    pub reuse: Vec<Reuse>,
     /// Every image hit, best first (image id, hotel id, similarity), for rooms and evaluation.
     #[serde(skip)]
+    #[schema(ignore)]
     pub images: Vec<Found>,
     /// Query feature-map size (columns, rows) that `query_cells` refer to.
+    #[schema(value_type = Vec<usize>)]
     pub grid: (usize, usize),
     /// How the index answered.
     pub plan: Plan,
     /// sha256 of the query bytes (what the audit keeps instead of the photo).
     pub query_sha256: String,
+    /// Whether the query was kept as a case image (under its sha256), as asked.
+    pub saved_case_image: bool,
     pub millis: f64,
 }
 
 /// Outcome of adding one photo.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Ingested {
     /// Stored and indexed.
     Added { image_id: i64, pdq: String, pdq_quality: u8 },
     /// A near-copy of a photo of the same hotel already stored; not stored again.
     Duplicate { of_image_id: i64, distance: u32, pdq: String },
+}
+
+/// A step of a rebuild, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Embedding photos that have no vector for the current model.
+    Embedding,
+    /// Building the index from the catalog.
+    Indexing,
+}
+
+impl Step {
+    /// Its name in job records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Embedding => "embedding",
+            Step::Indexing => "indexing",
+        }
+    }
 }
 
 /// Where a photo to add belongs and who sent it.
@@ -149,6 +189,8 @@ pub struct Engine {
     cfg: Config,
     catalog: Mutex<Catalog>,
     store: PhotoStore,
+    /// Query photos investigators asked to keep, byte for byte (evidence: the audit holds their sha256).
+    cases: PhotoStore,
     embedder: Embedder,
     model_id: i64,
     index: RwLock<VectorIndex>,
@@ -163,6 +205,7 @@ impl Engine {
         std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir { path: dir.clone(), source })?;
         let catalog = Catalog::open(&dir.join("catalog.sqlite"))?;
         let store = PhotoStore::open(&dir.join("photos"))?;
+        let cases = PhotoStore::open(&dir.join("cases"))?;
         let embedder = crate::open_embedder(cfg)?;
         let settings = serde_json::to_string(&embedder.options()).unwrap_or_default();
         let model_id = catalog.model_id(&embedder.card().name, &embedder.options().pooling.to_string(), embedder.dim(), &settings)?;
@@ -170,6 +213,7 @@ impl Engine {
             cfg: cfg.clone(),
             catalog: Mutex::new(catalog),
             store,
+            cases,
             model_id,
             index: RwLock::new(VectorIndex::new(embedder.dim(), cfg.index.clone())),
             hashes: RwLock::new(HammingIndex::new()),
@@ -229,10 +273,12 @@ impl Engine {
 
     /// Rebuilds the index from the catalog, purging deleted images, and saves it. Active
     /// photos without an embedding for the current model (the model or its settings changed)
-    /// are re-embedded first from their stored copies; returns how many.
-    pub fn rebuild_index(&self, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<usize, EngineError> {
+    /// are re-embedded first from their stored copies; returns how many. Searches go on
+    /// meanwhile against the old index, which is swapped for the new one when it is complete.
+    pub fn rebuild_index(&self, progress: &(dyn Fn(Step, usize, usize) + Sync)) -> Result<usize, EngineError> {
         let missing = self.catalog().images_without_embedding(self.model_id)?;
         let total = missing.len();
+        progress(Step::Embedding, 0, total);
         for (done, chunk) in missing.chunks(32).enumerate() {
             let vectors: Vec<Result<Vec<f32>, EngineError>> = chunk
                 .par_iter()
@@ -249,15 +295,18 @@ impl Engine {
                 }
             }
             drop(cat);
-            progress((done * 32 + chunk.len()).min(total), total);
+            progress(Step::Embedding, (done * 32 + chunk.len()).min(total), total);
         }
-        {
-            let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
-            *idx = VectorIndex::new(self.embedder.dim(), self.cfg.index.clone());
-        }
+        let changes = self.catalog().changes_since(0, self.model_id)?;
+        progress(Step::Indexing, 0, changes.len());
+        let mut fresh = VectorIndex::new(self.embedder.dim(), self.cfg.index.clone());
+        fresh.apply(&changes)?;
+        fresh.compact();
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        // What was added or deleted while the new index was being built.
         self.catch_up()?;
-        self.index.write().unwrap_or_else(|e| e.into_inner()).compact();
         self.save_index()?;
+        progress(Step::Indexing, changes.len(), changes.len());
         Ok(total)
     }
 
@@ -371,6 +420,7 @@ impl Engine {
         let emb = self.embedder.embed_one(q.bytes, q.mask)?;
         let opts = &self.cfg.search;
         let hotels = if q.filter.is_empty() { None } else { Some(self.catalog().hotels_matching(&q.filter)?) };
+        let reuse = self.reuse_of(q.bytes, hotels.as_deref())?;
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let (mut found, mut plan) = index.search(&emb.vector, opts.top_images, hotels.as_deref())?;
         if opts.expansion > 0 && !found.is_empty() {
@@ -403,15 +453,59 @@ impl Engine {
             hits.push(HotelHit { rank: r.rank, score: r.score, hotel, evidence });
         }
         let query_sha256 = store::sha256_hex(q.bytes);
+        if q.save_case {
+            self.cases.put(q.bytes)?;
+        }
         let detail = serde_json::json!({
             "query_sha256": query_sha256,
             "filters": q.filter,
             "masked": q.mask.is_some(),
+            "saved_case_image": q.save_case,
             "hotel_ids": hits.iter().map(|h| h.hotel.id).collect::<Vec<_>>(),
             "image_ids": hits.iter().flat_map(|h| h.evidence.iter().map(|e| e.image_id)).collect::<Vec<_>>(),
+            "reuse_image_ids": reuse.iter().map(|r| r.image_id).collect::<Vec<_>>(),
         });
         cat.audit(actor, "search", &detail)?;
-        Ok(SearchResult { hotels: hits, images: found, grid, plan, query_sha256, millis: t.elapsed().as_secs_f64() * 1e3 })
+        Ok(SearchResult { hotels: hits, reuse, images: found, grid, plan, query_sha256, saved_case_image: q.save_case, millis: t.elapsed().as_secs_f64() * 1e3 })
+    }
+
+    /// Active stored photos (of `hotels`, when given) that the query is a copy of, in any of
+    /// its eight rotations and mirrors. Nothing when the query's hash is not trustworthy.
+    fn reuse_of(&self, bytes: &[u8], hotels: Option<&[i64]>) -> Result<Vec<Reuse>, EngineError> {
+        // PDQ reduces the picture to 64x64 luma first, so a DCT-scaled decode of at least
+        // 512 pixels gives the same hash within a few bits, at a fraction of the cost.
+        let decoded = decode::decode(bytes, &self.cfg.limits, Some((512, 512)))?;
+        let hashes = pdq::hash_dihedral(&decoded.rgb);
+        if hashes.quality < pdq::MIN_TRUSTED_QUALITY {
+            return Ok(Vec::new());
+        }
+        let mut best: std::collections::BTreeMap<u64, (u32, &'static str)> = Default::default();
+        let index = self.hashes.read().unwrap_or_else(|e| e.into_inner());
+        for (variant, hash) in hashes.named() {
+            for hit in index.within(&hash, pdq::MATCH_DISTANCE) {
+                let e = best.entry(hit.id).or_insert((hit.distance, variant));
+                if hit.distance < e.0 {
+                    *e = (hit.distance, variant);
+                }
+            }
+        }
+        drop(index);
+        let cat = self.catalog();
+        let mut out = Vec::new();
+        for (id, (distance, variant)) in best {
+            let img = cat.image(id as i64)?;
+            let allowed = hotels.is_none_or(|h| h.contains(&img.hotel_id));
+            if allowed && img.status == Status::Active && img.pdq_quality >= pdq::MIN_TRUSTED_QUALITY {
+                out.push(Reuse { image_id: img.id, hotel_id: img.hotel_id, distance, variant });
+            }
+        }
+        out.sort_by_key(|r| (r.distance, r.image_id));
+        Ok(out)
+    }
+
+    /// A case image an investigator kept, by its sha256.
+    pub fn case_image(&self, sha256: &str) -> Result<Vec<u8>, EngineError> {
+        Ok(self.cases.get(sha256)?)
     }
 
     /// Number of active images indexed.

@@ -2,7 +2,8 @@
 //!
 //! The modules follow the pipeline, each using only the ones before it:
 //! `decode` → `pdq` / `embed` (with `model` cards and `pool`ing) → `store` and `catalog` →
-//! `index` (and `hamming` for PDQ) → `rank` → `engine`, which `eval` and the CLI drive.
+//! `index` (and `hamming` for PDQ) → `rank` → `engine`, which `import`, `jobs`, `eval`,
+//! `api` (HTTP) and the CLI drive.
 
 pub mod api;
 pub mod catalog;
@@ -14,6 +15,7 @@ pub mod eval;
 pub mod hamming;
 pub mod import;
 pub mod index;
+pub mod jobs;
 pub mod model;
 pub mod pdq;
 pub mod pool;

@@ -131,6 +131,10 @@ enum Cmd {
         /// Hotels to return.
         #[arg(long, default_value_t = 10)]
         top: usize,
+        /// Keep the query photo in the data directory as a case image (by default it is
+        /// written nowhere); the audit records its sha256.
+        #[arg(long)]
+        save_case: bool,
         #[arg(long)]
         json: bool,
     },
@@ -386,7 +390,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Search { image, mask, rect, near, radius_km, country, city, chain, hotels, top, json } => {
+        Cmd::Search { image, mask, rect, near, radius_km, country, city, chain, hotels, top, save_case, json } => {
             let engine = Engine::open(&cfg)?;
             let mask = match (mask, rect.is_empty()) {
                 (Some(path), _) => Some(load_mask(&path, &cfg)?),
@@ -401,11 +405,17 @@ fn run(cli: Cli) -> Result<()> {
                 hotel_ids: (!hotels.is_empty()).then_some(hotels),
             };
             let bytes = read(&image)?;
-            let res = engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top }, "cli")?;
+            let res = engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case }, "cli")?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&res)?)?;
             } else {
                 writeln!(out, "{} hotels ({:.0} ms, {:?})", res.hotels.len(), res.millis, res.plan)?;
+                for r in &res.reuse {
+                    writeln!(out, "  the query is a copy of image {} (hotel {}; PDQ distance {}, {})", r.image_id, r.hotel_id, r.distance, r.variant)?;
+                }
+                if res.saved_case_image {
+                    writeln!(out, "  kept as case image {}", res.query_sha256)?;
+                }
                 for h in &res.hotels {
                     let place = [h.hotel.city.as_deref(), h.hotel.country.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(", ");
                     writeln!(out, "{:>2}. {:.3}  {} ({place})", h.rank, h.score, h.hotel.name)?;
@@ -424,12 +434,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Reindex => {
             let engine = Engine::open(&cfg)?;
             let bar = indicatif::ProgressBar::new(0);
-            let embedded = engine.rebuild_index(&|done, total| {
+            let (job, reembedded) = hotelmatch::jobs::run_reindex(&engine, "cli", &|step, done, total| {
+                bar.set_message(step.as_str());
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             })?;
             bar.finish_and_clear();
-            writeln!(out, "re-embedded {embedded} photos with {}; indexed {} photos", engine.embedder().card().name, engine.indexed())?;
+            writeln!(out, "job {}: re-embedded {reembedded} photos with {}; indexed {} photos", job.id, engine.embedder().card().name, engine.indexed())?;
         }
         Cmd::Hash { images, variants, compare } => {
             if let Some(pair) = compare {

@@ -22,6 +22,9 @@ pub enum StoreError {
     /// Not a valid content address.
     #[error("not a photo id: {0:?}")]
     BadId(String),
+    /// Nothing is stored under this address.
+    #[error("no stored photo {0}")]
+    Missing(String),
 }
 
 /// Content-addressed photo files under one directory.
@@ -85,7 +88,10 @@ impl PhotoStore {
     /// The stored bytes of a photo.
     pub fn get(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(sha256)?;
-        std::fs::read(&path).map_err(io_err(&path))
+        std::fs::read(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => StoreError::Missing(sha256.to_string()),
+            _ => StoreError::Io { path: path.clone(), source },
+        })
     }
 }
 
@@ -140,6 +146,20 @@ pub fn clean_copy(bytes: &[u8], decoded: &Decoded) -> Result<Vec<u8>, StoreError
         }
     }
     encode(decoded, image::ImageFormat::Png)
+}
+
+/// A JPEG of the photo no larger than `max_side` on either side (never enlarged).
+pub fn thumbnail(bytes: &[u8], limits: &decode::Limits, max_side: u32) -> Result<Vec<u8>, StoreError> {
+    let max_side = max_side.max(1);
+    // The stored copy passed these limits when it came in; a failure here is a damaged store.
+    let mut d = decode::decode(bytes, limits, Some((max_side, max_side))).map_err(|e| StoreError::Encode(e.to_string()))?;
+    let (w, h) = d.rgb.dimensions();
+    if w.max(h) > max_side {
+        let scale = f64::from(max_side) / f64::from(w.max(h));
+        let (tw, th) = (((f64::from(w) * scale).round() as u32).max(1), ((f64::from(h) * scale).round() as u32).max(1));
+        d.rgb = image::imageops::thumbnail(&d.rgb, tw, th);
+    }
+    encode(&d, image::ImageFormat::Jpeg)
 }
 
 fn encode(d: &Decoded, format: image::ImageFormat) -> Result<Vec<u8>, StoreError> {

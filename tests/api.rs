@@ -97,8 +97,8 @@ fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<
             }
             r.call()
         }
-        (_, b) => {
-            let mut r = a.post(&url);
+        (m, b) => {
+            let mut r = if m == "PUT" { a.put(&url) } else { a.post(&url) };
             if let Some(t) = token {
                 r = r.header("Authorization", &format!("Bearer {t}"));
             }
@@ -124,6 +124,12 @@ fn every_route_refuses_every_role_that_should_not_reach_it() {
         ("POST", "/api/v1/search", vec![Role::Investigator, Role::Admin], Some(multipart(&[("photo", &photo)], &[("top", "2")]))),
         ("POST", "/api/v1/photos/2/status", vec![Role::Admin], Some(("application/json".into(), br#"{"status": "quarantined"}"#.to_vec()))),
         ("GET", "/api/v1/audit", vec![Role::Admin], None),
+        ("PUT", "/api/v1/hotels/1", vec![Role::Admin], Some(("application/json".into(), br#"{"name": "Harbor Hotel", "city": "Seattle", "country": "US"}"#.to_vec()))),
+        ("GET", "/api/v1/hotels/1/photos", vec![Role::Investigator, Role::Admin], None),
+        ("GET", "/api/v1/photos/1?size=64", vec![Role::Investigator, Role::Admin], None),
+        ("POST", "/api/v1/jobs/reindex", vec![Role::Admin], None),
+        ("GET", "/api/v1/jobs", vec![Role::Admin], None),
+        ("GET", "/api/v1/jobs/1", vec![Role::Admin], None),
     ];
     for (method, path, allowed, body) in &routes {
         let (st, j) = call(&s, method, path, None, body.clone());
@@ -216,4 +222,101 @@ fn uploads_are_rate_limited_per_key_and_metrics_count_requests() {
     assert!(text.contains("hotelmatch_indexed_photos 51"));
     let (st, ready) = call(&s, "GET", "/readyz", None, None);
     assert_eq!((st, ready["ready"].as_bool()), (200, Some(true)));
+}
+
+#[test]
+fn the_openapi_document_describes_exactly_the_routes_served() {
+    let s = start("openapi");
+    let (st, doc) = call(&s, "GET", "/openapi.json", None, None);
+    assert_eq!(st, 200);
+    assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
+    for schema in ["SearchResult", "HotelHit", "Evidence", "Reuse", "Hotel", "Image", "Ingested", "Job", "AuditEntry", "ErrorBody", "SearchForm", "UploadForm"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
+    }
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            // Every documented operation is really served: without a key a guarded one
+            // answers 401 (so it is not a 404), an open one answers 200.
+            let concrete = path.replace("{id}", "1").replace("{sha256}", &"0".repeat(64));
+            let guarded = op["security"].as_array().is_some_and(|a| !a.is_empty());
+            let (st, body) = call(&s, &method.to_uppercase(), &concrete, None, None);
+            assert_eq!(st, if guarded { 401 } else { 200 }, "{method} {path}: {body}");
+            if guarded {
+                let roles = op["description"].as_str().unwrap_or_default();
+                assert!(roles.contains("Roles:"), "{method} {path} does not say who may call it");
+            }
+        }
+    }
+    documented.sort();
+    let mut want = vec![
+        "GET /api/v1/audit", "GET /api/v1/cases/{sha256}", "GET /api/v1/hotels", "GET /api/v1/hotels/{id}/photos", "GET /api/v1/jobs", "GET /api/v1/jobs/{id}",
+        "GET /api/v1/photos/{id}", "GET /healthz", "GET /metrics", "GET /readyz", "POST /api/v1/hotels", "POST /api/v1/jobs/reindex", "POST /api/v1/photos",
+        "POST /api/v1/photos/{id}/status", "POST /api/v1/search", "PUT /api/v1/hotels/{id}",
+    ];
+    want.sort();
+    assert_eq!(documented, want);
+    let page = agent().get(&format!("{}/docs", s.base)).call().unwrap().into_body().read_to_string().unwrap();
+    assert!(page.contains("/openapi.json"));
+}
+
+#[test]
+fn a_reindex_job_runs_in_the_background_and_can_be_followed() {
+    let s = start("jobs");
+    let admin = s.tokens.iter().find(|(r, _)| *r == Role::Admin).unwrap().1.clone();
+    let inv = s.tokens.iter().find(|(r, _)| *r == Role::Investigator).unwrap().1.clone();
+    let (st, job) = call(&s, "POST", "/api/v1/jobs/reindex", Some(&admin), None);
+    assert_eq!((st, job["kind"].as_str()), (202, Some("reindex")), "{job}");
+    let id = job["id"].as_i64().unwrap();
+    // Bounded wait: 48 photos re-index in well under a second.
+    let mut last = serde_json::Value::Null;
+    for _ in 0..240 {
+        let (st, j) = call(&s, "GET", &format!("/api/v1/jobs/{id}"), Some(&admin), None);
+        assert_eq!(st, 200);
+        last = j;
+        if last["state"] != "running" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(last["state"], "done", "{last}");
+    assert_eq!((last["phase"].as_str(), last["done"].as_i64(), last["total"].as_i64()), (Some("indexing"), Some(48), Some(48)), "{last}");
+    let (_, list) = call(&s, "GET", "/api/v1/jobs", Some(&admin), None);
+    assert_eq!(list[0]["id"].as_i64(), Some(id));
+    let (st, e) = call(&s, "GET", "/api/v1/jobs/999", Some(&admin), None);
+    assert_eq!((st, e["error"]["code"].as_str()), (404, Some("no_such_job")));
+    // The rebuilt index answers as before.
+    let query = std::fs::read(root().join("data-sample/queries/h-maple-query.jpg")).unwrap();
+    let (st, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[])));
+    assert_eq!((st, res["hotels"][0]["hotel"]["external_id"].as_str()), (200, Some("h-maple")));
+    let (_, ready) = call(&s, "GET", "/readyz", None, None);
+    assert_eq!(ready["indexed_photos"], 48);
+}
+
+#[test]
+fn a_case_image_is_kept_only_when_the_investigator_asks() {
+    let s = start("cases");
+    let inv = s.tokens.iter().find(|(r, _)| *r == Role::Investigator).unwrap().1.clone();
+    let up = s.tokens.iter().find(|(r, _)| *r == Role::Uploader).unwrap().1.clone();
+    let query = std::fs::read(root().join("data-sample/queries/h-harbor-query.jpg")).unwrap();
+    let (st, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[])));
+    assert_eq!((st, res["saved_case_image"].as_bool()), (200, Some(false)));
+    let sha = res["query_sha256"].as_str().unwrap().to_string();
+    let (st, e) = call(&s, "GET", &format!("/api/v1/cases/{sha}"), Some(&inv), None);
+    assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "not kept unless asked");
+    let (st, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[("save_case", "true")])));
+    assert_eq!((st, res["saved_case_image"].as_bool()), (200, Some(true)));
+    let resp = agent().get(&format!("{}/api/v1/cases/{sha}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.into_body().read_to_vec().unwrap(), query, "kept byte for byte");
+    assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{sha}"), Some(&up), None).0, 403);
+    let (st, e) = call(&s, "GET", "/api/v1/cases/..%2F..%2Fcatalog.sqlite", Some(&inv), None);
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_field")));
+    let (st, e) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[("save_case", "maybe")])));
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_field")));
+    // A thumbnail is a JPEG no larger than asked.
+    let resp = agent().get(&format!("{}/api/v1/photos/1?size=100", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+    let thumb = image::load_from_memory(&resp.into_body().read_to_vec().unwrap()).unwrap();
+    assert!(thumb.width().max(thumb.height()) == 100, "{}x{}", thumb.width(), thumb.height());
 }

@@ -94,7 +94,7 @@ fn filtered_search_never_leaves_the_filter() {
     ];
     for (bytes, mask, _) in queries() {
         for (filter, allowed) in &filters {
-            let q = Query { bytes: &bytes, mask: Some(&mask), filter: filter.clone(), top: 10 };
+            let q = Query { bytes: &bytes, mask: Some(&mask), filter: filter.clone(), top: 10, save_case: false };
             let res = engine.search(&q, "test").unwrap();
             let got: Vec<String> = res.hotels.iter().map(|h| ext(h.hotel.id)).collect();
             assert!(!got.is_empty() && got.iter().all(|g| allowed.contains(&g.as_str())), "{filter:?} gave {got:?}");
@@ -260,7 +260,7 @@ fn a_model_change_is_caught_up_by_reindex() {
     let other = Config { embed: hotelmatch::EmbedOptions { pooling: hotelmatch::Pooling::Gem, ..Default::default() }, ..cfg.clone() };
     let engine = Engine::open(&other).unwrap();
     assert_eq!(engine.indexed(), 0, "no embeddings for the new model configuration yet");
-    assert_eq!(engine.rebuild_index(&|_, _| {}).unwrap(), 48);
+    assert_eq!(engine.rebuild_index(&|_, _, _| {}).unwrap(), 48);
     assert_eq!(engine.indexed(), 48);
     let (bytes, mask, want) = queries().remove(2);
     let q = Query { bytes: &bytes, mask: Some(&mask), ..Default::default() };
@@ -268,5 +268,42 @@ fn a_model_change_is_caught_up_by_reindex() {
     drop(engine);
     // The old configuration's index and embeddings are untouched.
     assert_eq!(Engine::open(&cfg).unwrap().indexed(), 48);
+    std::fs::remove_dir_all(&cfg.data_dir).ok();
+}
+
+#[test]
+fn a_reused_photo_is_recognised_even_mirrored_and_case_images_are_kept_only_when_asked() {
+    let (engine, cfg) = imported("reuse");
+    let aurora = engine.with_catalog(|c| c.hotel_by_external_id("h-aurora")).unwrap().unwrap();
+    let stored = std::fs::read(root().join("data-sample/images/h-aurora-101-0.jpg")).unwrap();
+    // The advertised photo is one of the crowd's photos, recompressed and mirrored.
+    let img = image::load_from_memory(&stored).unwrap().fliph();
+    let mut mirrored = Cursor::new(Vec::new());
+    img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut mirrored, 70)).unwrap();
+    let mirrored = mirrored.into_inner();
+    for (bytes, mirror) in [(&stored, false), (&mirrored, true)] {
+        let res = engine.search(&Query { bytes, ..Default::default() }, "t").unwrap();
+        let first = res.reuse.first().unwrap_or_else(|| panic!("reuse not found (mirrored: {mirror})"));
+        assert_eq!(engine.image(first.image_id).unwrap().hotel_id, aurora.id);
+        assert_eq!(first.variant != "original", mirror, "{first:?}");
+        assert!(first.distance <= 31);
+        // A filter that leaves the hotel out leaves the reuse out too.
+        let other = HotelFilter { country: Some("CA".into()), ..Default::default() };
+        assert!(engine.search(&Query { bytes, filter: other, ..Default::default() }, "t").unwrap().reuse.is_empty());
+    }
+    // A different photo of a room is not a copy of anything.
+    let (query, mask, _) = queries().remove(0);
+    let res = engine.search(&Query { bytes: &query, mask: Some(&mask), ..Default::default() }, "t").unwrap();
+    assert!(res.reuse.is_empty(), "{:?}", res.reuse);
+    assert!(!res.saved_case_image && files_under(&cfg.data_dir.join("cases")).is_empty());
+    // Kept, byte for byte, only when asked; the audit says so.
+    let res = engine.search(&Query { bytes: &query, save_case: true, ..Default::default() }, "inv-3").unwrap();
+    assert!(res.saved_case_image);
+    let kept = files_under(&cfg.data_dir.join("cases"));
+    assert_eq!(kept.len(), 1);
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), query);
+    assert_eq!(engine.case_image(&res.query_sha256).unwrap(), query);
+    let audit = engine.with_catalog(|c| c.audit_entries(1)).unwrap();
+    assert_eq!((audit[0].actor.as_str(), &audit[0].detail["saved_case_image"]), ("inv-3", &serde_json::json!(true)));
     std::fs::remove_dir_all(&cfg.data_dir).ok();
 }
