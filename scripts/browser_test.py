@@ -110,6 +110,15 @@ def main():
         ok = painted > 1000 and "Lone Star Lodge" in first.text
         print(("ok" if ok else "FAILED") + f": search with a painted mask ({painted} px painted) puts {first.text!r} first")
         passed, failed = passed + ok, failed + (not ok)
+
+        # 3. The API reference renders the server's own OpenAPI document, offline.
+        driver.get(base + "/docs")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#ops .op .method")) > 0)
+        driver.save_screenshot(os.path.join(OUT, "docs.png"))
+        ops = driver.execute_script("return [...document.querySelectorAll('#ops .op')].map(e => e.textContent)")
+        ok = any("/api/v1/search" in t and "SearchResult" in t for t in ops) and any("/api/v1/jobs/reindex" in t for t in ops)
+        print(("ok" if ok else "FAILED") + f": the API reference page lists {len(ops)} operations and schemas")
+        passed, failed = passed + ok, failed + (not ok)
     except Exception as e:  # a broken page is a failed test, not a crash
         print(f"FAILED: {type(e).__name__}: {e}")
         failed += 1
