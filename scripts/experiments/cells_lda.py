@@ -54,3 +54,14 @@ for reg in [1e-3,1e-2,1e-1]:
   wg=l2((X-mu)@A); wq=l2((gap_q-mu)@A)
   report(f'LDA reg {reg}', wq@wg.T)
   S=wq@wg.T; report_h(f'LDA reg {reg} hotel', np.stack([S[:,gy==h].max(1) for h in range(nh)],1))
+# A linear hotel classifier (softmax regression) trained on the gallery's GAP vectors.
+def train(X, y, epochs, lr=0.5, wd=1e-4):
+    W = np.zeros((X.shape[1], nh)); b = np.zeros(nh)
+    for _ in range(epochs):
+        Z = X @ W + b; Z -= Z.max(1, keepdims=True); P = np.exp(Z); P /= P.sum(1, keepdims=True)
+        P[np.arange(len(y)), y] -= 1; P /= len(y); W -= lr * (X.T @ P + wd * W); b -= lr * P.sum(0)
+    return W, b
+for scale in [5, 10, 20]:
+    for epochs in [100, 300, 1000]:
+        W, b = train(gap_g * scale, gy, epochs)
+        report_h(f'softmax regression x{scale}, {epochs} epochs', (gap_q * scale) @ W + b)
