@@ -1,6 +1,7 @@
 //! Load figures for the HTTP API: a real server on 127.0.0.1, data-sample grown to N photos
 //! (random crops and exposures of the 48 sample photos), then searches with 1, 8 and 32
-//! concurrent clients and uploads with 8, each bounded in count and time.
+//! concurrent clients (with and without the PDQ reuse check of queries) and uploads with 8,
+//! each bounded in count and time.
 //! `BENCH_PHOTOS_N=10000 cargo bench --bench load`. Prints JSON lines.
 
 use std::io::Cursor;
@@ -108,25 +109,7 @@ fn main() {
     println!("{{\"bench\": \"grow\", \"photos\": {}, \"seconds\": {:.1}}}", engine.indexed(), t.elapsed().as_secs_f64());
     let investigator = engine.with_catalog(|c| c.create_key(Role::Investigator, "load")).unwrap().1;
     let uploader = engine.with_catalog(|c| c.create_key(Role::Uploader, "load")).unwrap().1;
-    let engine = Arc::new(engine);
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let opts = cfg.serve.clone();
-    let server = {
-        let engine = engine.clone();
-        std::thread::spawn(move || {
-            tokio::runtime::Runtime::new().unwrap().block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(l.local_addr().unwrap()).unwrap();
-                hotelmatch::api::serve(engine, &opts, l, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
-            })
-        })
-    };
-    let base = format!("http://{}", addr_rx.recv().unwrap());
+    drop(engine);
     let queries: Vec<(Vec<u8>, Vec<u8>)> = ["h-aurora", "h-harbor", "h-desert", "h-maple", "h-lonestar", "h-pinecrest"]
         .iter()
         .map(|h| (std::fs::read(root.join(format!("data-sample/queries/{h}-query.jpg"))).unwrap(), std::fs::read(root.join(format!("data-sample/queries/{h}-query-mask.png"))).unwrap()))
@@ -135,23 +118,49 @@ fn main() {
         let (q, m) = &queries[i % queries.len()];
         multipart(&[("photo", q), ("mask", m)], &[("top", "10")])
     };
-    for clients in [1usize, 8, 32] {
-        let (rate, lat, errors) = load(&format!("{base}/api/v1/search"), &investigator, clients, 400, Duration::from_secs(40), &search);
-        println!(
-            "{{\"bench\": \"search\", \"photos\": {}, \"clients\": {clients}, \"requests\": {}, \"per_s\": {rate:.1}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"errors\": {errors}}}",
-            engine.indexed(),
-            lat.len(),
-            pct(&lat, 0.5),
-            pct(&lat, 0.99)
-        );
+    // The same data served twice, with and without the PDQ reuse check of queries.
+    for reuse in [true, false] {
+        let mut cfg = cfg.clone();
+        cfg.search.reuse = reuse;
+        let engine = Arc::new(Engine::open(&cfg).unwrap());
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let opts = cfg.serve.clone();
+        let server = {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                tokio::runtime::Runtime::new().unwrap().block_on(async move {
+                    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    addr_tx.send(l.local_addr().unwrap()).unwrap();
+                    hotelmatch::api::serve(engine, &opts, l, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+                })
+            })
+        };
+        let base = format!("http://{}", addr_rx.recv().unwrap());
+        for clients in [1usize, 8, 32] {
+            let (rate, lat, errors) = load(&format!("{base}/api/v1/search"), &investigator, clients, 400, Duration::from_secs(40), &search);
+            println!(
+                "{{\"bench\": \"search\", \"reuse_check\": {reuse}, \"photos\": {}, \"clients\": {clients}, \"requests\": {}, \"per_s\": {rate:.1}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"errors\": {errors}}}",
+                engine.indexed(),
+                lat.len(),
+                pct(&lat, 0.5),
+                pct(&lat, 0.99)
+            );
+        }
+        if reuse {
+            let upload = |i: usize| {
+                let (bytes, hotel) = &sample[i % sample.len()];
+                multipart(&[("photo", &variant(bytes, 1_000_000 + i as u64))], &[("hotel_id", &hotel.to_string())])
+            };
+            let (rate, lat, errors) = load(&format!("{base}/api/v1/photos"), &uploader, 8, 200, Duration::from_secs(40), &upload);
+            println!("{{\"bench\": \"upload\", \"clients\": 8, \"requests\": {}, \"per_s\": {rate:.1}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"errors\": {errors}}}", lat.len(), pct(&lat, 0.5), pct(&lat, 0.99));
+        }
+        let _ = stop_tx.send(());
+        let _ = server.join();
     }
-    let upload = |i: usize| {
-        let (bytes, hotel) = &sample[i % sample.len()];
-        multipart(&[("photo", &variant(bytes, 1_000_000 + i as u64))], &[("hotel_id", &hotel.to_string())])
-    };
-    let (rate, lat, errors) = load(&format!("{base}/api/v1/photos"), &uploader, 8, 200, Duration::from_secs(40), &upload);
-    println!("{{\"bench\": \"upload\", \"clients\": 8, \"requests\": {}, \"per_s\": {rate:.1}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"errors\": {errors}}}", lat.len(), pct(&lat, 0.5), pct(&lat, 0.99));
-    let _ = stop_tx.send(());
-    let _ = server.join();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -160,6 +160,7 @@ impl Embedder {
             .map_err(rt)?
             .with_intra_threads(threads)
             .and_then(|b| b.with_inter_threads(1))
+            .and_then(|b| b.with_intra_op_spinning(false))
             .and_then(|b| b.with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3))
             .map_err(|e| EmbedError::Runtime(e.to_string()))?
             .commit_from_file(&onnx)

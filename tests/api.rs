@@ -320,3 +320,37 @@ fn a_case_image_is_kept_only_when_the_investigator_asks() {
     let thumb = image::load_from_memory(&resp.into_body().read_to_vec().unwrap()).unwrap();
     assert!(thumb.width().max(thumb.height()) == 100, "{}x{}", thumb.width(), thumb.height());
 }
+
+#[test]
+fn shutdown_finishes_an_upload_in_flight() {
+    let mut s = start("shutdown");
+    let up = s.tokens.iter().find(|(r, _)| *r == Role::Uploader).unwrap().1.clone();
+    // 27 Mpixels: full decode and PDQ take long enough to stop the server in the middle.
+    let big = std::fs::read(root().join("tests/fixtures/pdq/huge-6000x4500.jpg")).unwrap();
+    let url = format!("{}/api/v1/photos", s.base);
+    let client = std::thread::spawn(move || {
+        let (ct, body) = multipart(&[("photo", &big)], &[("hotel_id", "2"), ("room", "9")]);
+        let resp = agent().post(&url).header("Authorization", &format!("Bearer {up}")).header("Content-Type", &ct).send(&body[..]).unwrap();
+        let status = resp.status().as_u16();
+        (status, serde_json::from_str::<serde_json::Value>(&resp.into_body().read_to_string().unwrap()).unwrap())
+    });
+    // Bounded wait until the upload holds its place in the embedding queue.
+    let mut in_flight = false;
+    for _ in 0..5000 {
+        let text = agent().get(&format!("{}/metrics", s.base)).call().unwrap().into_body().read_to_string().unwrap();
+        if text.contains("hotelmatch_queue_depth 1") {
+            in_flight = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(in_flight, "the upload never showed in the queue");
+    let _ = s.stop.take().unwrap().send(());
+    let (status, body) = client.join().unwrap();
+    assert_eq!((status, body["outcome"].as_str()), (201, Some("added")), "{body}");
+    s.thread.take().unwrap().join().unwrap();
+    // Durable: the server is gone and a fresh engine over the same directory has the photo.
+    let engine = Engine::open(&Config { data_dir: s.data_dir.clone(), ..Config::default() }).unwrap();
+    let img = engine.image(body["image_id"].as_i64().unwrap()).unwrap();
+    assert_eq!((img.hotel_id, img.room.as_deref(), img.width), (2, Some("9"), 6000));
+}
