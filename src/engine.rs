@@ -530,9 +530,10 @@ impl Engine {
 }
 
 /// PDQ hashes of a query in its eight rotations and mirrors. PDQ reduces the picture to
-/// 64x64 first, so a DCT-scaled decode of at least 512 pixels a side suffices: measured on
-/// 12-Mpixel phone photos, 4.8 bits from the full-resolution hash on average (10 at most),
-/// at a fifth of the cost; photos up to 1280x720 are decoded whole and hash identically.
+/// 64x64 first, so a DCT-scaled decode of at least 512 pixels a side suffices (Meta's PHP
+/// reference downsamples before hashing too): photos under 1024 pixels on the short side
+/// are decoded whole and hash identically; 12-Mpixel photos land 5 bits from their
+/// full-resolution hash on average, 10 at most (`tests/pdq.rs`, `README`).
 fn query_hashes(bytes: &[u8], limits: &decode::Limits) -> Result<pdq::Dihedral, EngineError> {
     let decoded = decode::decode(bytes, limits, Some((512, 512)))?;
     Ok(pdq::hash_dihedral(&decoded.rgb))

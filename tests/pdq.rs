@@ -64,3 +64,40 @@ fn hashes_match_the_cpp_reference() {
     // Measured: every image identical, all 8 variants. Allow a little for decoder drift.
     assert!(exact * 100 >= compared * 98, "only {exact}/{compared} identical");
 }
+
+/// Search hashes a query decoded at no less than 512 pixels a side (DCT-scaled for large
+/// JPEGs, as Meta's PHP reference downsamples before hashing): that hash must stay close to
+/// the full-resolution one stored photos have. Photos up to 1024 pixels on the short side
+/// are decoded whole and must hash identically.
+#[test]
+fn a_query_decoded_at_512_pixels_hashes_close_to_full_resolution() {
+    let hashes = |bytes: &[u8]| {
+        let full = decode::decode(bytes, &Limits::default(), None).unwrap();
+        let small = decode::decode(bytes, &Limits::default(), Some((512, 512))).unwrap();
+        (pdq::hash(&full.rgb).hash.distance(&pdq::hash_dihedral(&small.rgb).original), small.rgb.dimensions() != full.rgb.dimensions())
+    };
+    let mut whole = 0;
+    for row in reference().iter().filter(|r| r.quality >= 80) {
+        let Ok(bytes) = std::fs::read(&row.path) else { continue };
+        let (d, reduced) = hashes(&bytes);
+        if !reduced {
+            assert_eq!(d, 0, "{}", row.path.display());
+            whole += 1;
+        }
+    }
+    assert!(whole >= 10);
+    // 12-Mpixel phone-sized photos (decoded at 1/8 scale). The one synthetic fixture that is
+    // also reduced, a periodic tiling, aliases under any downsampling and is left out.
+    let mut worst = 0;
+    for name in ["cat.jpg", "espresso.jpg"] {
+        let img = image::open(root().join("data-sample/imagenet").join(name)).unwrap();
+        let big = img.resize_exact(4032, 3024, image::imageops::FilterType::Lanczos3);
+        let mut jpeg = std::io::Cursor::new(Vec::new());
+        big.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)).unwrap();
+        let (d, reduced) = hashes(&jpeg.into_inner());
+        assert!(reduced);
+        worst = worst.max(d);
+    }
+    // PDQ calls 31 bits a match; the reduction must leave most of that margin to real edits.
+    assert!(worst <= 12, "worst {worst}");
+}
