@@ -13,5 +13,5 @@ if [ ! -f "$DATA/catalog.sqlite" ]; then
 fi
 echo "uploader key:     $("$BIN" --data-dir "$DATA" keys create --role uploader --label demo)"
 echo "investigator key: $("$BIN" --data-dir "$DATA" keys create --role investigator --label demo)"
-echo "open http://${BIND:-127.0.0.1:8080}/investigate (query photos and masks are in data-sample/queries/)"
+echo "open http://${BIND:-127.0.0.1:8080}/investigate (query photos and masks are in data-sample/queries/); API reference: /docs"
 exec "$BIN" --data-dir "$DATA" serve --bind "${BIND:-127.0.0.1:8080}"
