@@ -249,11 +249,7 @@ async fn list_hotels(State(s): State<Shared>, QueryParams(p): QueryParams<HotelS
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(20).min(200);
     let text = p.q.unwrap_or_default();
-    let near = match (p.near, p.radius_km) {
-        (Some(n), Some(r)) => Some(parse_point(&n).map(|(lat, lon)| (lat, lon, r))?),
-        (None, None) => None,
-        _ => return Err(ApiError::bad_request("invalid_field", "near and radius_km go together")),
-    };
+    let near = near_filter(p.near.as_deref(), p.radius_km)?;
     let hotels = blocking(move || {
         engine.with_catalog(|c| {
             let mut hotels = c.find_hotels(&text, if near.is_some() { usize::MAX >> 1 } else { limit })?;
@@ -269,10 +265,16 @@ async fn list_hotels(State(s): State<Shared>, QueryParams(p): QueryParams<HotelS
     Ok(Json(hotels))
 }
 
-/// "LAT,LON" as two numbers.
-fn parse_point(s: &str) -> Result<(f64, f64), ApiError> {
-    let parsed = s.split_once(',').and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)));
-    parsed.ok_or_else(|| ApiError::bad_request("invalid_field", "near: expected LAT,LON"))
+/// The "near" filter from its two fields, "LAT,LON" and `radius_km`, which go together.
+fn near_filter(point: Option<&str>, radius_km: Option<f64>) -> Result<Option<(f64, f64, f64)>, ApiError> {
+    match (point, radius_km) {
+        (Some(p), Some(r)) => {
+            let (lat, lon) = crate::catalog::parse_lat_lon(p).ok_or_else(|| ApiError::bad_request("invalid_field", "near: expected LAT,LON"))?;
+            Ok(Some((lat, lon, r)))
+        }
+        (None, None) => Ok(None),
+        _ => Err(ApiError::bad_request("invalid_field", "near and radius_km go together")),
+    }
 }
 
 /// Adds a hotel, or updates the one with the same `external_id`.
@@ -387,11 +389,7 @@ async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp:
     let mut form = read_form(mp).await?;
     let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as the multipart field 'photo'"))?;
     let mask_bytes = form.files.remove("mask");
-    let near = match (form.text.get("near"), parse_field::<f64>(&form, "radius_km")?) {
-        (Some(p), Some(r)) => Some(parse_point(p).map(|(lat, lon)| (lat, lon, r))?),
-        (None, None) => None,
-        _ => return Err(ApiError::bad_request("invalid_field", "near and radius_km go together")),
-    };
+    let near = near_filter(form.text.get("near").map(String::as_str), parse_field::<f64>(&form, "radius_km")?)?;
     let hotel_ids = match form.text.get("hotel_ids").filter(|s| !s.trim().is_empty()) {
         Some(list) => Some(list.split(',').map(|x| x.trim().parse::<i64>()).collect::<Result<Vec<_>, _>>().map_err(|_| ApiError::bad_request("invalid_field", "hotel_ids: comma-separated ids"))?),
         None => None,

@@ -267,6 +267,12 @@ impl HotelFilter {
     }
 }
 
+/// "LAT,LON" as two numbers (the form the CLI and the API take a point in).
+pub fn parse_lat_lon(s: &str) -> Option<(f64, f64)> {
+    let (a, b) = s.split_once(',')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
 /// Great-circle distance in km.
 pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     let (p1, p2) = (lat1.to_radians(), lat2.to_radians());

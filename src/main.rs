@@ -196,8 +196,7 @@ fn parse_rect(s: &str) -> Result<[u32; 4], String> {
 }
 
 fn parse_point(s: &str) -> Result<(f64, f64), String> {
-    let (a, b) = s.split_once(',').ok_or_else(|| format!("{s}: expected LAT,LON"))?;
-    Ok((a.trim().parse().map_err(|e| format!("{s}: {e}"))?, b.trim().parse().map_err(|e| format!("{s}: {e}"))?))
+    hotelmatch::catalog::parse_lat_lon(s).ok_or_else(|| format!("{s}: expected LAT,LON"))
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {
