@@ -83,11 +83,20 @@ impl Status {
             Status::Deleted => "deleted",
         }
     }
+    /// A stored status; anything unknown reads as deleted, so it never reaches results.
     fn parse(s: &str) -> Status {
+        s.parse().unwrap_or(Status::Deleted)
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "active" => Status::Active,
-            "quarantined" => Status::Quarantined,
-            _ => Status::Deleted,
+            "active" => Ok(Status::Active),
+            "quarantined" => Ok(Status::Quarantined),
+            "deleted" => Ok(Status::Deleted),
+            _ => Err(format!("{s}: use active, quarantined or deleted")),
         }
     }
 }

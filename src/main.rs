@@ -141,7 +141,6 @@ enum Cmd {
     /// Set a photo's status: active, quarantined or deleted (leaves search at once).
     Status {
         image_id: i64,
-        #[arg(value_parser = parse_status)]
         status: Status,
     },
     /// Re-embed photos the current model has not seen (after a model change), rebuild the
@@ -197,15 +196,6 @@ fn parse_rect(s: &str) -> Result<[u32; 4], String> {
 
 fn parse_point(s: &str) -> Result<(f64, f64), String> {
     hotelmatch::catalog::parse_lat_lon(s).ok_or_else(|| format!("{s}: expected LAT,LON"))
-}
-
-fn parse_status(s: &str) -> Result<Status, String> {
-    match s {
-        "active" => Ok(Status::Active),
-        "quarantined" => Ok(Status::Quarantined),
-        "deleted" => Ok(Status::Deleted),
-        _ => Err(format!("{s}: use active, quarantined or deleted")),
-    }
 }
 
 fn parse_resize(s: &str) -> Result<Resize, String> {
