@@ -2,7 +2,7 @@
 //! over one data directory. Knows nothing of HTTP.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -239,6 +239,25 @@ impl Engine {
         self.catalog.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    // As with the catalog, a lock poisoned by a panic is taken over rather than failing
+    // every later request: the catalog stays the source of truth, and `reindex` restores
+    // the indexes from it.
+    fn index(&self) -> RwLockReadGuard<'_, VectorIndex> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn index_mut(&self) -> RwLockWriteGuard<'_, VectorIndex> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hashes(&self) -> RwLockReadGuard<'_, HammingIndex> {
+        self.hashes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hashes_mut(&self) -> RwLockWriteGuard<'_, HammingIndex> {
+        self.hashes.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Loads the dump (or starts empty if it is unusable) and replays the change log since it.
     fn load_index(&self) -> Result<(), EngineError> {
         let loaded = match VectorIndex::load(&self.index_dir(), self.embedder.dim(), self.cfg.index.clone()) {
@@ -250,11 +269,11 @@ impl Engine {
                 VectorIndex::new(self.embedder.dim(), self.cfg.index.clone())
             }
         };
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        *self.index_mut() = loaded;
         self.catch_up()?;
         // The PDQ index is cheap to rebuild; it is always made from the catalog.
         let active = self.catalog().active_pdq()?;
-        let mut hashes = self.hashes.write().unwrap_or_else(|e| e.into_inner());
+        let mut hashes = self.hashes_mut();
         for (image_id, pdq) in active {
             hashes.add(image_id as u64, &pdq);
         }
@@ -263,15 +282,15 @@ impl Engine {
 
     /// Applies the catalog changes made after the index's watermark.
     fn catch_up(&self) -> Result<(), EngineError> {
-        let since = self.index.read().unwrap_or_else(|e| e.into_inner()).watermark();
+        let since = self.index().watermark();
         let changes = self.catalog().changes_since(since, self.model_id)?;
-        self.index.write().unwrap_or_else(|e| e.into_inner()).apply(&changes)?;
+        self.index_mut().apply(&changes)?;
         Ok(())
     }
 
     /// Writes the index dump (with its watermark).
     pub fn save_index(&self) -> Result<(), EngineError> {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).save(&self.index_dir())?;
+        self.index().save(&self.index_dir())?;
         Ok(())
     }
 
@@ -306,7 +325,7 @@ impl Engine {
         let mut fresh = VectorIndex::new(self.embedder.dim(), self.cfg.index.clone());
         fresh.apply(&changes)?;
         fresh.compact();
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.index_mut() = fresh;
         // What was added or deleted while the new index was being built.
         self.catch_up()?;
         self.save_index()?;
@@ -369,7 +388,7 @@ impl Engine {
         };
         let image_id = self.catalog().add_image(&new, self.model_id, &p.vector)?;
         self.catch_up()?;
-        self.hashes.write().unwrap_or_else(|e| e.into_inner()).add(image_id as u64, &p.pdq.hash);
+        self.hashes_mut().add(image_id as u64, &p.pdq.hash);
         Ok(Ingested::Added { image_id, pdq: p.pdq.hash.to_string(), pdq_quality: p.pdq.quality })
     }
 
@@ -385,7 +404,7 @@ impl Engine {
         if !p.trusted() || self.cfg.duplicate_distance == 0 {
             return Ok(None);
         }
-        let hits = self.hashes.read().unwrap_or_else(|e| e.into_inner()).within(&p.hash, self.cfg.duplicate_distance);
+        let hits = self.hashes().within(&p.hash, self.cfg.duplicate_distance);
         let cat = self.catalog();
         for h in hits {
             let img = cat.image(h.id as i64)?;
@@ -403,7 +422,7 @@ impl Engine {
         cat.audit(actor, "image-status", &serde_json::json!({"image_id": image_id, "status": status}))?;
         drop(cat);
         self.catch_up()?;
-        let mut hashes = self.hashes.write().unwrap_or_else(|e| e.into_inner());
+        let mut hashes = self.hashes_mut();
         if status == Status::Active {
             let img = self.catalog().image(image_id)?;
             hashes.add(image_id as u64, &img.pdq);
@@ -430,7 +449,7 @@ impl Engine {
             Some(h) => self.reuse_of(&h, hotels.as_deref())?,
             None => Vec::new(),
         };
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let index = self.index();
         let (mut found, mut plan) = index.search(&emb.vector, opts.top_images, hotels.as_deref())?;
         if opts.expansion > 0 && !found.is_empty() {
             let mut expanded = emb.vector.clone();
@@ -485,16 +504,16 @@ impl Engine {
             return Ok(Vec::new());
         }
         let mut best: std::collections::BTreeMap<u64, (u32, &'static str)> = Default::default();
-        let index = self.hashes.read().unwrap_or_else(|e| e.into_inner());
+        let known = self.hashes();
         for (variant, hash) in hashes.named() {
-            for hit in index.within(&hash, pdq::MATCH_DISTANCE) {
+            for hit in known.within(&hash, pdq::MATCH_DISTANCE) {
                 let e = best.entry(hit.id).or_insert((hit.distance, variant));
                 if hit.distance < e.0 {
                     *e = (hit.distance, variant);
                 }
             }
         }
-        drop(index);
+        drop(known);
         let cat = self.catalog();
         let mut out = Vec::new();
         for (id, (distance, variant)) in best {
@@ -515,7 +534,7 @@ impl Engine {
 
     /// Number of active images indexed.
     pub fn indexed(&self) -> usize {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.index().len()
     }
 
     /// The limits on input photos.
