@@ -651,7 +651,7 @@ impl Catalog {
             params![kind, now(), started_by, std::process::id()],
         );
         match inserted {
-            Ok(_) => self.job(self.conn.last_insert_rowid()),
+            Ok(_) => self.job_row(self.conn.last_insert_rowid()),
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
                 let id = self.conn.query_row("SELECT id FROM jobs WHERE kind = ?1 AND state = 'running'", [kind], |r| r.get(0))?;
                 Err(CatalogError::JobRunning { kind: kind.to_string(), id })
@@ -676,6 +676,10 @@ impl Catalog {
     /// One job.
     pub fn job(&self, id: i64) -> Result<Job, CatalogError> {
         self.reap_jobs()?;
+        self.job_row(id)
+    }
+
+    fn job_row(&self, id: i64) -> Result<Job, CatalogError> {
         self.conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row).optional()?.ok_or(CatalogError::NoJob(id))
     }
 
