@@ -13,6 +13,10 @@ use hotelmatch::engine::{Engine, NewPhoto};
 use hotelmatch::{import, Config};
 use rayon::prelude::*;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{multipart, Running};
+
 fn variant(bytes: &[u8], seed: u64) -> Vec<u8> {
     let img = image::load_from_memory(bytes).unwrap();
     let (w, h) = (img.width(), img.height());
@@ -24,21 +28,6 @@ fn variant(bytes: &[u8], seed: u64) -> Vec<u8> {
     let mut buf = Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(out).write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 85)).unwrap();
     buf.into_inner()
-}
-
-fn multipart(files: &[(&str, &[u8])], text: &[(&str, &str)]) -> (String, Vec<u8>) {
-    let b = "hotelmatch-load-boundary";
-    let mut body = Vec::new();
-    for (name, bytes) in files {
-        body.extend_from_slice(format!("--{b}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n").as_bytes());
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    for (name, value) in text {
-        body.extend_from_slice(format!("--{b}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
-    }
-    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={b}"), body)
 }
 
 /// Runs `clients` threads posting bodies from `make` until `total` requests or `limit` time.
@@ -123,24 +112,8 @@ fn main() {
         let mut cfg = cfg.clone();
         cfg.search.reuse = reuse;
         let engine = Arc::new(Engine::open(&cfg).unwrap());
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let opts = cfg.serve.clone();
-        let server = {
-            let engine = engine.clone();
-            std::thread::spawn(move || {
-                tokio::runtime::Runtime::new().unwrap().block_on(async move {
-                    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                    addr_tx.send(l.local_addr().unwrap()).unwrap();
-                    hotelmatch::api::serve(engine, &opts, l, async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .unwrap();
-                })
-            })
-        };
-        let base = format!("http://{}", addr_rx.recv().unwrap());
+        let server = Running::start(engine.clone(), cfg.serve.clone());
+        let base = server.base.clone();
         for clients in [1usize, 8, 32] {
             let (rate, lat, errors) = load(&format!("{base}/api/v1/search"), &investigator, clients, 400, Duration::from_secs(40), &search);
             println!(
@@ -159,8 +132,7 @@ fn main() {
             let (rate, lat, errors) = load(&format!("{base}/api/v1/photos"), &uploader, 8, 200, Duration::from_secs(40), &upload);
             println!("{{\"bench\": \"upload\", \"clients\": 8, \"requests\": {}, \"per_s\": {rate:.1}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"errors\": {errors}}}", lat.len(), pct(&lat, 0.5), pct(&lat, 0.99));
         }
-        let _ = stop_tx.send(());
-        let _ = server.join();
+        drop(server);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,6 +9,9 @@ use hotelmatch::catalog::Role;
 use hotelmatch::engine::Engine;
 use hotelmatch::{import, Config};
 
+mod common;
+use common::{multipart, Running};
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -17,18 +20,13 @@ struct Server {
     base: String,
     tokens: Vec<(Role, String)>,
     data_dir: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Running,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // The server goes first: it must not be writing into the directory being removed.
+        let _ = self.server.shutdown();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
@@ -45,44 +43,12 @@ fn start_with(name: &str, serve: hotelmatch::api::ServeOptions) -> Server {
     import::import_hotels(&engine, &root().join("data-sample/hotels.csv")).unwrap();
     import::import_images(&engine, &root().join("data-sample/images.csv"), &|_, _| {}).unwrap();
     let tokens = [Role::Uploader, Role::Investigator, Role::Admin].into_iter().map(|r| (r, engine.with_catalog(|c| c.create_key(r, "test")).unwrap().1)).collect();
-    let engine = Arc::new(engine);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let opts = cfg.serve.clone();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            hotelmatch::api::serve(engine, &opts, listener, async {
-                let _ = stop_rx.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    Server { base: format!("http://{addr}"), tokens, data_dir, stop: Some(stop_tx), thread: Some(thread) }
+    let server = Running::start(Arc::new(engine), cfg.serve.clone());
+    Server { base: server.base.clone(), tokens, data_dir, server }
 }
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
-}
-
-/// A multipart body with file parts (name, bytes) and text parts (name, value).
-fn multipart(files: &[(&str, &[u8])], text: &[(&str, &str)]) -> (String, Vec<u8>) {
-    let boundary = "hotelmatch-test-boundary-7d1f";
-    let mut body = Vec::new();
-    for (name, bytes) in files {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    for (name, value) in text {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// Sends a request; returns status and JSON body (Null when not JSON).
@@ -345,10 +311,10 @@ fn shutdown_finishes_an_upload_in_flight() {
         std::thread::sleep(Duration::from_millis(2));
     }
     assert!(in_flight, "the upload never showed in the queue");
-    let _ = s.stop.take().unwrap().send(());
+    s.server.signal_stop();
     let (status, body) = client.join().unwrap();
     assert_eq!((status, body["outcome"].as_str()), (201, Some("added")), "{body}");
-    s.thread.take().unwrap().join().unwrap();
+    s.server.shutdown().unwrap();
     // Durable: the server is gone and a fresh engine over the same directory has the photo.
     let engine = Engine::open(&Config { data_dir: s.data_dir.clone(), ..Config::default() }).unwrap();
     let img = engine.image(body["image_id"].as_i64().unwrap()).unwrap();
