@@ -95,55 +95,119 @@ impl PhotoStore {
     }
 }
 
-/// JPEG segments before the scan: (marker, start of the marker, end of the segment).
-fn jpeg_segments(b: &[u8]) -> Option<(Vec<(u8, usize, usize)>, usize)> {
-    let mut segs = Vec::new();
+/// What a JPEG's segments are worth to a stored copy.
+enum Keep {
+    /// Needed to decode the pixels (tables, frame, scans, restart interval, Adobe colour transform).
+    Verbatim,
+    /// JFIF: kept, rewritten without its optional thumbnail.
+    Jfif,
+    /// Metadata, thumbnails, secondary images: dropped.
+    Drop,
+}
+
+/// Sorts a JPEG segment; `None` for markers this code does not know (the photo is then re-encoded).
+fn keep_segment(marker: u8, payload: &[u8]) -> Option<Keep> {
+    Some(match marker {
+        // SOF0..SOF15 (C4 DHT and CC DAC are tables), DQT, DNL, DRI.
+        0xC0..=0xCF | 0xDB..=0xDD => Keep::Verbatim,
+        0xE0 if payload.starts_with(b"JFIF\0") => Keep::Jfif,
+        // The ICC profile is kept on purpose: it fixes the colours of the evidence and names a
+        // colour space, not a person or a place.
+        0xE2 if payload.starts_with(b"ICC_PROFILE\0") => Keep::Verbatim,
+        0xEE if payload.starts_with(b"Adobe") => Keep::Verbatim,
+        // Every other APPn (EXIF, XMP, MPF, JFXX thumbnails, IPTC, maker data) and comments.
+        0xE0..=0xEF | 0xFE => Keep::Drop,
+        _ => return None,
+    })
+}
+
+/// A JFIF APP0 segment with the original version and density but no thumbnail.
+fn jfif_without_thumbnail(payload: &[u8]) -> Vec<u8> {
+    let mut p = payload.get(..12).map_or_else(|| b"JFIF\0\x01\x01\0\0\x01\0\x01".to_vec(), <[u8]>::to_vec);
+    p.extend_from_slice(&[0, 0]); // thumbnail 0 x 0
+    let mut seg = vec![0xFF, 0xE0];
+    seg.extend_from_slice(&(p.len() as u16 + 2).to_be_bytes());
+    seg.extend_from_slice(&p);
+    seg
+}
+
+/// The JPEG rebuilt from the segments that decoding needs, losslessly (the entropy-coded
+/// scans are copied as they are), ending at the first end-of-image marker: no APPn but JFIF,
+/// ICC and Adobe, no comments, nothing appended (motion photos, MPF secondary images).
+/// `None` when the stream is not plain enough to rebuild with confidence.
+fn jpeg_pixels_only(b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = b.get(..2)?.to_vec();
     let mut i = 2;
     loop {
-        if i + 4 > b.len() || b[i] != 0xFF {
+        // Markers may be preceded by any number of 0xFF fill bytes.
+        while b.get(i) == Some(&0xFF) && b.get(i + 1) == Some(&0xFF) {
+            i += 1;
+        }
+        if b.get(i) != Some(&0xFF) {
             return None;
         }
-        let marker = b[i + 1];
-        if marker == 0xFF {
-            i += 1; // fill byte
-            continue;
+        let marker = *b.get(i + 1)?;
+        if marker == 0xD9 {
+            out.extend_from_slice(&[0xFF, 0xD9]);
+            return Some(out);
         }
-        let len = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
+        let len = usize::from(u16::from_be_bytes([*b.get(i + 2)?, *b.get(i + 3)?]));
         let end = i + 2 + len;
         if len < 2 || end > b.len() {
             return None;
         }
+        let payload = &b[i + 4..end];
         if marker == 0xDA {
-            return Some((segs, i)); // start of scan: the rest is image data
+            // Start of scan: copy the header and the entropy-coded data up to the next marker
+            // (0xFF00 is a stuffed byte, 0xFFD0..D7 restart markers belong to the scan).
+            let mut j = end;
+            loop {
+                match (b.get(j), b.get(j + 1)) {
+                    (Some(0xFF), Some(0x00 | 0xD0..=0xD7 | 0xFF)) => j += if b[j + 1] == 0xFF { 1 } else { 2 },
+                    (Some(0xFF), Some(_)) => break,
+                    (Some(_), _) => j += 1,
+                    (None, _) => return None, // no end-of-image: truncated
+                }
+            }
+            out.extend_from_slice(&b[i..j]);
+            i = j;
+            continue;
         }
-        segs.push((marker, i, end));
+        match keep_segment(marker, payload)? {
+            Keep::Verbatim => out.extend_from_slice(&b[i..end]),
+            Keep::Jfif => out.extend(jfif_without_thumbnail(payload)),
+            Keep::Drop => {}
+        }
         i = end;
     }
 }
 
-/// A copy of the photo safe to keep: JPEGs that need no rotation lose their metadata
-/// segments losslessly (EXIF/XMP in APP1, IPTC in APP13, comments, other APPn; JFIF,
-/// ICC and Adobe's colour marker stay); everything else is re-encoded from the upright
-/// pixels (JPEG quality 92, or PNG for lossless sources).
+/// Whether a JPEG's EXIF asks for a rotation or a mirror (its pixels are then re-encoded upright).
+fn jpeg_needs_rotation(b: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 <= b.len() && b[i] == 0xFF && b[i + 1] != 0xDA {
+        let end = i + 2 + usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
+        let Some(payload) = b.get(i + 4..end) else { return false };
+        if b[i + 1] == 0xE1 && payload.strip_prefix(b"Exif\0\0").and_then(decode::exif_orientation).is_some_and(|o| o != 1) {
+            return true;
+        }
+        i = end;
+    }
+    false
+}
+
+/// A copy of the photo that carries its pixels only. Upright JPEGs are rebuilt losslessly
+/// (`jpeg_pixels_only`); everything else, and any JPEG that cannot be rebuilt with
+/// confidence, is re-encoded from the upright pixels (JPEG quality 92 for JPEG sources, PNG
+/// for the others), which writes no metadata at all.
 pub fn clean_copy(bytes: &[u8], decoded: &Decoded) -> Result<Vec<u8>, StoreError> {
     if bytes.starts_with(&[0xFF, 0xD8]) {
-        if let Some((segs, scan)) = jpeg_segments(bytes) {
-            let rotated = segs.iter().any(|&(m, s, e)| {
-                m == 0xE1 && bytes[s + 4..e].strip_prefix(b"Exif\0\0").and_then(decode::exif_orientation).is_some_and(|o| o != 1)
-            });
-            if !rotated {
-                let mut out = bytes[..2].to_vec();
-                for &(m, s, e) in &segs {
-                    let keep = !(0xE0..=0xEF).contains(&m) || matches!(m, 0xE0 | 0xE2 | 0xEE);
-                    if keep && m != 0xFE {
-                        out.extend_from_slice(&bytes[s..e]);
-                    }
-                }
-                out.extend_from_slice(&bytes[scan..]);
-                return Ok(out);
+        if !jpeg_needs_rotation(bytes) {
+            if let Some(clean) = jpeg_pixels_only(bytes) {
+                return Ok(clean);
             }
-            return encode(decoded, image::ImageFormat::Jpeg);
         }
+        return encode(decoded, image::ImageFormat::Jpeg);
     }
     encode(decoded, image::ImageFormat::Png)
 }

@@ -320,3 +320,177 @@ fn shutdown_finishes_an_upload_in_flight() {
     let img = engine.image(body["image_id"].as_i64().unwrap()).unwrap();
     assert_eq!((img.hotel_id, img.room.as_deref(), img.width), (2, Some("9"), 6000));
 }
+
+/// A JPEG segment: marker, big-endian length, payload.
+fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
+    let mut s = vec![0xFF, marker];
+    s.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+    s.extend_from_slice(payload);
+    s
+}
+
+/// EXIF (little-endian TIFF) with an orientation and an ImageDescription holding `secret`.
+fn exif_segment(orientation: u16, secret: &str) -> Vec<u8> {
+    let text = format!("{secret}\0");
+    let mut t = b"Exif\0\0II*\0\x08\0\0\0".to_vec();
+    t.extend_from_slice(&2u16.to_le_bytes()); // two entries
+    let text_at = 8 + 2 + 2 * 12 + 4;
+    t.extend_from_slice(&[0x0E, 0x01, 2, 0]); // ImageDescription, ASCII
+    t.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    t.extend_from_slice(&(text_at as u32).to_le_bytes());
+    t.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0]); // Orientation, SHORT, 1
+    t.extend_from_slice(&orientation.to_le_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // no next IFD
+    t.extend_from_slice(text.as_bytes());
+    segment(0xE1, &t)
+}
+
+/// PNG chunk with its CRC.
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let crc = |bytes: &[u8]| {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    };
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    let body = [&kind[..], data].concat();
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc(&body).to_be_bytes());
+    out
+}
+
+/// Photos carrying metadata wherever phones and editors put it, each holding the text
+/// "HM-SECRET": every APPn kind, comments, JFXX thumbnails, MPF, a second JPEG or a video
+/// appended after the end of the image, PNG text and EXIF chunks, WebP EXIF and XMP chunks.
+fn metadata_laden_photos() -> Vec<(&'static str, Vec<u8>)> {
+    let read = |p: &str| std::fs::read(root().join(p)).unwrap();
+    let jpeg = |p: &str, orientation: u16| {
+        let base = read(p);
+        let mut out = base[..2].to_vec();
+        out.extend(segment(0xE0, b"JFXX\0\x13HM-SECRET-JFXX-thumbnail"));
+        out.extend(exif_segment(orientation, "HM-SECRET-GPS 40.7128N 74.0060W"));
+        out.extend(segment(0xE1, b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>HM-SECRET-XMP</x:xmpmeta>"));
+        out.extend(segment(0xE2, b"MPF\0HM-SECRET-MPF"));
+        out.extend(segment(0xED, b"Photoshop 3.0\0HM-SECRET-IPTC"));
+        out.extend(segment(0xFE, b"HM-SECRET-COMMENT"));
+        out.extend_from_slice(&base[2..]);
+        out
+    };
+    let mut all_segments = jpeg("data-sample/queries/h-harbor-query.jpg", 1);
+    // A second JPEG after the end of the image, with its own EXIF (as MPF and editors append).
+    let second = read("data-sample/imagenet/cat.jpg");
+    all_segments.extend_from_slice(&second[..2]);
+    all_segments.extend(exif_segment(1, "HM-SECRET-SECOND-JPEG-GPS"));
+    all_segments.extend_from_slice(&second[2..]);
+    let mut motion = jpeg("data-sample/queries/h-maple-query.jpg", 1);
+    motion.extend_from_slice(b"\0\0\0\x18ftypmp42HM-SECRET-MOTION-PHOTO-VIDEO");
+    let rotated = jpeg("data-sample/queries/h-lonestar-query.jpg", 6);
+    let decoded = |p: &str| image::load_from_memory(&read(p)).unwrap();
+    let mut png_plain = Vec::new();
+    decoded("data-sample/queries/h-aurora-query.jpg").write_to(&mut std::io::Cursor::new(&mut png_plain), image::ImageFormat::Png).unwrap();
+    // Text and EXIF chunks go before the image data (after IHDR: 8 + 25 bytes).
+    let mut png = png_plain[..33].to_vec();
+    png.extend(png_chunk(b"tEXt", b"Comment\0HM-SECRET-PNG-TEXT"));
+    png.extend(png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0<x:xmpmeta>HM-SECRET-PNG-XMP</x:xmpmeta>"));
+    png.extend(png_chunk(b"eXIf", &exif_segment(1, "HM-SECRET-PNG-EXIF")[10..]));
+    png.extend_from_slice(&png_plain[33..]);
+    let img = decoded("data-sample/queries/h-desert-query.jpg");
+    let mut webp_plain = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut webp_plain), image::ImageFormat::WebP).unwrap();
+    // Extended WebP: VP8X (EXIF and XMP flags), the image chunk, then EXIF and XMP chunks.
+    let riff_chunk = |kind: &[u8; 4], data: &[u8]| {
+        let mut c = kind.to_vec();
+        c.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        c.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    };
+    let mut vp8x = vec![0x08 | 0x04, 0, 0, 0];
+    vp8x.extend_from_slice(&(img.width() - 1).to_le_bytes()[..3]);
+    vp8x.extend_from_slice(&(img.height() - 1).to_le_bytes()[..3]);
+    let mut body = b"WEBP".to_vec();
+    body.extend(riff_chunk(b"VP8X", &vp8x));
+    body.extend_from_slice(&webp_plain[12..]);
+    body.extend(riff_chunk(b"EXIF", &exif_segment(1, "HM-SECRET-WEBP-EXIF")[10..]));
+    body.extend(riff_chunk(b"XMP ", b"<x:xmpmeta>HM-SECRET-WEBP-XMP</x:xmpmeta>"));
+    let mut webp = b"RIFF".to_vec();
+    webp.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    webp.extend(body);
+    vec![("jpeg-every-segment-and-a-second-jpeg", all_segments), ("jpeg-motion-photo", motion), ("jpeg-rotated", rotated), ("png-text-and-exif", png), ("webp-exif-and-xmp", webp)]
+}
+
+/// What Pillow (an independent parser) still finds in each file, by the project's checker.
+fn metadata_found_by_pillow(files: &[PathBuf]) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(root().join(".cache/venv/bin/python"))
+        .arg(root().join("scripts/check_metadata.py"))
+        .args(files)
+        .output()
+        .expect("the project venv (run scripts/setup.sh)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn stored_and_served_copies_carry_pixels_only() {
+    let s = start("privacy");
+    let up = s.tokens.iter().find(|(r, _)| *r == Role::Uploader).unwrap().1.clone();
+    let inv = s.tokens.iter().find(|(r, _)| *r == Role::Investigator).unwrap().1.clone();
+    let work = s.data_dir.join("privacy-check");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut files = Vec::new();
+    let laden = metadata_laden_photos();
+    // The checker does see what was planted: the test could fail.
+    let original = work.join("original.jpg");
+    std::fs::write(&original, &laden[0].1).unwrap();
+    let found = &metadata_found_by_pillow(std::slice::from_ref(&original))[0]["found"];
+    assert!(found.as_array().unwrap().len() >= 4, "the checker misses planted metadata: {found}");
+    for (name, bytes) in &laden {
+        assert!(bytes.windows(9).any(|w| w == b"HM-SECRET"));
+        let (st, res) = call(&s, "POST", "/api/v1/photos", Some(&up), Some(multipart(&[("photo", bytes)], &[("hotel_id", "2"), ("room", "9")])));
+        assert_eq!((st, res["outcome"].as_str()), (201, Some("added")), "{name}: {res}");
+        let id = res["image_id"].as_i64().unwrap();
+        for (suffix, query) in [("served", ""), ("thumbnail", "?size=200")] {
+            let resp = agent().get(&format!("{}/api/v1/photos/{id}{query}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+            assert_eq!(resp.status().as_u16(), 200, "{name}");
+            let got = resp.into_body().read_to_vec().unwrap();
+            assert!(!got.windows(9).any(|w| w == b"HM-SECRET"), "{name} {suffix} still carries planted metadata");
+            let decoded = image::load_from_memory(&got).unwrap();
+            if suffix == "served" {
+                // Pixels kept: the upright size (the rotated JPEG is turned by its orientation 6).
+                let src = image::load_from_memory(bytes).unwrap();
+                let want = if *name == "jpeg-rotated" { (src.height(), src.width()) } else { (src.width(), src.height()) };
+                assert_eq!((decoded.width(), decoded.height()), want, "{name}");
+                if name.starts_with("jpeg") && *name != "jpeg-rotated" {
+                    // Upright JPEGs are rebuilt losslessly: the very same pixels.
+                    assert!(decoded.to_rgb8() == src.to_rgb8(), "{name}: pixels changed");
+                }
+            }
+            let path = work.join(format!("{name}-{suffix}"));
+            std::fs::write(&path, &got).unwrap();
+            files.push(path);
+        }
+    }
+    // The files in the store itself, every one of them.
+    let mut stack = vec![s.data_dir.join("photos")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                assert!(!std::fs::read(e.path()).unwrap().windows(9).any(|w| w == b"HM-SECRET"), "{}", e.path().display());
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(files.len() >= 2 * laden.len() + laden.len());
+    for report in metadata_found_by_pillow(&files) {
+        assert_eq!(report["found"], serde_json::json!([]), "{report}");
+    }
+}
