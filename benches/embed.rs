@@ -23,7 +23,7 @@ fn main() {
     let embedder = hotelmatch::open_embedder(&cfg).unwrap_or_else(|e| panic!("{e}"));
     for batch in [1usize, 16] {
         let run = |chunk: &[Vec<u8>]| {
-            let inputs: Vec<Input> = chunk.iter().map(|b| Input { bytes: b, mask: None }).collect();
+            let inputs: Vec<Input> = chunk.iter().map(|b| Input::photo(b)).collect();
             for r in embedder.embed(&inputs) {
                 std::hint::black_box(r.expect("embedding"));
             }

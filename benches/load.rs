@@ -75,6 +75,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = Config { data_dir: dir.clone(), duplicate_distance: 0, ..Config::default() };
     cfg.serve.uploads_per_minute = 1_000_000;
+    cfg.serve.searches_per_minute = 1_000_000;
     let engine = Engine::open(&cfg).unwrap_or_else(|e| panic!("{e}"));
     import::import_hotels(&engine, &root.join("data-sample/hotels.csv")).unwrap();
     import::import_images(&engine, &root.join("data-sample/images.csv"), &|_, _| {}).unwrap();

@@ -1,19 +1,43 @@
 #!/usr/bin/env bash
-# Retrieval quality of every model x pooling x resize on a labelled set (default: ../shared/data/indoor-dev).
-#   scripts/eval_sweep.sh [DIR-with-gallery.csv-and-queries.csv]
+# Retrieval quality through the engine (import once, every query through Engine::search) for
+# each model and setting that decides a default: listings-dev plain / masked (mask given) /
+# painted (no mask: auto-mask), then indoor-dev. The tables in docs/retrieval.md come from it.
+#   scripts/eval_sweep.sh [SHARED_DATA_DIR]     # default ../shared/data
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DATA=${1:-$ROOT/../shared/data/indoor-dev}
+DATA=${1:-$ROOT/../shared/data}
 cd "$ROOT"
 scripts/setup.sh >/dev/null
 cargo build --release -q
-echo "| model | pooling | resize | hotel@1 | hotel@5 | hotel@10 | room@1 | room@5 | ms/photo |"
-echo "|---|---|---|---|---|---|---|---|---|"
+BIN=target/release/hotelmatch
+L=$DATA/listings-dev
+listings() { "$BIN" "$@" eval --gallery "$L/gallery.csv" --queries "$L/queries.csv" \
+  --queries "$L/masked/queries_masked.csv" --queries "$L/masked/queries_painted.csv"; }
+indoor() { "$BIN" "$@" eval --gallery "$DATA/indoor-dev/gallery.csv" --queries "$DATA/indoor-dev/queries.csv"; }
+header=1
+row() {
+  echo "### $*" >&2
+  if [ $header = 1 ]; then listings "$@"; header=0; else listings "$@" | tail -n 3; fi
+}
+for m in sscd-distilled sscd; do
+  if "$BIN" models | grep -q "^$m .*ready"; then
+    row --model "$m"
+  fi
+done
+if "$BIN" models | grep -q "^sscd-distilled .*ready"; then
+  row --model sscd-distilled --fill diffuse
+  row --model sscd-distilled --fill none
+  row --model sscd-distilled --short-side 224
+  row --model sscd-distilled --short-side 384
+  row --model sscd-distilled --short-side 320,448
+  row --model sscd-distilled --aggregation sum2
+  row --model sscd-distilled --expansion 2
+fi
 for m in mobilenetv2 efficientnet-lite2; do
-  for r in aspect stretch; do
-    for p in gap gem multiscale; do
-      target/release/hotelmatch eval --model "$m" --pool "$p" --resize "$r" \
-        --gallery "$DATA/gallery.csv" --queries "$DATA/queries.csv" | tail -n 1
-    done
-  done
+  row --model "$m"
+  row --model "$m" --fill none
+done
+echo
+for m in sscd-distilled mobilenetv2 efficientnet-lite2; do
+  if "$BIN" models | grep -q "^$m .*ready"; then indoor --model "$m" | tail -n 1; fi
 done

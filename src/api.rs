@@ -36,15 +36,17 @@ pub struct ServeOptions {
     pub queue: usize,
     /// Uploads each key may make per minute (a burst of this many, refilled evenly); 429 beyond.
     pub uploads_per_minute: u32,
+    /// Searches each key may make per minute, likewise.
+    pub searches_per_minute: u32,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { bind: "127.0.0.1:8080".into(), workers: 0, queue: 64, uploads_per_minute: 30 }
+        ServeOptions { bind: "127.0.0.1:8080".into(), workers: 0, queue: 64, uploads_per_minute: 30, searches_per_minute: 120 }
     }
 }
 
-/// Per-key token buckets for uploads.
+/// Per-key token buckets (uploads, searches).
 struct RateLimiter {
     per_minute: f64,
     buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
@@ -131,6 +133,7 @@ impl From<EngineError> for ApiError {
             EngineError::Catalog(CatalogError::Invalid { .. }) => (S::BAD_REQUEST, "invalid_field"),
             EngineError::Catalog(CatalogError::NoJob(_)) => (S::NOT_FOUND, "no_such_job"),
             EngineError::Catalog(CatalogError::JobRunning { .. }) => (S::CONFLICT, "job_running"),
+            EngineError::Catalog(CatalogError::HotelExists { .. }) => (S::CONFLICT, "hotel_exists"),
             EngineError::Store(StoreError::Missing(_)) => (S::NOT_FOUND, "not_found"),
             EngineError::Store(StoreError::BadId(_)) => (S::BAD_REQUEST, "invalid_field"),
             _ => (S::INTERNAL_SERVER_ERROR, "internal"),
@@ -144,12 +147,66 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        let code = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "not_json",
+            _ => "invalid_json",
+        };
+        ApiError::new(e.status(), code, e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::bad_request("invalid_path", e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", e.body_text())
+    }
+}
+
+impl From<axum::extract::multipart::MultipartRejection> for ApiError {
+    fn from(e: axum::extract::multipart::MultipartRejection) -> Self {
+        ApiError::new(e.status(), "invalid_multipart", e.body_text())
+    }
+}
+
+/// An axum extractor whose rejection is answered with the JSON error body (axum's own
+/// rejections are plain text), so that every error has the same shape.
+struct Checked<E>(E);
+
+impl<S: Send + Sync, E: axum::extract::FromRequest<S>> axum::extract::FromRequest<S> for Checked<E>
+where
+    ApiError: From<E::Rejection>,
+{
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Checked(E::from_request(req, state).await?))
+    }
+}
+
+impl<S: Send + Sync, E: axum::extract::FromRequestParts<S>> axum::extract::FromRequestParts<S> for Checked<E>
+where
+    ApiError: From<E::Rejection>,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(Checked(E::from_request_parts(parts, state).await?))
+    }
+}
+
 struct AppState {
     engine: Arc<Engine>,
     queue: Arc<Semaphore>,
     queue_size: usize,
     workers: Arc<Semaphore>,
     uploads: RateLimiter,
+    searches: RateLimiter,
     metrics: Metrics,
 }
 
@@ -160,14 +217,14 @@ async fn authorize(state: &Shared, headers: &HeaderMap, allowed: &[Role]) -> Res
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token.trim()))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing_key", "send an API key: Authorization: Bearer hm_…"))?
         .to_string();
     let engine = state.engine.clone();
     let key = blocking(move || engine.with_catalog(|c| c.verify_key(&token)).map_err(EngineError::from)).await?;
     let key = key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_key", "unknown or revoked API key"))?;
     if !allowed.contains(&key.role) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("a {:?} key may not do this", key.role).to_lowercase()));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("an API key with the role {} may not do this", key.role.as_str())));
     }
     Ok(key)
 }
@@ -197,10 +254,15 @@ async fn read_form(mut mp: Multipart) -> Result<Form, ApiError> {
         let name = field.name().unwrap_or_default().to_string();
         let is_file = field.file_name().is_some() || matches!(name.as_str(), "photo" | "mask");
         let data = field.bytes().await.map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", e.to_string()))?;
+        // A field sent twice is refused rather than letting one copy win silently.
+        if form.files.contains_key(&name) || form.text.contains_key(&name) {
+            return Err(ApiError::bad_request("duplicate_field", format!("the field '{name}' was sent more than once")));
+        }
         if is_file {
             form.files.insert(name, data.to_vec());
         } else {
-            form.text.insert(name, String::from_utf8_lossy(&data).into_owned());
+            let text = String::from_utf8(data.to_vec()).map_err(|_| ApiError::bad_request("invalid_field", format!("{name}: not UTF-8 text")))?;
+            form.text.insert(name, text);
         }
     }
     Ok(form)
@@ -245,7 +307,7 @@ struct HotelSearch {
 /// Roles: uploader, investigator, admin.
 #[utoipa::path(get, path = "/api/v1/hotels", tag = "hotels", params(HotelSearch), security(("api_key" = [])),
     responses((status = 200, body = Vec<Hotel>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn list_hotels(State(s): State<Shared>, QueryParams(p): QueryParams<HotelSearch>) -> Result<Json<Vec<Hotel>>, ApiError> {
+async fn list_hotels(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<HotelSearch>>) -> Result<Json<Vec<Hotel>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(20).min(200);
     let text = p.q.unwrap_or_default();
@@ -269,7 +331,8 @@ async fn list_hotels(State(s): State<Shared>, QueryParams(p): QueryParams<HotelS
 fn near_filter(point: Option<&str>, radius_km: Option<f64>) -> Result<Option<(f64, f64, f64)>, ApiError> {
     match (point, radius_km) {
         (Some(p), Some(r)) => {
-            let (lat, lon) = crate::catalog::parse_lat_lon(p).ok_or_else(|| ApiError::bad_request("invalid_field", "near: expected LAT,LON"))?;
+            let (lat, lon) = crate::catalog::parse_lat_lon(p).ok_or_else(|| ApiError::bad_request("invalid_field", "near: expected LAT,LON with -90 ≤ LAT ≤ 90, -180 ≤ LON ≤ 180"))?;
+            let r = crate::catalog::valid_radius_km(r).ok_or_else(|| ApiError::bad_request("invalid_field", "radius_km: a number of km above 0, at most 20038"))?;
             Ok(Some((lat, lon, r)))
         }
         (None, None) => Ok(None),
@@ -277,40 +340,115 @@ fn near_filter(point: Option<&str>, radius_km: Option<f64>) -> Result<Option<(f6
     }
 }
 
-/// Adds a hotel, or updates the one with the same `external_id`.
-///
-/// Roles: admin.
-#[utoipa::path(post, path = "/api/v1/hotels", tag = "hotels", request_body = Hotel, security(("api_key" = [])),
-    responses((status = 201, body = Hotel), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn create_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Json(h): Json<Hotel>) -> Result<(StatusCode, Json<Hotel>), ApiError> {
-    Ok((StatusCode::CREATED, Json(save_hotel(&s, key, h).await?)))
+/// A new hotel: every field but the id, which the catalog assigns.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewHotel {
+    /// Your own id for the hotel (unique), if any.
+    external_id: Option<String>,
+    name: String,
+    chain: Option<String>,
+    address: Option<String>,
+    city: Option<String>,
+    country: Option<String>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
 }
 
-/// Updates a hotel.
+/// Reads a JSON field that may be absent (unchanged) or null (cleared).
+fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Changes to a hotel: fields left out stay as they are; `null` clears an optional field.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct HotelPatch {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    chain: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    address: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    city: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    country: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    latitude: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    longitude: Option<Option<f64>>,
+}
+
+impl HotelPatch {
+    /// The hotel with these changes applied.
+    fn apply(self, mut h: Hotel) -> Hotel {
+        if let Some(v) = self.name {
+            h.name = v;
+        }
+        for (field, value) in [(&mut h.chain, self.chain), (&mut h.address, self.address), (&mut h.city, self.city), (&mut h.country, self.country)] {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        for (field, value) in [(&mut h.latitude, self.latitude), (&mut h.longitude, self.longitude)] {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        h
+    }
+}
+
+/// Adds a hotel. An `external_id` already in the catalog is a conflict (409): change that
+/// hotel with `PATCH /api/v1/hotels/{id}`; nothing is overwritten here.
 ///
 /// Roles: admin.
-#[utoipa::path(put, path = "/api/v1/hotels/{id}", tag = "hotels", request_body = Hotel, security(("api_key" = [])),
+#[utoipa::path(post, path = "/api/v1/hotels", tag = "hotels", request_body = NewHotel, security(("api_key" = [])),
+    responses((status = 201, body = Hotel), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "A hotel with this external_id exists")))]
+async fn create_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Json(n)): Checked<Json<NewHotel>>) -> Result<(StatusCode, Json<Hotel>), ApiError> {
+    let engine = s.engine.clone();
+    let hotel = blocking(move || {
+        if let Some(ext) = &n.external_id {
+            if let Some(h) = engine.with_catalog(|c| c.hotel_by_external_id(ext))? {
+                return Err(EngineError::Catalog(CatalogError::HotelExists { external_id: ext.clone(), id: h.id }));
+            }
+        }
+        let h = Hotel { id: 0, external_id: n.external_id, name: n.name, chain: n.chain, address: n.address, city: n.city, country: n.country, latitude: n.latitude, longitude: n.longitude };
+        let id = engine.upsert_hotel(&h)?;
+        let created = engine.with_catalog(|c| c.hotel(id))?;
+        engine.with_catalog(|c| c.audit(&key.id, "hotel-create", &serde_json::json!({"hotel_id": id, "after": created})))?;
+        Ok(created)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(hotel)))
+}
+
+/// Changes some fields of a hotel (absent fields are kept; `null` clears one). The audit
+/// keeps the hotel before and after.
+///
+/// Roles: admin.
+#[utoipa::path(patch, path = "/api/v1/hotels/{id}", tag = "hotels", request_body = HotelPatch, security(("api_key" = [])),
     params(("id" = i64, Path, description = "Hotel id")),
     responses((status = 200, body = Hotel), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn update_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Path(id): Path<i64>, Json(mut h): Json<Hotel>) -> Result<Json<Hotel>, ApiError> {
-    let current = {
-        let engine = s.engine.clone();
-        blocking(move || Ok(engine.with_catalog(|c| c.hotel(id))?)).await?
-    };
-    // The path names the hotel; its external id stays what it was.
-    h.id = id;
-    h.external_id = current.external_id;
-    Ok(Json(save_hotel(&s, key, h).await?))
-}
-
-async fn save_hotel(s: &Shared, key: KeyInfo, h: Hotel) -> Result<Hotel, ApiError> {
+async fn update_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(Json(patch)): Checked<Json<HotelPatch>>) -> Result<Json<Hotel>, ApiError> {
     let engine = s.engine.clone();
-    blocking(move || {
-        let id = engine.upsert_hotel(&h)?;
-        engine.with_catalog(|c| c.audit(&key.id, "hotel-upsert", &serde_json::json!({"hotel_id": id})))?;
-        Ok(engine.with_catalog(|c| c.hotel(id))?)
+    let hotel = blocking(move || {
+        let before = engine.with_catalog(|c| c.hotel(id))?;
+        // By id: the external id is not changed here.
+        let changed = Hotel { external_id: None, ..patch.apply(before.clone()) };
+        engine.upsert_hotel(&changed)?;
+        let after = engine.with_catalog(|c| c.hotel(id))?;
+        engine.with_catalog(|c| c.audit(&key.id, "hotel-update", &serde_json::json!({"hotel_id": id, "before": before, "after": after})))?;
+        Ok(after)
     })
-    .await
+    .await?;
+    Ok(Json(hotel))
 }
 
 /// The upload form (multipart/form-data).
@@ -334,7 +472,7 @@ struct UploadForm {
     responses((status = 201, body = Ingested, description = "Stored"), (status = 200, body = Ingested, description = "A duplicate; not stored again"),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody, description = "Too many uploads from this key"), (status = 503, body = ErrorBody, description = "Queue full; see Retry-After")))]
-async fn upload(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp: Multipart) -> Result<Response, ApiError> {
+async fn upload(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(mp): Checked<Multipart>) -> Result<Response, ApiError> {
     s.uploads.take(&key.id).map_err(|secs| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many uploads from this key; slow down").retry(secs))?;
     let mut form = read_form(mp).await?;
     let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the photo as the multipart field 'photo'"))?;
@@ -376,6 +514,9 @@ struct SearchForm {
     top: Option<usize>,
     /// "true" keeps the query photo as a case image (audited).
     save_case: Option<bool>,
+    /// "false" turns off the automatic mask of a region already painted out (on by default
+    /// when no `mask` is sent; the result's `auto_mask` says how much it covered).
+    auto_mask: Option<bool>,
 }
 
 /// Ranked hotels for a query photo, with the matching photos as evidence.
@@ -385,7 +526,8 @@ struct SearchForm {
 #[utoipa::path(post, path = "/api/v1/search", tag = "search", request_body(content = SearchForm, content_type = "multipart/form-data"), security(("api_key" = [])),
     responses((status = 200, body = SearchResult), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody, description = "Queue full; see Retry-After")))]
-async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp: Multipart) -> Result<Response, ApiError> {
+async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(mp): Checked<Multipart>) -> Result<Response, ApiError> {
+    s.searches.take(&key.id).map_err(|secs| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many searches from this key; slow down").retry(secs))?;
     let mut form = read_form(mp).await?;
     let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as the multipart field 'photo'"))?;
     let mask_bytes = form.files.remove("mask");
@@ -395,8 +537,12 @@ async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp:
         None => None,
     };
     let filter = HotelFilter { near, country: form.text.get("country").cloned(), city: form.text.get("city").cloned(), chain: form.text.get("chain").cloned(), hotel_ids };
-    let top = parse_field::<usize>(&form, "top")?.unwrap_or(10).clamp(1, 100);
+    let top = parse_field::<usize>(&form, "top")?.unwrap_or(10);
+    if !(1..=100).contains(&top) {
+        return Err(ApiError::bad_request("invalid_field", "top: 1 to 100 hotels"));
+    }
     let save_case = parse_field::<bool>(&form, "save_case")?.unwrap_or(false);
+    let skip_auto_mask = !parse_field::<bool>(&form, "auto_mask")?.unwrap_or(true);
     let _slot = queue_slot(&s).await?;
     let engine = s.engine.clone();
     let limits = *engine.limits();
@@ -405,7 +551,7 @@ async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, mp:
             Some(m) => Some(Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))?),
             None => None,
         };
-        engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case }, &key.id)
+        engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask }, &key.id)
     })
     .await?;
     Ok(Json(res).into_response())
@@ -424,7 +570,7 @@ struct PhotoSize {
 #[utoipa::path(get, path = "/api/v1/photos/{id}", tag = "photos", security(("api_key" = [])),
     params(("id" = i64, Path, description = "Image id"), PhotoSize),
     responses((status = 200, content_type = "image/jpeg", description = "The photo (JPEG, or PNG for photos that came as lossless)"), (status = 404, body = ErrorBody)))]
-async fn photo(State(s): State<Shared>, Path(id): Path<i64>, QueryParams(p): QueryParams<PhotoSize>) -> Result<Response, ApiError> {
+async fn photo(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(QueryParams(p)): Checked<QueryParams<PhotoSize>>) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
     let size = match p.size {
         Some(n) if !(16..=2048).contains(&n) => return Err(ApiError::bad_request("invalid_field", "size: 16 to 2048 pixels")),
@@ -432,7 +578,7 @@ async fn photo(State(s): State<Shared>, Path(id): Path<i64>, QueryParams(p): Que
     };
     let bytes = blocking(move || {
         let img = engine.image(id)?;
-        if img.status == Status::Deleted {
+        if !visible_to(img.status, key.role) {
             return Err(EngineError::Catalog(CatalogError::NoImage(id)));
         }
         let bytes = engine.store().get(&img.sha256)?;
@@ -443,6 +589,15 @@ async fn photo(State(s): State<Shared>, Path(id): Path<i64>, QueryParams(p): Que
     })
     .await?;
     Ok(image_response(bytes))
+}
+
+/// Deleted photos are served to nobody, quarantined ones (under review) to admins only.
+fn visible_to(status: Status, role: Role) -> bool {
+    match status {
+        Status::Active => true,
+        Status::Quarantined => role == Role::Admin,
+        Status::Deleted => false,
+    }
 }
 
 fn image_response(bytes: Vec<u8>) -> Response {
@@ -462,7 +617,7 @@ fn image_response(bytes: Vec<u8>) -> Response {
 #[utoipa::path(get, path = "/api/v1/cases/{sha256}", tag = "search", security(("api_key" = [])),
     params(("sha256" = String, Path, description = "The query's sha256, as in the search result and the audit")),
     responses((status = 200, description = "The query photo as it was sent"), (status = 404, body = ErrorBody)))]
-async fn case_image(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Path(sha256): Path<String>) -> Result<Response, ApiError> {
+async fn case_image(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(sha256)): Checked<Path<String>>) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
     let bytes = blocking(move || {
         let bytes = engine.case_image(&sha256)?;
@@ -484,7 +639,7 @@ struct StatusChange {
 #[utoipa::path(post, path = "/api/v1/photos/{id}/status", tag = "photos", request_body = StatusChange, security(("api_key" = [])),
     params(("id" = i64, Path, description = "Image id")),
     responses((status = 200, description = "Changed"), (status = 404, body = ErrorBody)))]
-async fn set_status(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Path(id): Path<i64>, Json(c): Json<StatusChange>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn set_status(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(Json(c)): Checked<Json<StatusChange>>) -> Result<Json<serde_json::Value>, ApiError> {
     let engine = s.engine.clone();
     blocking(move || engine.set_status(id, c.status, &key.id)).await?;
     Ok(Json(serde_json::json!({"image_id": id, "status": c.status})))
@@ -502,7 +657,7 @@ struct Limit {
 /// Roles: admin.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(Limit), security(("api_key" = [])),
     responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = ErrorBody)))]
-async fn audit(State(s): State<Shared>, QueryParams(p): QueryParams<Limit>) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+async fn audit(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<Limit>>) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(100).min(1000);
     Ok(Json(blocking(move || engine.with_catalog(|c| c.audit_entries(limit)).map_err(EngineError::from)).await?))
@@ -525,7 +680,7 @@ async fn start_reindex(State(s): State<Shared>, Extension(key): Extension<KeyInf
 ///
 /// Roles: admin.
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "admin", params(Limit), security(("api_key" = [])), responses((status = 200, body = Vec<Job>)))]
-async fn list_jobs(State(s): State<Shared>, QueryParams(p): QueryParams<Limit>) -> Result<Json<Vec<Job>>, ApiError> {
+async fn list_jobs(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<Limit>>) -> Result<Json<Vec<Job>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(20).min(1000);
     Ok(Json(blocking(move || Ok(engine.with_catalog(|c| c.jobs(limit))?)).await?))
@@ -536,7 +691,7 @@ async fn list_jobs(State(s): State<Shared>, QueryParams(p): QueryParams<Limit>) 
 /// Roles: admin.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "admin", security(("api_key" = [])),
     params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
-async fn get_job(State(s): State<Shared>, Path(id): Path<i64>) -> Result<Json<Job>, ApiError> {
+async fn get_job(State(s): State<Shared>, Checked(Path(id)): Checked<Path<i64>>) -> Result<Json<Job>, ApiError> {
     let engine = s.engine.clone();
     Ok(Json(blocking(move || Ok(engine.with_catalog(|c| c.job(id))?)).await?))
 }
@@ -564,7 +719,7 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
 /// Roles: investigator, admin.
 #[utoipa::path(get, path = "/api/v1/hotels/{id}/photos", tag = "hotels", security(("api_key" = [])),
     params(("id" = i64, Path, description = "Hotel id")), responses((status = 200, body = Vec<Image>)))]
-async fn hotel_photos(State(s): State<Shared>, Path(id): Path<i64>) -> Result<Json<Vec<Image>>, ApiError> {
+async fn hotel_photos(State(s): State<Shared>, Checked(Path(id)): Checked<Path<i64>>) -> Result<Json<Vec<Image>>, ApiError> {
     let engine = s.engine.clone();
     Ok(Json(blocking(move || Ok(engine.with_catalog(|c| c.images_of_hotel(id))?)).await?))
 }
@@ -640,6 +795,7 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
         queue_size,
         workers: Arc::new(Semaphore::new(workers)),
         uploads: RateLimiter { per_minute: f64::from(opts.uploads_per_minute.max(1)), buckets: Default::default() },
+        searches: RateLimiter { per_minute: f64::from(opts.searches_per_minute.max(1)), buckets: Default::default() },
         metrics: Metrics::default(),
     });
     let (api, openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
@@ -676,7 +832,9 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
         .route("/static/common.js", get(|| async { page("common.js") }))
         .route("/static/style.css", get(|| async { page("style.css") }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /docs") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /docs") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |req: Request, next: Next| declared_length(body_limit, req, next)))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state);
     (router, openapi)
@@ -685,6 +843,16 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
 /// The HTTP routes over an opened engine.
 pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {
     router_and_openapi(engine, opts).0
+}
+
+/// Answers 413 at once when the declared `Content-Length` is over the body limit, instead
+/// of waiting for a body that will be refused anyway.
+async fn declared_length(limit: usize, req: Request, next: Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body may be at most {limit} bytes")).into_response();
+    }
+    next.run(req).await
 }
 
 /// Counts every request by its route pattern (never the concrete path: ids stay out of metrics).

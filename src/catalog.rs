@@ -41,6 +41,9 @@ pub enum CatalogError {
     /// A job of this kind is already running.
     #[error("a {kind} job is already running (job {id})")]
     JobRunning { kind: String, id: i64 },
+    /// A hotel with this external id exists already.
+    #[error("hotel {id} has the external id {external_id:?} already: change it with PATCH /api/v1/hotels/{id}")]
+    HotelExists { external_id: String, id: i64 },
 }
 
 /// A hotel.
@@ -241,7 +244,8 @@ impl std::str::FromStr for Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    /// Its name in keys, the audit and messages.
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Uploader => "uploader",
             Role::Investigator => "investigator",
@@ -279,7 +283,17 @@ impl HotelFilter {
 /// "LAT,LON" as two numbers (the form the CLI and the API take a point in).
 pub fn parse_lat_lon(s: &str) -> Option<(f64, f64)> {
     let (a, b) = s.split_once(',')?;
-    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+    let (lat, lon): (f64, f64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    // NaN and infinities fail the ranges too.
+    ((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)).then_some((lat, lon))
+}
+
+/// Half the Earth's circumference: no radius needs to be larger.
+pub const MAX_RADIUS_KM: f64 = 20_038.0;
+
+/// A search radius: finite, positive, at most half the Earth's circumference.
+pub fn valid_radius_km(r: f64) -> Option<f64> {
+    (r > 0.0 && r <= MAX_RADIUS_KM).then_some(r)
 }
 
 /// Great-circle distance in km.
@@ -306,6 +320,40 @@ fn blob_to_vector(b: &[u8]) -> Vec<f32> {
 /// The catalog database.
 pub struct Catalog {
     conn: Connection,
+}
+
+/// Longest hotel name, address, city, chain or external id accepted, in characters.
+pub const MAX_HOTEL_TEXT: usize = 200;
+/// Longest room label accepted, in characters.
+pub const MAX_ROOM: usize = 64;
+
+/// Refuses text that is too long or carries control characters (they break logs, CSV
+/// exports and pages, and no name needs them).
+pub fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), CatalogError> {
+    if value.chars().count() > max {
+        return Err(CatalogError::Invalid { field, message: format!("at most {max} characters") });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(CatalogError::Invalid { field, message: "control characters are not allowed".into() });
+    }
+    Ok(())
+}
+
+/// Checks every field of a hotel before it is written.
+fn check_hotel(h: &Hotel) -> Result<(), CatalogError> {
+    if h.name.trim().is_empty() {
+        return Err(CatalogError::Invalid { field: "name", message: "a hotel needs a name".into() });
+    }
+    check_text("name", &h.name, MAX_HOTEL_TEXT)?;
+    for (field, value) in [("external_id", &h.external_id), ("chain", &h.chain), ("address", &h.address), ("city", &h.city), ("country", &h.country)] {
+        if let Some(v) = value {
+            check_text(field, v, MAX_HOTEL_TEXT)?;
+        }
+    }
+    if h.latitude.is_some_and(|v| !(-90.0..=90.0).contains(&v)) || h.longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+        return Err(CatalogError::Invalid { field: "latitude/longitude", message: "out of range".into() });
+    }
+    Ok(())
 }
 
 const IMAGE_COLUMNS: &str = "id, sha256, hotel_id, room, source, uploader_key_id, created, width, height, pdq, pdq_quality, status";
@@ -392,12 +440,7 @@ impl Catalog {
 
     /// Adds a hotel, or updates the one with the same `external_id`; returns its id.
     pub fn upsert_hotel(&self, h: &Hotel) -> Result<i64, CatalogError> {
-        if h.name.trim().is_empty() {
-            return Err(CatalogError::Invalid { field: "name", message: "a hotel needs a name".into() });
-        }
-        if h.latitude.is_some_and(|v| !(-90.0..=90.0).contains(&v)) || h.longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
-            return Err(CatalogError::Invalid { field: "latitude/longitude", message: "out of range".into() });
-        }
+        check_hotel(h)?;
         let existing: Option<i64> = match &h.external_id {
             Some(ext) => self.conn.query_row("SELECT id FROM hotels WHERE external_id = ?1", [ext], |r| r.get(0)).optional()?,
             None if h.id > 0 => Some(h.id),
@@ -439,8 +482,10 @@ impl Catalog {
 
     /// Hotels whose name or city contains `text` (case-insensitive), at most `limit`.
     pub fn find_hotels(&self, text: &str, limit: usize) -> Result<Vec<Hotel>, CatalogError> {
-        let pattern = format!("%{}%", text.replace('%', "").replace('_', ""));
-        let mut st = self.conn.prepare(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE name LIKE ?1 OR city LIKE ?1 ORDER BY name LIMIT ?2"))?;
+        // The user's text is matched literally: LIKE's wildcards and the escape are escaped.
+        let literal: String = text.chars().flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] }).collect();
+        let pattern = format!("%{literal}%");
+        let mut st = self.conn.prepare(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE name LIKE ?1 ESCAPE '\\' OR city LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2"))?;
         let rows = st.query_map(params![pattern, i64::try_from(limit).unwrap_or(i64::MAX)], hotel_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -476,6 +521,9 @@ impl Catalog {
 
     /// Adds an image with its embedding, atomically; returns its id.
     pub fn add_image(&mut self, img: &NewImage, model_id: i64, vector: &[f32]) -> Result<i64, CatalogError> {
+        if let Some(room) = &img.room {
+            check_text("room", room, MAX_ROOM)?;
+        }
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO images (sha256, hotel_id, room, source, uploader_key_id, created, width, height, pdq, pdq_quality) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",

@@ -32,7 +32,7 @@ pub struct Config {
     pub models_dir: PathBuf,
     /// The ONNX Runtime shared library.
     pub ort_library: PathBuf,
-    /// Name of the model card to use.
+    /// Name of the model card to use; `auto` picks the best one installed.
     pub model: String,
     /// Embedding engine settings.
     pub embed: EmbedOptions,
@@ -65,7 +65,7 @@ impl Default for Config {
         Config {
             models_dir: checkout().join("models"),
             ort_library: default_ort_library(),
-            model: "mobilenetv2".into(),
+            model: "auto".into(),
             embed: EmbedOptions::default(),
             limits: Limits::default(),
             data_dir: PathBuf::from("data"),

@@ -58,11 +58,13 @@ pub struct SearchOptions {
     /// costs a second decode and a hash per query: about 14 % of the search throughput
     /// under load (README, load figures).
     pub reuse: bool,
+    /// When a query comes without a mask, look for a region already painted out and mask it.
+    pub auto_mask: bool,
 }
 
 impl Default for SearchOptions {
     fn default() -> Self {
-        SearchOptions { top_images: 100, top_hotels: 10, evidence: 3, aggregation: Aggregation::Best, expansion: 0, alpha: 3.0, reuse: true }
+        SearchOptions { top_images: 100, top_hotels: 10, evidence: 3, aggregation: Aggregation::Best, expansion: 0, alpha: 3.0, reuse: true, auto_mask: true }
     }
 }
 
@@ -77,6 +79,8 @@ pub struct Query<'a> {
     /// Keep the query photo as a case image. Off by default: a query may show a victim, and
     /// is written nowhere unless the investigator asks.
     pub save_case: bool,
+    /// Don't look for an already-erased region to mask (the investigator turned it off).
+    pub skip_auto_mask: bool,
 }
 
 /// A feature-map cell of the query that resembles a matched photo.
@@ -138,6 +142,10 @@ pub struct SearchResult {
     pub query_sha256: String,
     /// Whether the query was kept as a case image (under its sha256), as asked.
     pub saved_case_image: bool,
+    /// Fraction of the query masked automatically because it looked painted out (no mask
+    /// was given); absent when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_mask: Option<f32>,
     pub millis: f64,
 }
 
@@ -441,7 +449,8 @@ impl Engine {
     pub fn search(&self, q: &Query, actor: &str) -> Result<SearchResult, EngineError> {
         let t = Instant::now();
         let opts = &self.cfg.search;
-        let emb = self.embedder.embed_one(q.bytes, q.mask)?;
+        let auto_mask = opts.auto_mask && !q.skip_auto_mask;
+        let emb = self.embedder.embed_input(crate::Input { bytes: q.bytes, mask: q.mask, auto_mask })?;
         // After the embedding, not beside it: ONNX Runtime already uses every core.
         let hashes = if opts.reuse { Some(query_hashes(q.bytes, &self.cfg.limits)?) } else { None };
         let hotels = if q.filter.is_empty() { None } else { Some(self.catalog().hotels_matching(&q.filter)?) };
@@ -488,13 +497,14 @@ impl Engine {
             "query_sha256": query_sha256,
             "filters": q.filter,
             "masked": q.mask.is_some(),
+            "auto_mask": emb.auto_mask,
             "saved_case_image": q.save_case,
             "hotel_ids": hits.iter().map(|h| h.hotel.id).collect::<Vec<_>>(),
             "image_ids": hits.iter().flat_map(|h| h.evidence.iter().map(|e| e.image_id)).collect::<Vec<_>>(),
             "reuse_image_ids": reuse.iter().map(|r| r.image_id).collect::<Vec<_>>(),
         });
         cat.audit(actor, "search", &detail)?;
-        Ok(SearchResult { hotels: hits, reuse, images: found, grid, plan, query_sha256, saved_case_image: q.save_case, millis: t.elapsed().as_secs_f64() * 1e3 })
+        Ok(SearchResult { hotels: hits, reuse, images: found, grid, plan, query_sha256, saved_case_image: q.save_case, auto_mask: emb.auto_mask, millis: t.elapsed().as_secs_f64() * 1e3 })
     }
 
     /// Active stored photos (of `hotels`, when given) that the query is a copy of, in any of

@@ -60,9 +60,11 @@ pub fn read_csv(csv_path: &Path) -> Result<Vec<Labelled>, EvalError> {
     Ok(rows)
 }
 
-/// Retrieval quality and cost of one configuration.
+/// Retrieval quality and cost of one configuration on one query file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The query CSV this row is about.
+    pub queries_file: PathBuf,
     pub model: String,
     pub pooling: String,
     pub resize: String,
@@ -70,6 +72,12 @@ pub struct Report {
     pub queries: usize,
     /// Fraction of queries whose hotel is among the top 1, 5, 10 hotels.
     pub hotel_at_1: f64,
+    /// 95 % Wilson score interval of `hotel_at_1`.
+    pub hotel_at_1_ci95: [f64; 2],
+    /// Mean reciprocal rank of the right hotel (0 when it is not returned).
+    pub mrr: f64,
+    /// Queries masked automatically (no mask given, a painted region found).
+    pub auto_masked: usize,
     pub hotel_at_5: f64,
     pub hotel_at_10: f64,
     /// Fraction of queries whose room is among the top 1, 5 rooms.
@@ -77,28 +85,53 @@ pub struct Report {
     pub room_at_5: f64,
     /// Mean embedding time per photo, in milliseconds (batched, all cores; exact path only).
     pub embed_ms_per_photo: f64,
-    /// Query latency through the engine (embed + search + rank), mean and p95, in ms.
+    /// Query latency through the engine (embed + search + rank), mean, p50 and p95, in ms.
     pub query_ms_mean: f64,
+    pub query_ms_p50: f64,
     pub query_ms_p95: f64,
     /// "engine" (import + search path) or "exact" (embeddings + exact cosine only).
     pub path: String,
 }
 
+/// The mask a labelled query names, if any.
+pub fn read_mask(row: &Labelled, limits: &crate::decode::Limits) -> Result<Option<crate::Mask>, EvalError> {
+    let Some(m) = &row.mask else { return Ok(None) };
+    let bytes = std::fs::read(m).map_err(|source| EvalError::Io { path: m.clone(), source })?;
+    crate::Mask::from_picture(&bytes, limits).map(Some).map_err(|e| EvalError::Embed { path: m.clone(), message: e.to_string() })
+}
+
 /// Embeds every labelled photo, in order; fails on the first photo that cannot be embedded.
-pub fn embed_all(embedder: &Embedder, rows: &[Labelled]) -> Result<Vec<f32>, EvalError> {
+/// Queries (`as_queries`) are embedded as a search embeds them: with their mask, or with an
+/// automatic mask of a painted-out region when they have none; gallery photos as imported.
+/// Returns the vectors and how many photos were masked automatically.
+pub fn embed_all(embedder: &Embedder, rows: &[Labelled], as_queries: bool, limits: &crate::decode::Limits) -> Result<(Vec<f32>, usize), EvalError> {
     let mut out = Vec::with_capacity(rows.len() * embedder.dim());
+    let mut auto = 0;
     for chunk in rows.chunks(64) {
         let bytes: Vec<Vec<u8>> = chunk
             .par_iter()
             .map(|r| std::fs::read(&r.path).map_err(|source| EvalError::Io { path: r.path.clone(), source }))
             .collect::<Result<_, _>>()?;
-        let inputs: Vec<Input> = bytes.iter().map(|b| Input { bytes: b, mask: None }).collect();
+        let masks: Vec<Option<crate::Mask>> = chunk.iter().map(|r| if as_queries { read_mask(r, limits) } else { Ok(None) }).collect::<Result<_, _>>()?;
+        let inputs: Vec<Input> = bytes.iter().zip(&masks).map(|(b, m)| Input { bytes: b, mask: m.as_ref(), auto_mask: as_queries && m.is_none() }).collect();
         for (r, e) in chunk.iter().zip(embedder.embed(&inputs)) {
             let e = e.map_err(|e| EvalError::Embed { path: r.path.clone(), message: e.to_string() })?;
+            auto += usize::from(e.auto_mask.is_some());
             out.extend_from_slice(&e.vector);
         }
     }
-    Ok(out)
+    Ok((out, auto))
+}
+
+/// The 95 % Wilson score interval of `hits` successes in `n` trials.
+pub fn wilson95(hits: usize, n: usize) -> [f64; 2] {
+    if n == 0 {
+        return [0.0, 0.0];
+    }
+    let (z, n, p) = (1.96f64, n as f64, hits as f64 / n as f64);
+    let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
+    let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    [(centre - half).max(0.0), (centre + half).min(1.0)]
 }
 
 /// Rank (0-based) of `want` among labels ordered by their best-scoring row.
@@ -121,12 +154,15 @@ fn rank_of_best<'a>(scored: &[(usize, f32)], label: impl Fn(usize) -> &'a str, w
 struct Tally {
     queries: usize,
     hits: HashMap<&'static str, usize>,
+    reciprocal_ranks: f64,
+    auto_masked: usize,
 }
 
 impl Tally {
     /// Records one query's (0-based) hotel and room ranks.
     fn add(&mut self, hotel_rank: Option<usize>, room_rank: Option<usize>) {
         self.queries += 1;
+        self.reciprocal_ranks += hotel_rank.map_or(0.0, |r| 1.0 / (r + 1) as f64);
         for (name, rank, k) in [("h1", hotel_rank, 1), ("h5", hotel_rank, 5), ("h10", hotel_rank, 10), ("r1", room_rank, 1), ("r5", room_rank, 5)] {
             if rank.is_some_and(|r| r < k) {
                 *self.hits.entry(name).or_default() += 1;
@@ -139,10 +175,14 @@ impl Tally {
     }
 
     /// The report for `embedder`, with per-photo embedding time and query latencies (ms).
-    fn report(&self, embedder: &Embedder, gallery: usize, embed_ms_per_photo: f64, mut latencies: Vec<f64>, path: &str) -> Report {
+    fn report(&self, file: &Path, embedder: &Embedder, gallery: usize, embed_ms_per_photo: f64, mut latencies: Vec<f64>, path: &str) -> Report {
         latencies.sort_by(|a, b| a.total_cmp(b));
         let opts = embedder.options();
         Report {
+            queries_file: file.into(),
+            hotel_at_1_ci95: wilson95(self.hits.get("h1").copied().unwrap_or(0), self.queries),
+            mrr: self.reciprocal_ranks / self.queries.max(1) as f64,
+            auto_masked: self.auto_masked,
             model: embedder.card().name.clone(),
             pooling: opts.pooling.to_string(),
             resize: format!("{:?}", opts.resize).to_lowercase(),
@@ -155,29 +195,50 @@ impl Tally {
             room_at_5: self.frac("r5"),
             embed_ms_per_photo,
             query_ms_mean: latencies.iter().fold(0.0, |a, b| a + b) / latencies.len().max(1) as f64,
+            query_ms_p50: latencies.get(latencies.len().saturating_sub(1) / 2).copied().unwrap_or(0.0),
             query_ms_p95: latencies.get(((latencies.len() as f64 * 0.95).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0),
             path: path.into(),
         }
     }
 }
 
-/// Evaluates hotel and room retrieval by exact cosine search, hotels ranked by their best photo.
-pub fn evaluate_exact(embedder: &Embedder, gallery: &[Labelled], queries: &[Labelled]) -> Result<Report, EvalError> {
+/// A labelled query file.
+pub struct QuerySet {
+    pub file: PathBuf,
+    pub rows: Vec<Labelled>,
+}
+
+impl QuerySet {
+    /// Reads a query CSV.
+    pub fn read(file: &Path) -> Result<Self, EvalError> {
+        Ok(QuerySet { file: file.into(), rows: read_csv(file)? })
+    }
+}
+
+/// Evaluates hotel and room retrieval by exact cosine search, hotels ranked by their best
+/// photo: one report per query set, the gallery embedded once.
+pub fn evaluate_exact(embedder: &Embedder, gallery: &[Labelled], sets: &[QuerySet], limits: &crate::decode::Limits) -> Result<Vec<Report>, EvalError> {
     let t = Instant::now();
-    let g = embed_all(embedder, gallery)?;
-    let q = embed_all(embedder, queries)?;
-    let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / (gallery.len() + queries.len()) as f64;
+    let (g, _) = embed_all(embedder, gallery, false, limits)?;
+    let gallery_ms = t.elapsed().as_secs_f64() * 1e3;
     let dim = embedder.dim();
     let rooms: Vec<String> = gallery.iter().map(|r| format!("{}\u{1f}{}", r.hotel, r.room)).collect();
-    let mut tally = Tally::default();
-    for (qi, qv) in q.chunks_exact(dim).enumerate() {
-        let scored = vector::top_k(&g, dim, qv, gallery.len());
-        let want = &queries[qi];
-        let hr = rank_of_best(&scored, |r| gallery[r].hotel.as_str(), &want.hotel);
-        let rr = rank_of_best(&scored, |r| rooms[r].as_str(), &format!("{}\u{1f}{}", want.hotel, want.room));
-        tally.add(hr, rr);
+    let mut reports = Vec::new();
+    for set in sets {
+        let t = Instant::now();
+        let (q, auto_masked) = embed_all(embedder, &set.rows, true, limits)?;
+        let embed_ms_per_photo = (gallery_ms + t.elapsed().as_secs_f64() * 1e3) / (gallery.len() + set.rows.len()) as f64;
+        let mut tally = Tally { auto_masked, ..Tally::default() };
+        for (qi, qv) in q.chunks_exact(dim).enumerate() {
+            let scored = vector::top_k(&g, dim, qv, gallery.len());
+            let want = &set.rows[qi];
+            let hr = rank_of_best(&scored, |r| gallery[r].hotel.as_str(), &want.hotel);
+            let rr = rank_of_best(&scored, |r| rooms[r].as_str(), &format!("{}\u{1f}{}", want.hotel, want.room));
+            tally.add(hr, rr);
+        }
+        reports.push(tally.report(&set.file, embedder, gallery.len(), embed_ms_per_photo, Vec::new(), "exact"));
     }
-    Ok(tally.report(embedder, gallery.len(), embed_ms_per_photo, Vec::new(), "exact"))
+    Ok(reports)
 }
 
 /// Why an engine evaluation failed.
@@ -191,9 +252,9 @@ pub enum EngineEvalError {
     Import(#[from] crate::import::ImportError),
 }
 
-/// Imports the gallery into the (fresh) data directory of `cfg` and sends every query
-/// through the engine's search, as the server does.
-pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, queries: &[Labelled]) -> Result<Report, EngineEvalError> {
+/// Imports the gallery into the (fresh) data directory of `cfg` once and sends every query
+/// of every set through the engine's search, as the server does: one report per set.
+pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet]) -> Result<Vec<Report>, EngineEvalError> {
     use crate::catalog::Hotel;
     let engine = crate::engine::Engine::open(cfg)?;
     let gallery = read_csv(gallery_csv)?;
@@ -206,20 +267,17 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, queries: &[Label
     let t = Instant::now();
     crate::import::import_images(&engine, gallery_csv, &|_, _| {})?;
     let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / gallery.len() as f64;
+    let mut reports = Vec::new();
+    for set in sets {
     let mut tally = Tally::default();
-    let mut latencies = Vec::with_capacity(queries.len());
-    for q in queries {
+    let mut latencies = Vec::with_capacity(set.rows.len());
+    for q in &set.rows {
         let bytes = std::fs::read(&q.path).map_err(|source| EvalError::Io { path: q.path.clone(), source })?;
-        let mask = match &q.mask {
-            Some(m) => {
-                let mb = std::fs::read(m).map_err(|source| EvalError::Io { path: m.clone(), source })?;
-                Some(crate::pool::Mask::from_picture(&mb, &cfg.limits).map_err(|e| EvalError::Embed { path: m.clone(), message: e.to_string() })?)
-            }
-            None => None,
-        };
+        let mask = read_mask(q, &cfg.limits)?;
         let query = crate::engine::Query { bytes: &bytes, mask: mask.as_ref(), top: 10, ..Default::default() };
         let res = engine.search(&query, "eval").map_err(|e| EvalError::Embed { path: q.path.clone(), message: e.to_string() })?;
         latencies.push(res.millis);
+        tally.auto_masked += usize::from(res.auto_mask.is_some());
         let want_hotel = res.hotels.iter().find(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str())).map(|h| h.hotel.id);
         let hotel_rank = res.hotels.iter().position(|h| Some(h.hotel.id) == want_hotel);
         let mut rooms: Vec<(i64, Option<String>)> = Vec::new();
@@ -236,7 +294,9 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, queries: &[Label
         let room_rank = rooms.iter().position(|(h, r)| Some(*h) == want_hotel && r.as_deref() == Some(q.room.as_str()));
         tally.add(hotel_rank, room_rank);
     }
-    Ok(tally.report(engine.embedder(), gallery.len(), embed_ms_per_photo, latencies, "engine"))
+    reports.push(tally.report(&set.file, engine.embedder(), gallery.len(), embed_ms_per_photo, latencies, "engine"));
+    }
+    Ok(reports)
 }
 
 #[cfg(test)]
@@ -251,6 +311,16 @@ mod tests {
         assert_eq!(rank_of_best(&scored, |r| labels[r], "b"), Some(1));
         assert_eq!(rank_of_best(&scored, |r| labels[r], "c"), Some(2));
         assert_eq!(rank_of_best(&scored, |r| labels[r], "z"), None);
+    }
+
+    #[test]
+    fn wilson_interval_brackets_the_rate() {
+        let [lo, hi] = wilson95(20, 53);
+        assert!(lo < 20.0 / 53.0 && 20.0 / 53.0 < hi);
+        // Known value: 20/53 gives about 0.259..0.514.
+        assert!((lo - 0.259).abs() < 0.005 && (hi - 0.514).abs() < 0.005, "{lo} {hi}");
+        assert_eq!(wilson95(0, 10)[0], 0.0);
+        assert!(wilson95(10, 10)[1] > 0.999);
     }
 
     #[test]

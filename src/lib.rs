@@ -1,7 +1,7 @@
 //! hotelmatch: tells an investigator which hotel a room photo was taken in.
 //!
 //! The modules follow the pipeline, each using only the ones before it:
-//! `decode` → `pdq` / `embed` (with `model` cards and `pool`ing) → `store` and `catalog` →
+//! `decode` → `pdq` / `embed` (with `model` cards, `pool`ing and `erased` regions) → `store` and `catalog` →
 //! `index` (and `hamming` for PDQ) → `rank` → `engine`, which `import`, `jobs`, `eval`,
 //! `api` (HTTP) and the CLI drive.
 
@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod config;
 pub mod decode;
 pub mod embed;
+pub mod erased;
 pub mod engine;
 pub mod eval;
 pub mod hamming;

@@ -40,6 +40,12 @@ struct Global {
     /// Square input side overriding the model card's (multiple of the model stride).
     #[arg(long, global = true)]
     input_size: Option<u32>,
+    /// Short sides photos are scaled to, comma-separated (several: multi-scale), overriding the card's.
+    #[arg(long, global = true, value_delimiter = ',')]
+    short_side: Option<Vec<u32>>,
+    /// How masked pixels are filled before the network: mean, diffuse or none.
+    #[arg(long, global = true)]
+    fill: Option<hotelmatch::erased::Fill>,
     /// ONNX Runtime threads (0 = all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
@@ -58,6 +64,9 @@ struct Global {
     /// Data directory (catalog, photos, index).
     #[arg(long, global = true, env = "HOTELMATCH_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Start an empty catalog when the data directory has none (import and serve always may).
+    #[arg(long, global = true)]
+    init: bool,
 }
 
 #[derive(Subcommand)]
@@ -76,17 +85,21 @@ enum Cmd {
         /// Print the whole vector, not only its hash.
         #[arg(long)]
         vector: bool,
+        /// With no mask, look for a region already painted out and mask it (as searches do).
+        #[arg(long)]
+        auto_mask: bool,
     },
-    /// Measure retrieval quality: imports the gallery into a fresh data directory and sends
-    /// every query through the search path; hotel@1/5/10, room@1/5, latency.
+    /// Measure retrieval quality: imports the gallery into a fresh data directory once and
+    /// sends every query through the search path; one row per query file with hotel@1/5/10
+    /// (and a 95 % interval of hotel@1), MRR, room@1/5 and latency.
     Eval {
         /// CSV of gallery photos: path,hotel,room (paths relative to the CSV).
         #[arg(long)]
         gallery: PathBuf,
-        /// CSV of query photos: path,hotel,room[,mask].
-        #[arg(long)]
-        queries: PathBuf,
-        /// Print JSON instead of a table row.
+        /// CSV of query photos: path,hotel,room[,mask] (repeatable: one row each).
+        #[arg(long, required = true)]
+        queries: Vec<PathBuf>,
+        /// Print one JSON object per query file instead of a table.
         #[arg(long)]
         json: bool,
         /// Skip the engine: embeddings and exact cosine search only (quick model comparison).
@@ -107,6 +120,7 @@ enum Cmd {
     },
     /// Which hotel was this photo taken in? Ranked hotels with the matching photos.
     Search {
+        /// The query photo (JPEG, PNG, WebP, ...).
         image: PathBuf,
         /// Mask image: light pixels are left out (paint over the victim).
         #[arg(long, conflicts_with = "rect")]
@@ -117,30 +131,40 @@ enum Cmd {
         /// Only hotels within --radius-km of LAT,LON.
         #[arg(long, value_parser = parse_point, requires = "radius_km")]
         near: Option<(f64, f64)>,
-        #[arg(long)]
+        /// Radius around --near, in km.
+        #[arg(long, value_parser = parse_radius, requires = "near")]
         radius_km: Option<f64>,
+        /// Only hotels in this country (as the catalog writes it, e.g. US; any case).
         #[arg(long)]
         country: Option<String>,
+        /// Only hotels in this city (any case).
         #[arg(long)]
         city: Option<String>,
+        /// Only hotels of this chain (any case).
         #[arg(long)]
         chain: Option<String>,
         /// Only these hotels (catalog ids; repeatable).
         #[arg(long = "hotel")]
         hotels: Vec<i64>,
-        /// Hotels to return.
-        #[arg(long, default_value_t = 10)]
+        /// Hotels to return, 1 to 100.
+        #[arg(long, default_value_t = 10, value_parser = parse_top)]
         top: usize,
         /// Keep the query photo in the data directory as a case image (by default it is
         /// written nowhere); the audit records its sha256.
         #[arg(long)]
         save_case: bool,
+        /// Don't mask a region that looks already painted out (done by default without a mask).
+        #[arg(long)]
+        no_auto_mask: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Set a photo's status: active, quarantined or deleted (leaves search at once).
     Status {
+        /// The image id (as in search results and `GET /api/v1/hotels/{id}/photos`).
         image_id: i64,
+        /// active, quarantined or deleted.
         status: Status,
     },
     /// Re-embed photos the current model has not seen (after a model change), rebuild the
@@ -148,6 +172,7 @@ enum Cmd {
     Reindex,
     /// ImageNet top-5 of a photo, for models with a classifier (a conversion check).
     Classify {
+        /// The photo to classify.
         image: PathBuf,
     },
     /// PDQ hashes (ThreatExchange hex) and quality of photos, one JSON line each.
@@ -166,6 +191,7 @@ enum Cmd {
     Models,
     /// Serve the HTTP API on --bind (default 127.0.0.1:8080) until Ctrl-C.
     Serve {
+        /// Address and port to listen on (default from the config: 127.0.0.1:8080).
         #[arg(long)]
         bind: Option<String>,
     },
@@ -180,13 +206,18 @@ enum Cmd {
 enum KeysCmd {
     /// Create a key; the token is printed once and stored only as a hash.
     Create {
+        /// uploader, investigator or admin.
         #[arg(long)]
         role: hotelmatch::catalog::Role,
+        /// A note on whose key it is (shown in listings, never secret).
         #[arg(long, default_value = "")]
         label: String,
     },
-    /// Revoke a key by its id.
-    Revoke { id: String },
+    /// Revoke a key by its id (fails when no active key has that id).
+    Revoke {
+        /// The key id (the part of the token after `hm_`, before the next `_`).
+        id: String,
+    },
 }
 
 fn parse_rect(s: &str) -> Result<[u32; 4], String> {
@@ -195,7 +226,15 @@ fn parse_rect(s: &str) -> Result<[u32; 4], String> {
 }
 
 fn parse_point(s: &str) -> Result<(f64, f64), String> {
-    hotelmatch::catalog::parse_lat_lon(s).ok_or_else(|| format!("{s}: expected LAT,LON"))
+    hotelmatch::catalog::parse_lat_lon(s).ok_or_else(|| format!("{s}: expected LAT,LON with -90 ≤ LAT ≤ 90 and -180 ≤ LON ≤ 180"))
+}
+
+fn parse_radius(s: &str) -> Result<f64, String> {
+    s.parse::<f64>().ok().and_then(hotelmatch::catalog::valid_radius_km).ok_or_else(|| format!("{s}: a number of km above 0, at most 20038"))
+}
+
+fn parse_top(s: &str) -> Result<usize, String> {
+    s.parse::<usize>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| format!("{s}: 1 to 100"))
 }
 
 fn parse_resize(s: &str) -> Result<Resize, String> {
@@ -220,6 +259,12 @@ fn config(g: &Global) -> Result<Config> {
     if let Some(s) = g.input_size {
         c.embed.input_size = s;
     }
+    if let Some(s) = &g.short_side {
+        c.embed.short_side = s.clone();
+    }
+    if let Some(f) = g.fill {
+        c.embed.fill = f;
+    }
     if let Some(t) = g.threads {
         c.embed.threads = t;
     }
@@ -241,6 +286,20 @@ fn config(g: &Global) -> Result<Config> {
     Ok(c)
 }
 
+/// Opens the engine on the configured data directory. Without a catalog there, only
+/// commands that fill one (`create`) start it, and say so: a mistyped `--data-dir` must
+/// not answer "0 hotels" as if the catalog were empty.
+fn open_engine(cfg: &Config, create: bool) -> Result<Engine> {
+    let catalog = cfg.data_dir.join("catalog.sqlite");
+    if !catalog.exists() {
+        if !create {
+            bail!("no catalog in {}: check --data-dir (or HOTELMATCH_DATA_DIR), run `hotelmatch import` first, or pass --init to start an empty one", cfg.data_dir.display());
+        }
+        eprintln!("hotelmatch: starting a new catalog in {}", cfg.data_dir.display());
+    }
+    Ok(Engine::open(cfg)?)
+}
+
 fn read(path: &PathBuf) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -254,7 +313,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(b) = bind {
                 opts.bind = b;
             }
-            let engine = std::sync::Arc::new(Engine::open(&cfg)?);
+            let engine = std::sync::Arc::new(open_engine(&cfg, true)?);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(&opts.bind).await.with_context(|| format!("cannot listen on {}", opts.bind))?;
@@ -268,7 +327,7 @@ fn run(cli: Cli) -> Result<()> {
             engine.save_index()?;
         }
         Cmd::Keys { cmd } => {
-            let engine = Engine::open(&cfg)?;
+            let engine = open_engine(&cfg, cli.global.init)?;
             match cmd {
                 KeysCmd::Create { role, label } => {
                     let (info, token) = engine.with_catalog(|c| c.create_key(role, &label))?;
@@ -276,19 +335,27 @@ fn run(cli: Cli) -> Result<()> {
                     writeln!(out, "{}", serde_json::json!({"id": info.id, "role": info.role, "token": token}))?;
                 }
                 KeysCmd::Revoke { id } => {
-                    let done = engine.with_catalog(|c| c.revoke_key(&id))?;
+                    if !engine.with_catalog(|c| c.revoke_key(&id))? {
+                        bail!("no active key with id {id}");
+                    }
                     engine.with_catalog(|c| c.audit("cli", "key-revoke", &serde_json::json!({"key_id": id})))?;
-                    writeln!(out, "{}", if done { "revoked" } else { "no such active key" })?;
+                    writeln!(out, "revoked")?;
                 }
             }
         }
         Cmd::Models => {
+            let in_use = ModelCard::find(&cfg.models_dir, &cfg.model).map(|c| c.name).unwrap_or_default();
             for card in ModelCard::list(&cfg.models_dir) {
                 let state = if card.onnx_path().is_ok() { "ready" } else { "missing weights (scripts/setup.sh)" };
-                writeln!(out, "{:20} {:>4}x{:<4} dim {:5} {}", card.name, card.size[0], card.size[1], card.dim, state)?;
+                let input = match card.short_side.as_slice() {
+                    [] => format!("{}x{}", card.size[0], card.size[1]),
+                    sides => format!("short side {}", sides.iter().map(u32::to_string).collect::<Vec<_>>().join("+")),
+                };
+                let default = if card.name == in_use { " (in use)" } else { "" };
+                writeln!(out, "{:16} {:18} dim {:5} {}{default}\n  licence: {}", card.name, input, card.dim, state, card.licence)?;
             }
         }
-        Cmd::Embed { images, mask, rect, vector } => {
+        Cmd::Embed { images, mask, rect, vector, auto_mask } => {
             let embedder = hotelmatch::open_embedder(&cfg)?;
             let mask = match (mask, rect.is_empty()) {
                 (Some(path), _) => Some(load_mask(&path, &cfg)?),
@@ -299,7 +366,7 @@ fn run(cli: Cli) -> Result<()> {
             for path in &images {
                 let t = Instant::now();
                 let bytes = read(path)?;
-                let res = embedder.embed(&[Input { bytes: &bytes, mask: mask.as_ref() }]).pop().expect("one result per input");
+                let res = embedder.embed_input(Input { bytes: &bytes, mask: mask.as_ref(), auto_mask: auto_mask && mask.is_none() });
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 let line = match res {
                     Ok(e) => {
@@ -310,6 +377,9 @@ fn run(cli: Cli) -> Result<()> {
                             "dim": e.vector.len(), "vector_sha256": hex::encode(h.finalize()),
                             "cells_used": e.cells_used, "cells_total": e.cells_total, "ms": (ms * 100.0).round() / 100.0,
                         });
+                        if let Some(area) = e.auto_mask {
+                            j["auto_mask"] = serde_json::json!(area);
+                        }
                         if vector {
                             j["vector"] = serde_json::json!(e.vector);
                         }
@@ -327,32 +397,38 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Eval { gallery, queries, json, exact } => {
-            let q = eval::read_csv(&queries)?;
-            let r = if exact {
+            let sets = queries.iter().map(|q| eval::QuerySet::read(q)).collect::<Result<Vec<_>, _>>()?;
+            let reports = if exact {
                 let embedder = hotelmatch::open_embedder(&cfg)?;
-                eval::evaluate_exact(&embedder, &eval::read_csv(&gallery)?, &q)?
+                eval::evaluate_exact(&embedder, &eval::read_csv(&gallery)?, &sets, &cfg.limits)?
             } else {
                 // A fresh data directory, removed afterwards: evaluation never touches real data.
                 let dir = std::env::temp_dir().join(format!("hotelmatch-eval-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
                 let cfg = Config { data_dir: dir.clone(), ..cfg.clone() };
-                let r = eval::evaluate_engine(&cfg, &gallery, &q);
+                let r = eval::evaluate_engine(&cfg, &gallery, &sets);
                 let _ = std::fs::remove_dir_all(&dir);
                 r?
             };
-            if json {
-                writeln!(out, "{}", serde_json::to_string(&r)?)?;
-            } else {
-                writeln!(out, "| model | pooling | resize | path | hotel@1 | hotel@5 | hotel@10 | room@1 | room@5 | query ms mean | p95 |")?;
+            if !json {
+                writeln!(out, "| queries | model | path | n | hotel@1 (95 % CI) | hotel@5 | hotel@10 | MRR | room@1 | auto-masked | query ms p50 | p95 |")?;
+                writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+            }
+            for r in &reports {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(r)?)?;
+                    continue;
+                }
+                let [lo, hi] = r.hotel_at_1_ci95;
                 writeln!(
                     out,
-                    "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
-                    r.model, r.pooling, r.resize, r.path, r.hotel_at_1, r.hotel_at_5, r.hotel_at_10, r.room_at_1, r.room_at_5, r.query_ms_mean, r.query_ms_p95
+                    "| {} | {} | {} | {} | {:.3} ({lo:.2}–{hi:.2}) | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} | {:.1} |",
+                    r.queries_file.display(), r.model, r.path, r.queries, r.hotel_at_1, r.hotel_at_5, r.hotel_at_10, r.mrr, r.room_at_1, r.auto_masked, r.query_ms_p50, r.query_ms_p95
                 )?;
             }
         }
         Cmd::Import { hotels, images, json } => {
-            let engine = Engine::open(&cfg)?;
+            let engine = open_engine(&cfg, true)?;
             let mut report = ImportReport::default();
             if let Some(h) = hotels {
                 report.hotels = import::import_hotels(&engine, &h)?;
@@ -379,8 +455,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Search { image, mask, rect, near, radius_km, country, city, chain, hotels, top, save_case, json } => {
-            let engine = Engine::open(&cfg)?;
+        Cmd::Search { image, mask, rect, near, radius_km, country, city, chain, hotels, top, save_case, no_auto_mask, json } => {
+            let engine = open_engine(&cfg, cli.global.init)?;
             let mask = match (mask, rect.is_empty()) {
                 (Some(path), _) => Some(load_mask(&path, &cfg)?),
                 (None, false) => Some(Mask::Rects(rect)),
@@ -394,7 +470,7 @@ fn run(cli: Cli) -> Result<()> {
                 hotel_ids: (!hotels.is_empty()).then_some(hotels),
             };
             let bytes = read(&image)?;
-            let res = engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case }, "cli")?;
+            let res = engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask: no_auto_mask }, "cli")?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&res)?)?;
             } else {
@@ -404,6 +480,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 if res.saved_case_image {
                     writeln!(out, "  kept as case image {}", res.query_sha256)?;
+                }
+                if let Some(area) = res.auto_mask {
+                    writeln!(out, "  {:.0} % of the photo looked painted out and was masked (--no-auto-mask to keep it)", area * 100.0)?;
                 }
                 for h in &res.hotels {
                     let place = [h.hotel.city.as_deref(), h.hotel.country.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(", ");
@@ -415,13 +494,13 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Status { image_id, status } => {
-            let engine = Engine::open(&cfg)?;
+            let engine = open_engine(&cfg, cli.global.init)?;
             engine.set_status(image_id, status, "cli")?;
             engine.save_index()?;
             writeln!(out, "image {image_id}: {status:?}")?;
         }
         Cmd::Reindex => {
-            let engine = Engine::open(&cfg)?;
+            let engine = open_engine(&cfg, cli.global.init)?;
             let bar = indicatif::ProgressBar::new(0);
             let (job, reembedded) = hotelmatch::jobs::run_reindex(&engine, "cli", &|step, done, total| {
                 bar.set_message(step.as_str());

@@ -17,7 +17,7 @@ pub enum ModelError {
     #[error("invalid model card {path}: {message}")]
     Invalid { path: PathBuf, message: String },
     /// The card names an ONNX file that is not there.
-    #[error("model file {0} is missing: run scripts/setup.sh (or export the model and place it there)")]
+    #[error("model file {0} is missing: run scripts/setup.sh (the SSCD models need it without --open-only), or export the model and place it there")]
     MissingWeights(PathBuf),
 }
 
@@ -41,19 +41,52 @@ pub enum Layout {
     Nlc,
 }
 
+/// Element type of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    /// Normalised floats: `(pixel - mean) / std`.
+    #[default]
+    Float32,
+    /// Raw 0..255 pixels; the graph normalises them itself.
+    Uint8,
+}
+
+/// Memory layout of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InputLayout {
+    /// Batch, channels, height, width.
+    #[default]
+    Nchw,
+    /// Batch, height, width, channels (interleaved pixels).
+    Nhwc,
+}
+
 /// A model card as written in `models/NAME.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelCard {
     /// Short name, used on the command line and stored with every embedding.
     pub name: String,
-    /// ONNX file, relative to the card.
+    /// ONNX file, relative to the card (it may point into the project's Python venv, where
+    /// a model installed from a wheel stays untouched).
     pub file: PathBuf,
-    /// Input tensor name (float32, N x 3 x H x W).
+    /// Input tensor name.
     #[serde(default = "default_input")]
     pub input: String,
+    /// Input element type.
+    #[serde(default)]
+    pub input_type: InputType,
+    /// Input layout.
+    #[serde(default)]
+    pub input_layout: InputLayout,
     /// Default input width and height.
     pub size: [u32; 2],
+    /// Short sides to scale photos to, aspect ratio kept; several sizes sum their
+    /// embeddings (multi-scale). Empty: `size` and the pooling's scales decide.
+    #[serde(default)]
+    pub short_side: Vec<u32>,
     /// Whether the model accepts other input sizes (multiples of `stride`).
     #[serde(default)]
     pub dynamic: bool,
@@ -62,21 +95,28 @@ pub struct ModelCard {
     /// Channel order.
     #[serde(default = "default_color")]
     pub color: ColorOrder,
-    /// Per-channel mean, in 0..255 pixel units.
+    /// Per-channel mean, in 0..255 pixel units (float inputs).
+    #[serde(default)]
     pub mean: [f32; 3],
-    /// Per-channel standard deviation, in 0..255 pixel units.
+    /// Per-channel standard deviation, in 0..255 pixel units (float inputs).
+    #[serde(default = "default_std")]
     pub std: [f32; 3],
-    /// Output name of the last feature map.
-    pub feature_map: String,
+    /// Output name of the last feature map (pooled by hotelmatch, masks drop its cells).
+    #[serde(default)]
+    pub feature_map: Option<String>,
+    /// Output name of a ready-made image embedding (N x dim); used instead of pooling.
+    #[serde(default)]
+    pub embedding: Option<String>,
     /// Output name of ImageNet logits, when the model has a classifier.
     #[serde(default)]
     pub logits: Option<String>,
     /// Layout of the feature map.
+    #[serde(default = "default_layout")]
     pub layout: Layout,
     /// Leading tokens to skip in an `nlc` output (class and register tokens).
     #[serde(default)]
     pub prefix_tokens: usize,
-    /// Channels of the feature map, hence the embedding dimension.
+    /// Dimension of the embedding (channels of the feature map).
     pub dim: usize,
     /// Licence of the weights.
     pub licence: String,
@@ -93,6 +133,15 @@ fn default_input() -> String {
 fn default_color() -> ColorOrder {
     ColorOrder::Rgb
 }
+fn default_std() -> [f32; 3] {
+    [1.0; 3]
+}
+fn default_layout() -> Layout {
+    Layout::Nchw
+}
+
+/// The models `auto` chooses from, best first on listings-dev (README, retrieval quality).
+pub const AUTO_PREFERENCE: [&str; 3] = ["sscd-distilled", "mobilenetv2", "efficientnet-lite2"];
 
 impl ModelCard {
     /// Reads and validates a card file.
@@ -107,11 +156,22 @@ impl ModelCard {
         if card.std.iter().any(|&s| s <= 0.0) || card.dim == 0 {
             return Err(invalid("std must be positive and dim > 0".into()));
         }
+        if card.feature_map.is_none() && card.embedding.is_none() {
+            return Err(invalid("name a `feature_map` or an `embedding` output".into()));
+        }
+        if card.short_side.iter().any(|&s| s == 0 || s > 4096) {
+            return Err(invalid("short_side sizes must be 1..=4096".into()));
+        }
         Ok(card)
     }
 
-    /// Finds the card `name` in `dir`.
+    /// Finds the card `name` in `dir`; `auto` is the first of `AUTO_PREFERENCE` whose weights
+    /// are installed (SSCD unless setup ran with `--open-only`).
     pub fn find(dir: &Path, name: &str) -> Result<Self, ModelError> {
+        if name == "auto" {
+            let ready = AUTO_PREFERENCE.iter().filter_map(|n| Self::find(dir, n).ok()).find(|c| c.onnx_path().is_ok());
+            return ready.map_or_else(|| Self::find(dir, AUTO_PREFERENCE[AUTO_PREFERENCE.len() - 1]), Ok);
+        }
         let path = dir.join(format!("{name}.toml"));
         if !path.is_file() || name.contains(['/', '\\']) {
             let available = Self::list(dir).iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(", ");
@@ -133,6 +193,11 @@ impl ModelCard {
         cards
     }
 
+    /// Whether the model pools a feature map (and so can drop masked cells).
+    pub fn pools_feature_map(&self) -> bool {
+        self.embedding.is_none()
+    }
+
     /// Path of the ONNX file, checked to exist.
     pub fn onnx_path(&self) -> Result<PathBuf, ModelError> {
         let p = self.dir.join(&self.file);
@@ -152,7 +217,7 @@ mod tests {
     fn shipped_cards_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
         let names: Vec<_> = ModelCard::list(&dir).into_iter().map(|c| c.name).collect();
-        assert_eq!(names, ["efficientnet-lite0", "efficientnet-lite2", "mobilenetv2"]);
+        assert_eq!(names, ["efficientnet-lite0", "efficientnet-lite2", "mobilenetv2", "sscd", "sscd-distilled"]);
         let m = ModelCard::find(&dir, "mobilenetv2").unwrap();
         assert_eq!((m.size, m.stride, m.dim, m.layout), ([224, 224], 32, 1280, Layout::Nchw));
     }

@@ -146,6 +146,19 @@ impl Mask {
         Ok(cover)
     }
 
+    /// Which pixels of the photo resized to `cols` x `rows` are masked, row-major.
+    pub fn pixels(&self, width: u32, height: u32, cols: u32, rows: u32) -> Result<Vec<bool>, PoolError> {
+        match self {
+            Mask::Bitmap(m) => {
+                // Resampled rather than counted: a mask smaller than the input would leave gaps.
+                self.coverage(width, height, 1, 1)?; // checks the shape
+                let r = image::imageops::resize(m, cols.max(1), rows.max(1), image::imageops::FilterType::Triangle);
+                Ok(r.pixels().map(|p| p[0] >= 128).collect())
+            }
+            Mask::Rects(_) => Ok(self.coverage(width, height, cols as usize, rows as usize)?.into_iter().map(|c| c >= 0.5).collect()),
+        }
+    }
+
     /// Which cells to keep, or an error if none are left.
     pub fn keep(&self, width: u32, height: u32, cols: usize, rows: usize) -> Result<Vec<bool>, PoolError> {
         let keep: Vec<bool> = self.coverage(width, height, cols, rows)?.into_iter().map(|c| c < MASK_CELL_THRESHOLD).collect();
@@ -234,6 +247,21 @@ mod tests {
         assert!(matches!(Mask::Bitmap(m).coverage(400, 400, 4, 2), Err(PoolError::MaskShape { .. })));
         let all = Mask::Bitmap(GrayImage::from_pixel(8, 8, image::Luma([255])));
         assert!(matches!(all.keep(8, 8, 2, 2), Err(PoolError::MaskCoversEverything)));
+    }
+
+    #[test]
+    fn pixel_masks_follow_the_mask_at_any_size() {
+        let mut m = GrayImage::new(20, 10);
+        for y in 0..10 {
+            for x in 0..5 {
+                m.put_pixel(x, y, image::Luma([255]));
+            }
+        }
+        let px = Mask::Bitmap(m).pixels(400, 200, 40, 20).unwrap();
+        assert!(px[0] && px[5] && !px[15] && !px[39], "left quarter masked");
+        assert_eq!(px.iter().filter(|&&p| p).count(), 200);
+        let rect = Mask::Rects(vec![[0, 0, 200, 100]]).pixels(400, 200, 4, 2).unwrap();
+        assert_eq!(rect, vec![true, true, false, false, false, false, false, false]);
     }
 
     #[test]

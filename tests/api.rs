@@ -51,6 +51,33 @@ fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
 }
 
+/// Sends raw bytes to the server (for requests no HTTP client would make); returns the
+/// status and the JSON body (Null when not JSON). Reads for at most 10 seconds.
+fn raw(s: &Server, request: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(s.base.trim_start_matches("http://")).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Until the headers and a complete JSON body have arrived (the server may keep the
+    // connection open), or the time is up.
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if text.split_once("\r\n\r\n").is_some_and(|(_, b)| serde_json::from_str::<serde_json::Value>(b).is_ok()) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or(serde_json::Value::Null, |(_, b)| serde_json::from_str(b).unwrap_or(serde_json::Value::Null));
+    (status, body)
+}
+
 /// Sends a request; returns status and JSON body (Null when not JSON).
 fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<(String, Vec<u8>)>) -> (u16, serde_json::Value) {
     let url = format!("{}{path}", s.base);
@@ -64,7 +91,12 @@ fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<
             r.call()
         }
         (m, b) => {
-            let mut r = if m == "PUT" { a.put(&url) } else { a.post(&url) };
+            let mut r = match m {
+                "PATCH" => a.patch(&url),
+                "PUT" => a.put(&url),
+                "DELETE" => return raw(s, &format!("DELETE {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\n\r\n", token.unwrap_or_default())),
+                _ => a.post(&url),
+            };
             if let Some(t) = token {
                 r = r.header("Authorization", &format!("Bearer {t}"));
             }
@@ -90,7 +122,7 @@ fn every_route_refuses_every_role_that_should_not_reach_it() {
         ("POST", "/api/v1/search", vec![Role::Investigator, Role::Admin], Some(multipart(&[("photo", &photo)], &[("top", "2")]))),
         ("POST", "/api/v1/photos/2/status", vec![Role::Admin], Some(("application/json".into(), br#"{"status": "quarantined"}"#.to_vec()))),
         ("GET", "/api/v1/audit", vec![Role::Admin], None),
-        ("PUT", "/api/v1/hotels/1", vec![Role::Admin], Some(("application/json".into(), br#"{"name": "Harbor Hotel", "city": "Seattle", "country": "US"}"#.to_vec()))),
+        ("PATCH", "/api/v1/hotels/1", vec![Role::Admin], Some(("application/json".into(), br#"{"name": "Harbor Hotel", "city": "Seattle", "country": "US"}"#.to_vec()))),
         ("GET", "/api/v1/hotels/1/photos", vec![Role::Investigator, Role::Admin], None),
         ("GET", "/api/v1/photos/1?size=64", vec![Role::Investigator, Role::Admin], None),
         ("POST", "/api/v1/jobs/reindex", vec![Role::Admin], None),
@@ -165,8 +197,8 @@ fn upload_search_and_audit_through_http() {
 }
 
 #[test]
-fn uploads_are_rate_limited_per_key_and_metrics_count_requests() {
-    let s = start_with("limits", hotelmatch::api::ServeOptions { uploads_per_minute: 2, ..Default::default() });
+fn uploads_and_searches_are_rate_limited_per_key_and_metrics_count_requests() {
+    let s = start_with("limits", hotelmatch::api::ServeOptions { uploads_per_minute: 2, searches_per_minute: 1, ..Default::default() });
     let up = s.tokens.iter().find(|(r, _)| *r == Role::Uploader).unwrap().1.clone();
     let admin = s.tokens.iter().find(|(r, _)| *r == Role::Admin).unwrap().1.clone();
     let photos = ["data-sample/imagenet/cat.jpg", "data-sample/imagenet/espresso.jpg", "tests/fixtures/pdq/noise.png"];
@@ -181,6 +213,13 @@ fn uploads_are_rate_limited_per_key_and_metrics_count_requests() {
     // Another key is not held back by the first one's limit.
     let bytes = std::fs::read(root().join("tests/fixtures/pdq/noise.png")).unwrap();
     assert_eq!(call(&s, "POST", "/api/v1/photos", Some(&admin), Some(multipart(&[("photo", &bytes)], &[("hotel_id", "2")]))).0, 201);
+    // Searches are limited per key too (one a minute here).
+    let inv = s.tokens.iter().find(|(r, _)| *r == Role::Investigator).unwrap().1.clone();
+    let query = std::fs::read(root().join("data-sample/queries/h-maple-query.jpg")).unwrap();
+    let search = || call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[])));
+    assert_eq!(search().0, 200);
+    let (st, j) = search();
+    assert_eq!((st, j["error"]["code"].as_str()), (429, Some("rate_limited")));
     let resp = agent().get(&format!("{}/metrics", s.base)).call().unwrap();
     let text = resp.into_body().read_to_string().unwrap();
     assert!(text.contains("hotelmatch_requests_total{route=\"POST /api/v1/photos\",status=\"201\"} 3"), "{text}");
@@ -219,7 +258,7 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
     let mut want = vec![
         "GET /api/v1/audit", "GET /api/v1/cases/{sha256}", "GET /api/v1/hotels", "GET /api/v1/hotels/{id}/photos", "GET /api/v1/jobs", "GET /api/v1/jobs/{id}",
         "GET /api/v1/photos/{id}", "GET /healthz", "GET /metrics", "GET /readyz", "POST /api/v1/hotels", "POST /api/v1/jobs/reindex", "POST /api/v1/photos",
-        "POST /api/v1/photos/{id}/status", "POST /api/v1/search", "PUT /api/v1/hotels/{id}",
+        "POST /api/v1/photos/{id}/status", "POST /api/v1/search", "PATCH /api/v1/hotels/{id}",
     ];
     want.sort();
     assert_eq!(documented, want);
@@ -493,4 +532,92 @@ fn stored_and_served_copies_carry_pixels_only() {
     for report in metadata_found_by_pillow(&files) {
         assert_eq!(report["found"], serde_json::json!([]), "{report}");
     }
+}
+
+#[test]
+fn malformed_requests_get_json_errors_and_hotels_are_never_overwritten_silently() {
+    let s = start("hardening");
+    let token = |r: Role| s.tokens.iter().find(|(x, _)| *x == r).unwrap().1.clone();
+    let (admin, inv, up) = (token(Role::Admin), token(Role::Investigator), token(Role::Uploader));
+    let json = |body: &str| Some(("application/json".to_string(), body.as_bytes().to_vec()));
+    let is_error = |st: u16, j: &serde_json::Value, code: &str| (400..500).contains(&st) && j["error"]["code"] == code && j["error"]["message"].is_string();
+    let (_, before) = call(&s, "GET", "/api/v1/hotels?q=Harbor", Some(&admin), None);
+    let harbor = before[0].clone();
+    let id = harbor["id"].as_i64().unwrap();
+
+    // A client-supplied id is refused, and nothing changes.
+    let (st, j) = call(&s, "POST", "/api/v1/hotels", Some(&admin), json(&format!(r#"{{"id": {id}, "name": "Overwritten"}}"#)));
+    assert!(is_error(st, &j, "invalid_json") && st == 422, "{st} {j}");
+    // An existing external id is a conflict, not an overwrite.
+    let (st, j) = call(&s, "POST", "/api/v1/hotels", Some(&admin), json(r#"{"external_id": "h-harbor", "name": "Overwritten"}"#));
+    assert!(is_error(st, &j, "hotel_exists") && st == 409, "{st} {j}");
+    let (_, after) = call(&s, "GET", "/api/v1/hotels?q=Harbor", Some(&admin), None);
+    assert_eq!(after[0], harbor);
+    // PATCH changes only what it names; null clears an optional field.
+    let (st, j) = call(&s, "PATCH", &format!("/api/v1/hotels/{id}"), Some(&admin), json(r#"{"city": "Key Biscayne", "chain": null}"#));
+    assert_eq!(st, 200, "{j}");
+    assert_eq!((j["city"].as_str(), j["chain"].is_null()), (Some("Key Biscayne"), true));
+    for kept in ["name", "address", "country", "latitude", "longitude", "external_id"] {
+        assert_eq!(j[kept], harbor[kept], "{kept}");
+    }
+    let (_, audit) = call(&s, "GET", "/api/v1/audit?limit=20", Some(&admin), None);
+    let change = audit.as_array().unwrap().iter().find(|a| a["action"] == "hotel-update").unwrap();
+    assert_eq!((change["detail"]["before"]["city"].as_str(), change["detail"]["after"]["city"].as_str()), (harbor["city"].as_str(), Some("Key Biscayne")));
+
+    // Malformed bodies, paths and queries: JSON errors with stable codes.
+    let (st, j) = call(&s, "POST", "/api/v1/hotels", Some(&admin), json("{"));
+    assert!(is_error(st, &j, "invalid_json"), "{st} {j}");
+    let (st, j) = call(&s, "POST", "/api/v1/hotels", Some(&admin), json(r#"{"name": 5}"#));
+    assert!(is_error(st, &j, "invalid_json"), "{st} {j}");
+    let (st, j) = call(&s, "POST", "/api/v1/hotels", Some(&admin), Some(("text/plain".into(), br#"{"name": "x"}"#.to_vec())));
+    assert!(is_error(st, &j, "not_json") && st == 415, "{st} {j}");
+    let (st, j) = call(&s, "POST", "/api/v1/photos/2/status", Some(&admin), json(r#"{"status": "gone"}"#));
+    assert!(is_error(st, &j, "invalid_json"), "{st} {j}");
+    let (st, j) = call(&s, "GET", "/api/v1/photos/abc", Some(&inv), None);
+    assert!(is_error(st, &j, "invalid_path"), "{st} {j}");
+    let (st, j) = call(&s, "GET", "/api/v1/photos/1?size=big", Some(&inv), None);
+    assert!(is_error(st, &j, "invalid_query"), "{st} {j}");
+    let (st, j) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(("multipart/form-data".into(), b"--x\r\n".to_vec())));
+    assert!(is_error(st, &j, "invalid_multipart"), "{st} {j}");
+    let (st, j) = call(&s, "GET", "/api/v1/nothing", Some(&inv), None);
+    assert!(is_error(st, &j, "no_such_route") && st == 404, "{st} {j}");
+    let (st, j) = call(&s, "DELETE", "/api/v1/audit", Some(&admin), None);
+    assert!(is_error(st, &j, "method_not_allowed") && st == 405, "{st} {j}");
+
+    // Validation of search fields and of text.
+    let photo = std::fs::read(root().join("data-sample/queries/h-maple-query.jpg")).unwrap();
+    for (near, radius) in [("nan,inf", "10"), ("91,200", "10"), ("1e400,0", "10"), ("40,-70", "-5"), ("40,-70", "NaN")] {
+        let (st, j) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &photo)], &[("near", near), ("radius_km", radius)])));
+        assert!(is_error(st, &j, "invalid_field") && st == 400, "near={near} radius={radius}: {st} {j}");
+    }
+    for top in ["0", "101"] {
+        let (st, j) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &photo)], &[("top", top)])));
+        assert!(is_error(st, &j, "invalid_field"), "top={top}: {st} {j}");
+    }
+    let (st, j) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &photo)], &[("top", "3"), ("top", "50")])));
+    assert!(is_error(st, &j, "duplicate_field"), "{st} {j}");
+    let (st, j) = call(&s, "POST", "/api/v1/photos", Some(&up), Some(multipart(&[("photo", &photo)], &[("hotel_id", "2"), ("room", "7\u{7}")])));
+    assert!(is_error(st, &j, "invalid_field"), "{st} {j}");
+    let long = "x".repeat(300);
+    let (st, j) = call(&s, "PATCH", &format!("/api/v1/hotels/{id}"), Some(&admin), json(&format!(r#"{{"name": "{long}"}}"#)));
+    assert!(is_error(st, &j, "invalid_field"), "{st} {j}");
+    for wildcard in ["_", "%25"] {
+        let (st, j) = call(&s, "GET", &format!("/api/v1/hotels?q={wildcard}"), Some(&up), None);
+        assert_eq!((st, j.as_array().map(Vec::len)), (200, Some(0)), "q={wildcard} must match literally");
+    }
+    // The scheme is case-insensitive.
+    let (st, _) = raw(&s, &format!("GET /api/v1/hotels?q=Maple HTTP/1.1\r\nHost: x\r\nAuthorization: bearer {up}\r\nConnection: close\r\n\r\n"));
+    assert_eq!(st, 200);
+    // A declared body over the limit is refused at once, without waiting for it.
+    let t = std::time::Instant::now();
+    let (st, j) = raw(&s, &format!("POST /api/v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {inv}\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000000\r\n\r\n--b\r\n"));
+    assert!(is_error(st, &j, "body_too_large") && st == 413 && t.elapsed() < Duration::from_secs(5), "{st} {j} after {:?}", t.elapsed());
+
+    // A quarantined photo is served to admins only.
+    let (st, _) = call(&s, "POST", "/api/v1/photos/3/status", Some(&admin), json(r#"{"status": "quarantined"}"#));
+    assert_eq!(st, 200);
+    let (st, j) = call(&s, "GET", "/api/v1/photos/3", Some(&inv), None);
+    assert!(is_error(st, &j, "no_such_photo") && st == 404, "{st} {j}");
+    let resp = agent().get(&format!("{}/api/v1/photos/3", s.base)).header("Authorization", &format!("Bearer {admin}")).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
 }

@@ -118,7 +118,7 @@ fn transparent_pixels_are_masked_without_a_mask() {
 fn batches_give_the_same_vectors_as_single_photos() {
     let e = small();
     let (a, b) = (photo("cat.jpg"), photo("espresso.jpg"));
-    let batch = e.embed(&[Input { bytes: &a, mask: None }, Input { bytes: &b, mask: None }, Input { bytes: &a, mask: None }]);
+    let batch = e.embed(&[Input::photo(&a), Input::photo(&b), Input::photo(&a)]);
     let batch: Vec<Vec<f32>> = batch.into_iter().map(|r| r.unwrap().vector).collect();
     assert!(cos(&batch[0], &vec_of(e, &a, None)) > 0.9999);
     assert!(cos(&batch[1], &vec_of(e, &b, None)) > 0.9999);
@@ -135,11 +135,11 @@ fn bad_inputs_give_typed_errors_and_do_not_spoil_the_batch() {
     huge[sof + 5..sof + 9].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]);
     let e = small();
     let out = e.embed(&[
-        Input { bytes: &[], mask: None },
-        Input { bytes: truncated, mask: None },
-        Input { bytes: &huge, mask: None },
-        Input { bytes: b"GIF89a\x02\x00\x02\x00", mask: None },
-        Input { bytes: &good, mask: None },
+        Input::photo(&[]),
+        Input::photo(truncated),
+        Input::photo(&huge),
+        Input::photo(b"GIF89a\x02\x00\x02\x00"),
+        Input::photo(&good),
     ]);
     assert!(matches!(out[0], Err(EmbedError::Decode(DecodeError::Empty))));
     assert!(matches!(out[1], Err(EmbedError::Decode(DecodeError::Corrupt(_)))), "{:?}", out[1].as_ref().err());
@@ -224,4 +224,82 @@ fn missing_runtime_or_weights_say_how_to_fix_it() {
     gone.file = "nope.onnx".into();
     let err = Embedder::new(gone, &cfg.ort_library, EmbedOptions::default(), Limits::default()).err().unwrap();
     assert!(err.to_string().contains("scripts/setup.sh"), "{err}");
+}
+
+/// The SSCD card's embedder, or `None` (saying why) when setup ran with `--open-only`.
+fn sscd() -> Option<Embedder> {
+    let cfg = Config::default();
+    let card = ModelCard::find(&cfg.models_dir, "sscd-distilled").unwrap();
+    if card.onnx_path().is_err() {
+        eprintln!("skipped: the SSCD model is not installed (scripts/setup.sh ran with --open-only)");
+        return None;
+    }
+    Some(Embedder::new(card, &cfg.ort_library, EmbedOptions { threads: 1, ..Default::default() }, Limits::default()).unwrap())
+}
+
+#[test]
+fn sscd_card_matches_python_onnxruntime() {
+    let Some(e) = sscd() else { return };
+    assert_eq!(e.dim(), 512);
+    let dir = std::env::temp_dir().join(format!("hm-sscd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["cat.jpg", "espresso.jpg"] {
+        // At 320 pixels on the short side already, so both sides see the very same pixels.
+        let img = image::load_from_memory(&photo(name)).unwrap().to_rgb8();
+        let (w, h) = img.dimensions();
+        let (tw, th) = if w >= h { ((w * 320).div_ceil(h), 320) } else { (320, (h * 320).div_ceil(w)) };
+        let img = image::imageops::resize(&img, tw, th, image::imageops::FilterType::Triangle);
+        let png = dir.join(format!("{name}.png"));
+        img.save(&png).unwrap();
+        let ours = vec_of(&e, &std::fs::read(&png).unwrap(), None);
+        let script = "import json, sys, numpy as np, onnxruntime as ort\nfrom PIL import Image\n\
+                      s = ort.InferenceSession(sys.argv[1])\n\
+                      x = np.asarray(Image.open(sys.argv[2]).convert('RGB'), np.uint8)[None]\n\
+                      print(json.dumps(s.run(['embedding'], {'image': x})[0][0].tolist()))";
+        let out = std::process::Command::new(root().join(".cache/venv/bin/python"))
+            .args(["-c", script])
+            .arg(e.card().onnx_path().unwrap())
+            .arg(&png)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let theirs: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
+        let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert_eq!(theirs.len(), 512);
+        assert!(worst < 1e-4, "{name}: largest difference {worst}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sscd_fills_the_mask_and_finds_painted_regions() {
+    let Some(e) = sscd() else { return };
+    let cat = image::load_from_memory(&photo("cat.jpg")).unwrap().to_rgb8();
+    let (w, h) = cat.dimensions();
+    let mut painted = cat.clone();
+    let rect = [w / 3, h / 4, w / 4, h / 2];
+    for y in rect[1]..rect[1] + rect[3] {
+        for x in rect[0]..rect[0] + rect[2] {
+            painted.put_pixel(x, y, image::Rgb([220, 20, 20]));
+        }
+    }
+    let png = |img: &RgbImage| {
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(img.clone()).write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    let (plain, painted) = (png(&cat), png(&painted));
+    let auto = |bytes: &[u8]| e.embed_input(Input { bytes, mask: None, auto_mask: true }).unwrap();
+    assert_eq!(auto(&plain).auto_mask, None, "an unpainted photo is left alone");
+    let found = auto(&painted);
+    let area = found.auto_mask.expect("the painted rectangle is found");
+    assert!((area - 1.0 / 8.0).abs() < 0.04, "area {area}");
+    // Filled, the paint no longer counts: the painted photo with the mask (given or found)
+    // embeds as the clean photo with the same mask does, and far closer than unmasked.
+    let rect = Mask::Rects(vec![rect]);
+    let clean_masked = vec_of(&e, &plain, Some(&rect));
+    let raw = cos(&vec_of(&e, &painted, None), &vec_of(&e, &plain, None));
+    let given = cos(&vec_of(&e, &painted, Some(&rect)), &clean_masked);
+    let by_auto = cos(&found.vector, &clean_masked);
+    assert!(given > 0.99 && by_auto > 0.98 && given > raw && by_auto > raw, "raw {raw}, given {given}, found {by_auto}");
 }

@@ -1,0 +1,74 @@
+//! The `hotelmatch` binary as a user runs it (the real model; run `scripts/setup.sh` first).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn eval_prints_one_row_per_query_file_from_one_gallery() {
+    // A second query file: the sample queries without their masks, painted over in red.
+    let dir = std::env::temp_dir().join(format!("hm-cli-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut painted = String::from("path,hotel,room\n");
+    for (i, line) in std::fs::read_to_string(root().join("data-sample/queries.csv")).unwrap().lines().skip(1).enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        let mut img = image::open(root().join("data-sample").join(f[0])).unwrap().to_rgb8();
+        let (w, h) = img.dimensions();
+        for y in h / 3..h * 2 / 3 {
+            for x in w / 3..w / 2 {
+                img.put_pixel(x, y, image::Rgb([220, 20, 20]));
+            }
+        }
+        let name = format!("painted-{i}.png");
+        img.save(dir.join(&name)).unwrap();
+        painted.push_str(&format!("{name},{},{}\n", f[1], f[2]));
+    }
+    std::fs::write(dir.join("painted.csv"), painted).unwrap();
+    let run = |json: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hotelmatch"));
+        c.args(["eval", "--exact", "--gallery"]).arg(root().join("data-sample/images.csv"));
+        c.arg("--queries").arg(root().join("data-sample/queries.csv")).arg("--queries").arg(dir.join("painted.csv"));
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = run(false);
+    let rows: Vec<&str> = table.lines().filter(|l| l.contains("data-sample") || l.contains("painted.csv")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows[0].contains("queries.csv") && rows[1].contains("painted.csv"), "{table}");
+    let reports: Vec<serde_json::Value> = run(true).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        assert_eq!(r["queries"], 6);
+        let (h1, [lo, hi]) = (r["hotel_at_1"].as_f64().unwrap(), [r["hotel_at_1_ci95"][0].as_f64().unwrap(), r["hotel_at_1_ci95"][1].as_f64().unwrap()]);
+        assert!(lo <= h1 && h1 <= hi && r["mrr"].as_f64().unwrap() >= h1, "{r}");
+    }
+    // The painted queries came without masks: the paint is found and masked automatically.
+    assert_eq!(reports[1]["auto_masked"], 6, "{}", reports[1]);
+    assert_eq!(reports[0]["auto_masked"], 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_missing_data_directory_is_refused_and_unknown_keys_fail() {
+    let dir = std::env::temp_dir().join(format!("hm-cli-nodata-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let hm = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_hotelmatch")).arg("--data-dir").arg(&dir).args(args).output().unwrap();
+    let query = root().join("data-sample/queries/h-maple-query.jpg");
+    let out = hm(&["search", query.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no catalog in"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.exists(), "a mistyped --data-dir must not be created");
+    // With --init an empty catalog is started, and said so.
+    let out = hm(&["--init", "keys", "create", "--role", "admin"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("starting a new catalog"));
+    let out = hm(&["keys", "revoke", "nosuchkey"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no active key"));
+    std::fs::remove_dir_all(&dir).ok();
+}
