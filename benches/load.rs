@@ -108,24 +108,26 @@ fn main() {
         let (q, m) = &queries[i % queries.len()];
         multipart(&[("photo", q), ("mask", m)], &[("top", "10")])
     };
-    // The same data served twice, with and without the PDQ reuse check of queries.
-    for reuse in [true, false] {
+    // The same data served three times: at the defaults (PDQ reuse check of queries and
+    // geometric verification of the top photos), without the verification, without either.
+    for (reuse, verify) in [(true, cfg.search.verify), (true, 0), (false, 0)] {
         let mut cfg = cfg.clone();
         cfg.search.reuse = reuse;
+        cfg.search.verify = verify;
         let engine = Arc::new(Engine::open(&cfg).unwrap());
         let server = Running::start(engine.clone(), cfg.serve.clone());
         let base = server.base.clone();
         for clients in [1usize, 8, 32] {
             let (rate, lat, errors) = load(&format!("{base}/api/v1/search"), &investigator, clients, 400, Duration::from_secs(40), &search);
             println!(
-                "{{\"bench\": \"search\", \"reuse_check\": {reuse}, \"photos\": {}, \"clients\": {clients}, \"requests\": {}, \"per_s\": {rate:.1}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"errors\": {errors}}}",
+                "{{\"bench\": \"search\", \"reuse_check\": {reuse}, \"verify\": {verify}, \"photos\": {}, \"clients\": {clients}, \"requests\": {}, \"per_s\": {rate:.1}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"errors\": {errors}}}",
                 engine.indexed(),
                 lat.len(),
                 pct(&lat, 0.5),
                 pct(&lat, 0.99)
             );
         }
-        if reuse {
+        if verify > 0 {
             let upload = |i: usize| {
                 let (bytes, hotel) = &sample[i % sample.len()];
                 multipart(&[("photo", &variant(bytes, 1_000_000 + i as u64))], &[("hotel_id", &hotel.to_string())])

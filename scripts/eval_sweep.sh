@@ -19,25 +19,25 @@ row() {
   echo "### $*" >&2
   if [ $header = 1 ]; then listings "$@"; header=0; else listings "$@" | tail -n 3; fi
 }
+# The default (geometric verification on), then every variant without the verification.
+row
 for m in sscd-distilled sscd; do
   if "$BIN" models | grep -q "^$m .*ready"; then
-    row --model "$m"
+    row --model "$m" --verify 0
   fi
 done
 if "$BIN" models | grep -q "^sscd-distilled .*ready"; then
-  row --model sscd-distilled --fill diffuse
-  row --model sscd-distilled --fill none
-  row --model sscd-distilled --short-side 224
-  row --model sscd-distilled --short-side 384
-  row --model sscd-distilled --short-side 320,448
-  row --model sscd-distilled --aggregation sum2
-  row --model sscd-distilled --expansion 2
+  for v in "--fill diffuse" "--fill patch" "--fill none" "--short-side 224" "--short-side 384" "--short-side 320,448" "--aggregation sum2" "--expansion 2"; do
+    # shellcheck disable=SC2086
+    row --model sscd-distilled --verify 0 $v
+  done
 fi
 for m in mobilenetv2 efficientnet-lite2; do
-  row --model "$m"
-  row --model "$m" --fill none
+  row --model "$m" --verify 0
+  row --model "$m" --verify 0 --fill none
 done
 echo
+indoor | tail -n 1
 for m in sscd-distilled mobilenetv2 efficientnet-lite2; do
-  if "$BIN" models | grep -q "^$m .*ready"; then indoor --model "$m" | tail -n 1; fi
+  if "$BIN" models | grep -q "^$m .*ready"; then indoor --model "$m" --verify 0 | tail -n 1; fi
 done

@@ -126,6 +126,8 @@ pub struct Embedding {
     pub cells: Option<(FeatureMap, Option<Vec<bool>>)>,
     /// Fraction of the photo masked automatically (an already-erased region), if any.
     pub auto_mask: Option<f32>,
+    /// The mask in effect: given, from transparency, or found automatically.
+    pub mask: Option<Mask>,
 }
 
 /// ONNX Runtime allows one environment per process, ever (a dropped one cannot be
@@ -170,6 +172,7 @@ struct PreparedPhoto {
     scales: Vec<Prepared>,
     photo_size: (u32, u32),
     auto_mask: Option<f32>,
+    mask: Option<Mask>,
 }
 
 /// What one inference call gives for one image.
@@ -338,7 +341,7 @@ impl Embedder {
             };
             out.push(Prepared { width: tw as usize, height: th as usize, pixels: self.to_tensor(&rgb), keep });
         }
-        Ok(PreparedPhoto { scales: out, photo_size: (fw, fh), auto_mask })
+        Ok(PreparedPhoto { scales: out, photo_size: (fw, fh), auto_mask, mask })
     }
 
     /// The photo resized to `w` x `h` (bilinear convolution), as interleaved RGB.
@@ -532,7 +535,7 @@ impl Embedder {
                     }
                 }
                 pool::l2_normalize(&mut vector);
-                let embedding = Embedding { vector, cells_used: cells.0, cells_total: cells.1, photo_size: photo.photo_size, cells: base_map, auto_mask: photo.auto_mask };
+                let embedding = Embedding { vector, cells_used: cells.0, cells_total: cells.1, photo_size: photo.photo_size, cells: base_map, auto_mask: photo.auto_mask, mask: photo.mask };
                 Ok((embedding, logits))
             })
             .collect()

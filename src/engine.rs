@@ -19,6 +19,7 @@ use crate::pool::{FeatureMap, Mask};
 use crate::rank::{self, Aggregation};
 use crate::store::{self, PhotoStore, StoreError};
 use crate::vector;
+use crate::verify;
 
 /// Why an engine operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +61,29 @@ pub struct SearchOptions {
     pub reuse: bool,
     /// When a query comes without a mask, look for a region already painted out and mask it.
     pub auto_mask: bool,
+    /// Geometric verification of this many top photos (0 = off): keypoints of the query and
+    /// of each photo matched, and a fundamental matrix fitted by RANSAC (`verify`).
+    pub verify: usize,
+    /// A verified photo's score is its similarity + `verify_weight` × min(inliers, `verify_cap`) / `verify_cap`.
+    pub verify_weight: f32,
+    pub verify_cap: usize,
 }
 
 impl Default for SearchOptions {
     fn default() -> Self {
-        SearchOptions { top_images: 100, top_hotels: 10, evidence: 3, aggregation: Aggregation::Best, expansion: 0, alpha: 3.0, reuse: true, auto_mask: true }
+        SearchOptions {
+            top_images: 100,
+            top_hotels: 10,
+            evidence: 3,
+            aggregation: Aggregation::Best,
+            expansion: 0,
+            alpha: 3.0,
+            reuse: true,
+            auto_mask: true,
+            verify: 30,
+            verify_weight: 0.1,
+            verify_cap: 30,
+        }
     }
 }
 
@@ -97,7 +116,12 @@ pub struct Evidence {
     pub image_id: i64,
     pub sha256: String,
     pub room: Option<String>,
+    /// Cosine similarity of the query's and the photo's vectors.
     pub similarity: f32,
+    /// Keypoint matches consistent with one scene seen from two positions (RANSAC inliers),
+    /// when the photo was among those geometrically verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_points: Option<usize>,
     /// The query's cells most similar to this photo, best first (grid in `SearchResult::grid`).
     pub query_cells: Vec<Cell>,
 }
@@ -471,6 +495,7 @@ impl Engine {
             crate::pool::l2_normalize(&mut expanded);
             (found, plan) = index.search(&expanded, opts.top_images, hotels.as_deref())?;
         }
+        let verified = self.verify(q.bytes, emb.mask.as_ref(), &mut found)?;
         let top = if q.top == 0 { opts.top_hotels } else { q.top };
         let ranked = rank::rank_hotels(&found, opts.aggregation, top);
         let grid = emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height));
@@ -485,7 +510,8 @@ impl Engine {
                     (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), v, 3),
                     _ => Vec::new(),
                 };
-                evidence.push(Evidence { image_id: img.id, sha256: img.sha256, room: img.room, similarity: f.similarity, query_cells });
+                let (similarity, matched_points) = verified.get(&f.image_id).map_or((f.similarity, None), |&(cos, n)| (cos, Some(n)));
+                evidence.push(Evidence { image_id: img.id, sha256: img.sha256, room: img.room, similarity, matched_points, query_cells });
             }
             hits.push(HotelHit { rank: r.rank, score: r.score, hotel, evidence });
         }
@@ -505,6 +531,57 @@ impl Engine {
         });
         cat.audit(actor, "search", &detail)?;
         Ok(SearchResult { hotels: hits, reuse, images: found, grid, plan, query_sha256, saved_case_image: q.save_case, auto_mask: emb.auto_mask, millis: t.elapsed().as_secs_f64() * 1e3 })
+    }
+
+    /// Geometric verification of the top `verify` photos of `found`: each gets a bonus for
+    /// the keypoint matches it shares with the query in one consistent geometry, and `found`
+    /// is re-sorted. Returns, per verified image, its cosine similarity and inlier count.
+    fn verify(&self, query: &[u8], mask: Option<&Mask>, found: &mut [Found]) -> Result<std::collections::HashMap<i64, (f32, usize)>, EngineError> {
+        let opts = &self.cfg.search;
+        let k = opts.verify.min(found.len());
+        if k == 0 {
+            return Ok(Default::default());
+        }
+        let side = verify::MAX_SIDE;
+        let decoded = decode::decode(query, &self.cfg.limits, Some((side, side)))?;
+        let (fw, fh) = (decoded.full_width, decoded.full_height);
+        // The mask as a picture at a quarter of the verification size is precise enough.
+        let mask = match mask {
+            Some(m) => {
+                let (cols, rows) = ((fw * side / 4 / fw.max(fh)).max(1), (fh * side / 4 / fw.max(fh)).max(1));
+                let px = m.pixels(fw, fh, cols, rows).map_err(|e| EngineError::Embed(e.into()))?;
+                Some(image::GrayImage::from_fn(cols, rows, |x, y| image::Luma([if px[(y * cols + x) as usize] { 255 } else { 0 }])))
+            }
+            None => None,
+        };
+        let query_points = verify::keypoints(&decoded.rgb, mask.as_ref());
+        let shas: Vec<String> = {
+            let cat = self.catalog();
+            found[..k].iter().map(|f| cat.image(f.image_id).map(|i| i.sha256)).collect::<Result<_, _>>()?
+        };
+        let inliers: Vec<usize> = shas
+            .par_iter()
+            .map(|sha| {
+                // A stored photo that cannot be read again is not verified (and logged): the
+                // search still answers from the vectors.
+                let points = self.store.get(sha).map_err(EngineError::from).and_then(|b| Ok(decode::decode(&b, &self.cfg.limits, Some((side, side)))?));
+                match points {
+                    Ok(d) => verify::inliers(&query_points, &verify::keypoints(&d.rgb, None)),
+                    Err(e) => {
+                        tracing::warn!(photo = %sha, "geometric verification skipped: {e}");
+                        0
+                    }
+                }
+            })
+            .collect();
+        let cap = opts.verify_cap.max(1);
+        let mut verified = std::collections::HashMap::with_capacity(k);
+        for (f, n) in found[..k].iter_mut().zip(inliers) {
+            verified.insert(f.image_id, (f.similarity, n));
+            f.similarity += opts.verify_weight * n.min(cap) as f32 / cap as f32;
+        }
+        found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        Ok(verified)
     }
 
     /// Active stored photos (of `hotels`, when given) that the query is a copy of, in any of

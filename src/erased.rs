@@ -17,6 +17,8 @@ pub enum Fill {
     Mean,
     /// Diffused from the surrounding pixels (push-pull over an image pyramid).
     Diffuse,
+    /// Patches of the surroundings mirrored in, row by row: texture, not a smear.
+    Patch,
 }
 
 impl std::str::FromStr for Fill {
@@ -26,7 +28,8 @@ impl std::str::FromStr for Fill {
             "none" => Ok(Fill::None),
             "mean" => Ok(Fill::Mean),
             "diffuse" => Ok(Fill::Diffuse),
-            _ => Err(format!("unknown fill '{s}' (use none, mean or diffuse)")),
+            "patch" => Ok(Fill::Patch),
+            _ => Err(format!("unknown fill '{s}' (use none, mean, diffuse or patch)")),
         }
     }
 }
@@ -51,6 +54,54 @@ pub fn fill(rgb: &mut RgbImage, masked: &[bool], how: Fill) {
             }
         }
         Fill::Diffuse => diffuse(rgb, masked),
+        Fill::Patch => mirror_rows(rgb, masked),
+    }
+}
+
+/// Fills each masked run of a row with the unmasked pixels beside it, mirrored: its left
+/// half from the left, its right half from the right (one side alone at the photo's edge).
+/// Rows that are masked from edge to edge are filled afterwards from the row above or below.
+fn mirror_rows(rgb: &mut RgbImage, masked: &[bool]) {
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    let mut filled_rows = vec![false; h];
+    for y in 0..h {
+        let row = &masked[y * w..(y + 1) * w];
+        if row.iter().all(|&m| m) {
+            continue;
+        }
+        filled_rows[y] = true;
+        let mut x = 0;
+        while x < w {
+            if !row[x] {
+                x += 1;
+                continue;
+            }
+            let start = x;
+            while x < w && row[x] {
+                x += 1;
+            }
+            let end = x; // masked run [start, end)
+            for i in start..end {
+                let from_left = start > 0 && (end == w || i - start < (end - start).div_ceil(2));
+                // Mirror across the run's edge, staying inside the row and on known pixels.
+                let src = if from_left { start.saturating_sub(1 + (i - start) % start) } else { (end + (end - 1 - i) % (w - end)).min(w - 1) };
+                let p = *rgb.get_pixel(src as u32, y as u32);
+                rgb.put_pixel(i as u32, y as u32, p);
+            }
+        }
+    }
+    // Fully masked rows: copy the nearest filled row.
+    for y in 0..h {
+        if filled_rows[y] {
+            continue;
+        }
+        let near = (1..h).flat_map(|d| [y.checked_sub(d), (y + d < h).then_some(y + d)]).flatten().find(|&r| filled_rows[r]);
+        if let Some(r) = near {
+            for x in 0..w as u32 {
+                let p = *rgb.get_pixel(x, r as u32);
+                rgb.put_pixel(x, y as u32, p);
+            }
+        }
     }
 }
 
@@ -274,6 +325,10 @@ mod tests {
         fill(&mut mean, &masked, Fill::Mean);
         assert_eq!(mean.get_pixel(3, 0).0, [100, 0, 100]);
         assert_eq!(mean.get_pixel(0, 0).0, [200, 0, 0]);
+        let mut patched = img.clone();
+        fill(&mut patched, &masked, Fill::Patch);
+        // Mirrored: column 3 takes column 2 (left side), column 4 takes column 5 (right side).
+        assert_eq!((patched.get_pixel(3, 2).0, patched.get_pixel(4, 2).0), ([200, 0, 0], [0, 0, 200]));
         fill(&mut img, &masked, Fill::Diffuse);
         // Diffusion takes the colour of the nearest known side.
         assert_eq!(img.get_pixel(0, 1).0, [200, 0, 0]);

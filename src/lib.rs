@@ -23,6 +23,7 @@ pub mod pool;
 pub mod rank;
 pub mod store;
 pub mod vector;
+pub mod verify;
 
 pub use config::Config;
 pub use embed::{EmbedError, EmbedOptions, Embedder, Embedding, Input};

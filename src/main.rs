@@ -61,6 +61,9 @@ struct Global {
     /// α-query expansion with the top N images (0 = off).
     #[arg(long, global = true)]
     expansion: Option<usize>,
+    /// Geometric verification of the top N photos of a search (0 = off; default 30).
+    #[arg(long, global = true)]
+    verify: Option<usize>,
     /// Data directory (catalog, photos, index).
     #[arg(long, global = true, env = "HOTELMATCH_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -282,6 +285,9 @@ fn config(g: &Global) -> Result<Config> {
     }
     if let Some(e) = g.expansion {
         c.search.expansion = e;
+    }
+    if let Some(v) = g.verify {
+        c.search.verify = v;
     }
     Ok(c)
 }

@@ -68,6 +68,8 @@ fn import_then_search_finds_the_right_hotel_and_keeps_no_query() {
         assert!(e.similarity > 0.5 && e.room.is_some(), "{e:?}");
         // The matching cells are explained where the model has a feature map (not SSCD's embedding).
         assert_eq!(e.query_cells.is_empty(), !engine.embedder().card().pools_feature_map());
+        // The best photo was verified geometrically, and the same room shares keypoints.
+        assert!(e.matched_points.is_some_and(|n| n > 0), "{e:?}");
         // Nothing of the query is written anywhere in the data directory.
         for f in files_under(&cfg.data_dir) {
             let stored = std::fs::read(&f).unwrap();
