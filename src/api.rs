@@ -38,11 +38,15 @@ pub struct ServeOptions {
     pub uploads_per_minute: u32,
     /// Searches each key may make per minute, likewise.
     pub searches_per_minute: u32,
+    /// Megapixels of photos being decoded at once, across the server (0 = the largest photo
+    /// allowed, `limits.max_pixels`): a request that would go over is answered 503 with
+    /// Retry-After, so a flood of small files of huge pixel counts cannot exhaust memory.
+    pub pixel_budget_mp: u32,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { bind: "127.0.0.1:8080".into(), workers: 0, queue: 64, uploads_per_minute: 30, searches_per_minute: 120 }
+        ServeOptions { bind: "127.0.0.1:8080".into(), workers: 0, queue: 64, uploads_per_minute: 30, searches_per_minute: 120, pixel_budget_mp: 0 }
     }
 }
 
@@ -207,6 +211,8 @@ struct AppState {
     workers: Arc<Semaphore>,
     uploads: RateLimiter,
     searches: RateLimiter,
+    pixels: Arc<Semaphore>,
+    pixel_budget: u32,
     metrics: Metrics,
 }
 
@@ -239,6 +245,17 @@ async fn queue_slot(state: &Shared) -> Result<(tokio::sync::OwnedSemaphorePermit
     let place = state.queue.clone().try_acquire_owned().map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many photos waiting; retry shortly").retry(1))?;
     let worker = state.workers.clone().acquire_owned().await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "shutting down"))?;
     Ok((place, worker))
+}
+
+/// Takes the photos' pixels out of the server-wide budget before they are decoded (held
+/// until the returned permit drops), or answers 503: decoding memory grows with pixels, not
+/// with file size (an 80-Mpixel PNG of one colour is a few hundred kB).
+fn pixel_permit(state: &Shared, photos: &[&[u8]]) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let pixels: u64 = photos.iter().map(|b| crate::decode::pixel_count(b).unwrap_or(0)).sum();
+    let mp = (pixels.div_ceil(1_000_000)).clamp(1, u64::from(state.pixel_budget)) as u32;
+    state.pixels.clone().try_acquire_many_owned(mp).map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many pixels are being decoded right now; retry shortly").retry(1)
+    })
 }
 
 /// The fields of a multipart form: file parts as bytes, text parts as strings.
@@ -478,6 +495,7 @@ async fn upload(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Che
     let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the photo as the multipart field 'photo'"))?;
     let hotel_id: i64 = parse_field(&form, "hotel_id")?.ok_or_else(|| ApiError::bad_request("missing_hotel", "send hotel_id"))?;
     let room = form.text.get("room").map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    let _pixels = pixel_permit(&s, &[&bytes])?;
     let _slot = queue_slot(&s).await?;
     let engine = s.engine.clone();
     let outcome = blocking(move || {
@@ -543,6 +561,7 @@ async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Che
     }
     let save_case = parse_field::<bool>(&form, "save_case")?.unwrap_or(false);
     let skip_auto_mask = !parse_field::<bool>(&form, "auto_mask")?.unwrap_or(true);
+    let _pixels = pixel_permit(&s, &[&bytes, mask_bytes.as_deref().unwrap_or_default()])?;
     let _slot = queue_slot(&s).await?;
     let engine = s.engine.clone();
     let limits = *engine.limits();
@@ -787,6 +806,9 @@ struct ApiDoc;
 pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, utoipa::openapi::OpenApi) {
     // Room for the largest accepted photo, a mask of the same size, and the form itself.
     let body_limit = engine.limits().max_bytes.saturating_mul(2).saturating_add(64 << 10);
+    // Every photo the limits accept must fit in the budget on its own.
+    let max_mp = (engine.limits().max_pixels.div_ceil(1_000_000)).min(u64::from(u32::MAX)) as u32;
+    let pixel_budget = if opts.pixel_budget_mp == 0 { max_mp } else { opts.pixel_budget_mp.max(max_mp) };
     let queue_size = opts.queue.max(1);
     let workers = if opts.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.workers };
     let state = Arc::new(AppState {
@@ -796,6 +818,8 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
         workers: Arc::new(Semaphore::new(workers)),
         uploads: RateLimiter { per_minute: f64::from(opts.uploads_per_minute.max(1)), buckets: Default::default() },
         searches: RateLimiter { per_minute: f64::from(opts.searches_per_minute.max(1)), buckets: Default::default() },
+        pixels: Arc::new(Semaphore::new(pixel_budget as usize)),
+        pixel_budget,
         metrics: Metrics::default(),
     });
     let (api, openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())

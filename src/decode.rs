@@ -85,6 +85,13 @@ pub fn decode_sized(bytes: &[u8], limits: &Limits, min_size: &dyn Fn(u32, u32) -
     }
 }
 
+/// Width x height of an encoded image, read from its header alone (nothing is decoded);
+/// `None` when the header cannot be read (decoding will then say why).
+pub fn pixel_count(bytes: &[u8]) -> Option<u64> {
+    let (w, h) = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?.into_dimensions().ok()?;
+    Some(u64::from(w) * u64::from(h))
+}
+
 fn check_pixels(width: u64, height: u64, limits: &Limits) -> Result<(), DecodeError> {
     if width == 0 || height == 0 {
         return Err(DecodeError::Corrupt(format!("image has zero size {width}x{height}")));

@@ -621,3 +621,42 @@ fn malformed_requests_get_json_errors_and_hotels_are_never_overwritten_silently(
     let resp = agent().get(&format!("{}/api/v1/photos/3", s.base)).header("Authorization", &format!("Bearer {admin}")).call().unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 }
+
+#[test]
+fn a_flood_of_large_pixel_counts_is_turned_away_by_the_pixel_budget() {
+    // Photos of at most 2 Mpixels, so the server-wide budget is 2 Mpixels: one such photo
+    // decodes at a time, and the others are answered 503 at once instead of all decoding.
+    let data_dir = std::env::temp_dir().join(format!("hm-api-budget-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut cfg = Config { data_dir: data_dir.clone(), ..Config::default() };
+    cfg.limits.max_pixels = 2_000_000;
+    let engine = Engine::open(&cfg).unwrap();
+    import::import_hotels(&engine, &root().join("data-sample/hotels.csv")).unwrap();
+    let token = engine.with_catalog(|c| c.create_key(Role::Investigator, "t")).unwrap().1;
+    let mut server = Running::start(Arc::new(engine), cfg.serve.clone());
+    let big = image::RgbImage::from_fn(1600, 1200, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(big).write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let body = multipart(&[("photo", png.get_ref())], &[]);
+    let url = format!("{}/api/v1/search", server.base);
+    let answers: Vec<(u16, Option<String>, serde_json::Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let resp = agent().post(&url).header("Authorization", &format!("Bearer {token}")).header("Content-Type", &body.0).send(&body.1[..]).unwrap();
+                    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(String::from);
+                    let status = resp.status().as_u16();
+                    (status, retry, serde_json::from_str(&resp.into_body().read_to_string().unwrap_or_default()).unwrap_or_default())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = answers.iter().filter(|a| a.0 == 200).count();
+    let busy: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert_eq!(ok + busy.len(), answers.len(), "only 200 or 503: {answers:?}");
+    assert!(ok >= 1 && !busy.is_empty(), "{ok} answered, {} turned away", busy.len());
+    assert!(busy.iter().all(|a| a.1.as_deref() == Some("1") && a.2["error"]["code"] == "busy"));
+    let _ = server.shutdown();
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
