@@ -579,6 +579,16 @@ impl Catalog {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Content addresses held only by deleted images (no active or quarantined image shares them).
+    pub fn deleted_only_sha256(&self) -> Result<Vec<String>, CatalogError> {
+        let mut st = self.conn.prepare(
+            "SELECT DISTINCT d.sha256 FROM images d WHERE d.status = 'deleted' \
+             AND NOT EXISTS (SELECT 1 FROM images a WHERE a.sha256 = d.sha256 AND a.status != 'deleted')",
+        )?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Sets an image's status (and logs the change).
     pub fn set_status(&mut self, id: i64, status: Status) -> Result<(), CatalogError> {
         let tx = self.conn.transaction()?;

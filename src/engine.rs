@@ -362,7 +362,23 @@ impl Engine {
         self.catch_up()?;
         self.save_index()?;
         progress(Step::Indexing, changes.len(), changes.len());
+        let purged = self.purge_deleted_files()?;
+        if purged > 0 {
+            tracing::info!(files = purged, "deleted photos' files removed from the store");
+        }
         Ok(total)
+    }
+
+    /// Removes from the store the files of deleted photos whose bytes no other photo (active
+    /// or quarantined) shares; returns how many. Their catalog rows stay, as the record, and
+    /// can no longer be restored.
+    pub fn purge_deleted_files(&self) -> Result<usize, EngineError> {
+        let orphans = self.catalog().deleted_only_sha256()?;
+        let mut removed = 0;
+        for sha in orphans {
+            removed += usize::from(self.store.remove(&sha)?);
+        }
+        Ok(removed)
     }
 
     /// The embedder in use.
@@ -449,6 +465,13 @@ impl Engine {
 
     /// Sets an image's status; it leaves (or re-enters) search results at once.
     pub fn set_status(&self, image_id: i64, status: Status, actor: &str) -> Result<(), EngineError> {
+        if status != Status::Deleted {
+            // A deleted photo whose file was purged by a re-index cannot come back.
+            let img = self.catalog().image(image_id)?;
+            if !self.store.path(&img.sha256)?.exists() {
+                return Err(EngineError::Store(StoreError::Missing(img.sha256)));
+            }
+        }
         let mut cat = self.catalog();
         cat.set_status(image_id, status)?;
         cat.audit(actor, "image-status", &serde_json::json!({"image_id": image_id, "status": status}))?;

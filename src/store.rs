@@ -85,6 +85,16 @@ impl PhotoStore {
         Ok(sha)
     }
 
+    /// Removes a stored photo; false when there was none.
+    pub fn remove(&self, sha256: &str) -> Result<bool, StoreError> {
+        let path = self.path(sha256)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
     /// The stored bytes of a photo.
     pub fn get(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(sha256)?;

@@ -122,6 +122,14 @@ fn deleted_and_quarantined_photos_leave_results_at_once() {
     assert!(after.images.iter().all(|f| f.image_id != best && f.image_id != second));
     engine.set_status(second, Status::Active, "admin").unwrap();
     assert!(engine.search(&q, "test").unwrap().images.iter().any(|f| f.image_id == second));
+    // A re-index removes the deleted photo's file (no other photo has its bytes), keeps the
+    // others', and the deleted photo can no longer be restored.
+    let (gone, kept) = (engine.image(best).unwrap().sha256, engine.image(second).unwrap().sha256);
+    assert!(engine.store().path(&gone).unwrap().exists());
+    engine.rebuild_index(&|_, _, _| {}).unwrap();
+    assert!(!engine.store().path(&gone).unwrap().exists() && engine.store().path(&kept).unwrap().exists());
+    assert!(engine.set_status(best, Status::Active, "admin").is_err());
+    assert_eq!(engine.image(best).unwrap().status, Status::Deleted);
     std::fs::remove_dir_all(&cfg.data_dir).ok();
 }
 
