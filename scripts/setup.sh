@@ -41,6 +41,15 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 wheel_of() { local r n f; for r in "${WHEELS[@]}"; do IFS='|' read -r n _ f _ <<<"$r"; if [ "$n" = "$1" ]; then echo "$f"; fi; done; }
 
 [ "$(uname -m)" = x86_64 ] || { log "only x86_64 Linux wheels are pinned; point ORT_DYLIB_PATH at your own libonnxruntime"; exit 1; }
+# The prerequisites, each named when missing (everything else is fetched).
+need() { log "missing prerequisite: $*"; exit 1; }
+command -v python3 >/dev/null || need "python3 (3.11 or newer, with venv and pip)"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || need "Python 3.11 or newer (python3 is $(python3 -V 2>&1))"
+python3 -c 'import venv, ensurepip' 2>/dev/null || need "Python's venv/ensurepip modules (Debian: apt-get install python3-venv)"
+command -v cc >/dev/null || need "a C compiler, cc (libjpeg-turbo and SQLite are built from source; Debian: apt-get install build-essential)"
+command -v cargo >/dev/null || need "Rust's cargo (https://rustup.rs)"
+rustv=$(rustc --version | awk '{print $2}')
+[ "$(printf '%s\n' 1.92.0 "$rustv" | sort -V | head -n1)" = 1.92.0 ] || need "Rust 1.92 or newer (rustc is $rustv; rustup update)"
 mkdir -p "$CACHE/wheels" "$CACHE/onnxruntime" "$MODELS"
 
 # 1. Python tools for the converter, the verifier and the Python benchmark, pinned.
