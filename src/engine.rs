@@ -518,7 +518,11 @@ impl Engine {
             crate::pool::l2_normalize(&mut expanded);
             (found, plan) = index.search(&expanded, opts.top_images, hotels.as_deref())?;
         }
+        // The verification decodes photos for a good while: not under the index's lock, which
+        // uploads need.
+        drop(index);
         let verified = self.verify(q.bytes, emb.mask.as_ref(), &mut found)?;
+        let index = self.index();
         let top = if q.top == 0 { opts.top_hotels } else { q.top };
         let ranked = rank::rank_hotels(&found, opts.aggregation, top);
         let grid = emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height));
