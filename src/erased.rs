@@ -179,6 +179,10 @@ pub fn grow(mask: &mut [bool], width: usize, steps: usize) {
 /// person, and smaller solid patches in real rooms (a black screen, a sign) are common.
 pub const MIN_ERASED_AREA: f32 = 0.03;
 
+/// Largest region taken for paint: a photo mostly of one flat colour (a blank wall, a
+/// placeholder image) is not a censored person, and masking it would leave nothing to match.
+pub const MAX_ERASED_AREA: f32 = 0.6;
+
 /// A pixel is flat when every channel varies by at most this much over its 3x3 neighbours.
 const FLAT_RANGE: i16 = 2;
 
@@ -243,7 +247,8 @@ pub fn find_erased(rgb: &RgbImage) -> Option<(GrayImage, f32)> {
                 }
             }
         }
-        if (members.len() as f32) < MIN_ERASED_AREA * (w * h) as f32 {
+        let share = members.len() as f32 / (w * h) as f32;
+        if !(MIN_ERASED_AREA..=MAX_ERASED_AREA).contains(&share) {
             continue;
         }
         let median: [i16; 3] = [0, 1, 2].map(|c| {
@@ -268,6 +273,9 @@ pub fn find_erased(rgb: &RgbImage) -> Option<(GrayImage, f32)> {
     let mut grown = erased;
     grow(&mut grown, w, 2);
     let area = grown.iter().filter(|&&m| m).count() as f32 / (w * h) as f32;
+    if area > MAX_ERASED_AREA {
+        return None;
+    }
     let mask = GrayImage::from_fn(w as u32, h as u32, |x, y| image::Luma([if grown[y as usize * w + x as usize] { 255 } else { 0 }]));
     Some((mask, area))
 }
@@ -304,6 +312,12 @@ mod tests {
         let s = mask.height() as f32 / 480.0;
         let at = |x: f32, y: f32| mask.get_pixel((x * s) as u32, (y * s) as u32)[0];
         assert_eq!((at(280.0, 250.0), at(50.0, 50.0), at(600.0, 450.0)), (255, 0, 0));
+    }
+
+    #[test]
+    fn a_photo_of_one_flat_colour_is_not_taken_for_paint() {
+        assert!(find_erased(&RgbImage::from_pixel(1, 1, image::Rgb([9, 9, 9]))).is_none());
+        assert!(find_erased(&RgbImage::from_pixel(300, 200, image::Rgb([120, 30, 30]))).is_none());
     }
 
     #[test]

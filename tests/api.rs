@@ -660,3 +660,68 @@ fn a_flood_of_large_pixel_counts_is_turned_away_by_the_pixel_budget() {
     let _ = server.shutdown();
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+#[test]
+fn every_file_of_the_bad_input_corpus_is_refused_cleanly_or_handled() {
+    // tests/fixtures/bad/ is made by scripts/make_bad_fixtures.py; expected.csv says what each must get.
+    let s = start_with("bad", hotelmatch::api::ServeOptions { uploads_per_minute: 10_000, searches_per_minute: 10_000, ..Default::default() });
+    let token = |r: Role| s.tokens.iter().find(|(x, _)| *x == r).unwrap().1.clone();
+    let (up, inv) = (token(Role::Uploader), token(Role::Investigator));
+    let dir = root().join("tests/fixtures/bad");
+    let query = std::fs::read(root().join("data-sample/queries/h-harbor-query.jpg")).unwrap();
+    let stored = || {
+        let mut n = 0;
+        let mut stack = vec![s.data_dir.join("photos")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let manifest = std::fs::read_to_string(dir.join("expected.csv")).unwrap();
+    let mut checked = 0;
+    for line in manifest.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (file, field, expect) = (f[0], f[1], f[2]);
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let before = stored();
+        let answers: Vec<(u16, serde_json::Value)> = match field {
+            "photo" => vec![
+                call(&s, "POST", "/api/v1/photos", Some(&up), Some(multipart(&[("photo", &bytes)], &[("hotel_id", "2")]))),
+                call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &bytes)], &[]))),
+            ],
+            "mask" => vec![call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query), ("mask", &bytes)], &[])))],
+            "room" => {
+                // A text part carrying raw bytes, which the multipart helper cannot express.
+                let (ct, mut body) = multipart(&[("photo", &query)], &[("hotel_id", "2")]);
+                let end = body.len() - "--hotelmatch-test-boundary-7d1f--\r\n".len();
+                let mut part = b"--hotelmatch-test-boundary-7d1f\r\nContent-Disposition: form-data; name=\"room\"\r\n\r\n".to_vec();
+                part.extend_from_slice(&bytes);
+                part.extend_from_slice(b"\r\n");
+                body.splice(end..end, part);
+                vec![call(&s, "POST", "/api/v1/photos", Some(&up), Some((ct, body)))]
+            }
+            other => panic!("unknown field {other}"),
+        };
+        for (st, j) in &answers {
+            match expect {
+                "reject" => {
+                    assert!((400..500).contains(st) && j["error"]["code"].is_string(), "{file}: {st} {j}");
+                }
+                _ => assert!(*st == 200 || *st == 201, "{file}: {st} {j}"),
+            }
+        }
+        if expect == "reject" {
+            assert_eq!(stored(), before, "{file}: something was stored");
+        }
+        // The server keeps serving.
+        assert_eq!(call(&s, "GET", "/healthz", None, None).0, 200, "after {file}");
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked} files checked");
+}
