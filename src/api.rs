@@ -501,7 +501,11 @@ async fn upload(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Che
     let outcome = blocking(move || {
         let photo = NewPhoto { hotel_id, room, source: Source::Crowd, uploader_key_id: Some(key.id.clone()) };
         let out = engine.ingest(&bytes, &photo)?;
-        engine.with_catalog(|c| c.audit(&key.id, "upload", &serde_json::to_value(&out).unwrap_or_default()))?;
+        // A photo claimed for two hotels is listed for an admin: GET /api/v1/audit?action=upload-conflict.
+        let action = if matches!(out, Ingested::CrossHotelDuplicate { .. }) { "upload-conflict" } else { "upload" };
+        let mut detail = serde_json::to_value(&out).unwrap_or_default();
+        detail["hotel_id"] = serde_json::json!(hotel_id);
+        engine.with_catalog(|c| c.audit(&key.id, action, &detail))?;
         Ok(out)
     })
     .await?;
@@ -671,15 +675,25 @@ struct Limit {
     limit: Option<usize>,
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditQuery {
+    /// At most this many entries (default 100, at most 1000).
+    limit: Option<usize>,
+    /// Only entries of this action, e.g. `search`, `upload`, `hotel-update`, or
+    /// `upload-conflict` (a photo uploaded for a hotel while the same photo is stored for another).
+    action: Option<String>,
+}
+
 /// The latest audit entries, newest first.
 ///
 /// Roles: admin.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(Limit), security(("api_key" = [])),
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery), security(("api_key" = [])),
     responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = ErrorBody)))]
-async fn audit(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<Limit>>) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+async fn audit(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<AuditQuery>>) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(100).min(1000);
-    Ok(Json(blocking(move || engine.with_catalog(|c| c.audit_entries(limit)).map_err(EngineError::from)).await?))
+    Ok(Json(blocking(move || engine.with_catalog(|c| c.audit_entries_of(p.action.as_deref(), limit)).map_err(EngineError::from)).await?))
 }
 
 /// Starts a re-index job in the background.

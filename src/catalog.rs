@@ -658,8 +658,13 @@ impl Catalog {
 
     /// The latest audit entries, newest first.
     pub fn audit_entries(&self, limit: usize) -> Result<Vec<AuditEntry>, CatalogError> {
-        let mut st = self.conn.prepare("SELECT id, at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?1")?;
-        let rows = st.query_map([limit as i64], |r| {
+        self.audit_entries_of(None, limit)
+    }
+
+    /// The latest audit entries of one action (all when `None`), newest first.
+    pub fn audit_entries_of(&self, action: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>, CatalogError> {
+        let mut st = self.conn.prepare("SELECT id, at, actor, action, detail FROM audit WHERE ?1 IS NULL OR action = ?1 ORDER BY id DESC LIMIT ?2")?;
+        let rows = st.query_map(params![action, limit as i64], |r| {
             let detail: String = r.get(4)?;
             Ok(AuditEntry { id: r.get(0)?, at: r.get(1)?, actor: r.get(2)?, action: r.get(3)?, detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null) })
         })?;

@@ -181,6 +181,9 @@ pub enum Ingested {
     Added { image_id: i64, pdq: String, pdq_quality: u8 },
     /// A near-copy of a photo of the same hotel already stored; not stored again.
     Duplicate { of_image_id: i64, distance: u32, pdq: String },
+    /// The very same photo is stored for another hotel: one of the two is wrong, so nothing
+    /// is added and an admin decides (the upload is audited as `upload-conflict`).
+    CrossHotelDuplicate { of_image_id: i64, of_hotel_id: i64, pdq: String },
 }
 
 /// A step of a rebuild, for progress reports.
@@ -418,6 +421,10 @@ impl Engine {
         let sha256 = store::sha256_hex(&p.clean);
         if let Some(same) = self.catalog().images_with_sha(&sha256)?.into_iter().find(|i| i.hotel_id == hotel.id) {
             return Ok(Ingested::Duplicate { of_image_id: same.id, distance: 0, pdq: p.pdq.hash.to_string() });
+        }
+        let elsewhere = self.catalog().images_with_sha(&sha256)?.into_iter().find(|i| i.status != Status::Deleted);
+        if let Some(other) = elsewhere {
+            return Ok(Ingested::CrossHotelDuplicate { of_image_id: other.id, of_hotel_id: other.hotel_id, pdq: p.pdq.hash.to_string() });
         }
         if let Some((of, distance)) = self.duplicate_of(&p.pdq, hotel.id)? {
             return Ok(Ingested::Duplicate { of_image_id: of, distance, pdq: p.pdq.hash.to_string() });

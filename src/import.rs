@@ -147,6 +147,11 @@ pub fn import_images(engine: &Engine, csv_path: &Path, progress: &(dyn Fn(usize,
                     report.duplicate_of.push((r.path.clone(), *of_image_id, *distance));
                     (Some(*of_image_id), "duplicate", format!("PDQ distance {distance}"))
                 }
+                Ok(Ingested::CrossHotelDuplicate { of_image_id, of_hotel_id, .. }) => {
+                    report.duplicates += 1;
+                    report.duplicate_of.push((r.path.clone(), *of_image_id, 0));
+                    (Some(*of_image_id), "duplicate", format!("the same photo is stored for hotel {of_hotel_id}"))
+                }
                 Err(reason) => {
                     report.rejected.push(Reject { line: *line, path: r.path.clone(), reason: reason.clone() });
                     (None, "rejected", reason.clone())

@@ -179,6 +179,18 @@ fn upload_search_and_audit_through_http() {
     // The same again: a duplicate, 200, nothing created.
     let (st, dup) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "1")])));
     assert_eq!((st, dup["outcome"].as_str()), (200, Some("duplicate")));
+    // The same photo for another hotel: one of the two claims is wrong. Nothing is added,
+    // and the conflict is listed for an admin.
+    let (st, conflict) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "2")])));
+    assert_eq!((st, conflict["outcome"].as_str(), conflict["of_image_id"].as_i64()), (200, Some("cross-hotel-duplicate"), up["image_id"].as_i64()), "{conflict}");
+    assert_eq!(conflict["of_hotel_id"], 1);
+    let (_, photos) = call(&s, "GET", "/api/v1/hotels/2/photos", Some(&token(Role::Investigator)), None);
+    assert!(photos.as_array().unwrap().iter().all(|p| p["id"].as_i64() != up["image_id"].as_i64()));
+    let (st, conflicts) = call(&s, "GET", "/api/v1/audit?action=upload-conflict", Some(&token(Role::Admin)), None);
+    assert_eq!(st, 200);
+    let listed = conflicts.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{conflicts}");
+    assert_eq!((listed[0]["detail"]["hotel_id"].as_i64(), listed[0]["detail"]["of_hotel_id"].as_i64()), (Some(2), Some(1)));
     // Bad input: clear 4xx with a code.
     let (st, e) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", b"not an image")], &[("hotel_id", "1")])));
     assert_eq!((st, e["error"]["code"].as_str()), (415, Some("unsupported_image")));
