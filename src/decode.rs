@@ -219,7 +219,13 @@ fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
 
 /// The orientation tag (1-8) of a TIFF-structured EXIF block.
 pub fn exif_orientation(exif: &[u8]) -> Option<u8> {
-    let data = exif::Reader::new().read_raw(exif.to_vec()).ok()?;
+    // Phones and editors write slightly broken EXIF (an offset past the end, a bad later
+    // IFD): keep what was read before the damage rather than losing the orientation.
+    let data = exif::Reader::new()
+        .continue_on_error(true)
+        .read_raw(exif.to_vec())
+        .or_else(|e| e.distill_partial_result(|errors| tracing::debug!("EXIF read with {} errors", errors.len())))
+        .ok()?;
     let field = data.get_field(exif::Tag::Orientation, exif::In::PRIMARY)?;
     field.value.get_uint(0).and_then(|v| u8::try_from(v).ok())
 }
@@ -274,6 +280,17 @@ fn flatten_alpha(img: DynamicImage) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orientation_survives_slightly_broken_exif() {
+        // IFD0: Orientation 6, then an ImageDescription whose data lies past the end.
+        let mut tiff = b"II*\0\x08\0\0\0\x02\0".to_vec();
+        tiff.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0]);
+        tiff.extend_from_slice(&[0x0E, 0x01, 2, 0, 100, 0, 0, 0, 0xFF, 0xFF, 0, 0]);
+        tiff.extend_from_slice(&[0, 0, 0, 0]);
+        assert!(exif::Reader::new().read_raw(tiff.clone()).is_err(), "a strict reader refuses it");
+        assert_eq!(exif_orientation(&tiff), Some(6));
+    }
 
     fn encode(img: &DynamicImage, fmt: image::ImageFormat) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
