@@ -674,8 +674,18 @@ impl Engine {
 /// reference downsamples before hashing too): photos under 1024 pixels on the short side
 /// are decoded whole and hash identically; 12-Mpixel photos land 5 bits from their
 /// full-resolution hash on average, 10 at most (`tests/pdq.rs`, `README`).
+/// Formats without a reduced-scale decode (PNG, WebP, …) are shrunk to 1024 pixels on the
+/// short side the same way before hashing, so an 80-Mpixel PNG does not also need a
+/// full-size luma plane.
 fn query_hashes(bytes: &[u8], limits: &decode::Limits) -> Result<pdq::Dihedral, EngineError> {
     let decoded = decode::decode(bytes, limits, Some((512, 512)))?;
+    let (w, h) = decoded.rgb.dimensions();
+    if w.min(h) > 2048 {
+        let s = 1024.0 / f64::from(w.min(h));
+        let small = image::imageops::thumbnail(&decoded.rgb, ((f64::from(w) * s).round() as u32).max(1), ((f64::from(h) * s).round() as u32).max(1));
+        drop(decoded);
+        return Ok(pdq::hash_dihedral(&small));
+    }
     Ok(pdq::hash_dihedral(&decoded.rgb))
 }
 
