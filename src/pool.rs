@@ -102,11 +102,8 @@ impl Mask {
         let mut cover = vec![0f32; cols * rows];
         match self {
             Mask::Bitmap(m) => {
+                check_shape(m, width, height)?;
                 let (mw, mh) = m.dimensions();
-                let ratio = |a: u32, b: u32| f64::from(a) / f64::from(b.max(1));
-                if mw == 0 || mh == 0 || (ratio(mw, mh) / ratio(width, height) - 1.0).abs() > 0.02 {
-                    return Err(PoolError::MaskShape { mask_w: mw, mask_h: mh, image_w: width, image_h: height });
-                }
                 let mut counts = vec![0u32; cols * rows];
                 for (x, y, p) in m.enumerate_pixels() {
                     let cx = (x as usize * cols) / mw as usize;
@@ -151,7 +148,7 @@ impl Mask {
         match self {
             Mask::Bitmap(m) => {
                 // Resampled rather than counted: a mask smaller than the input would leave gaps.
-                self.coverage(width, height, 1, 1)?; // checks the shape
+                check_shape(m, width, height)?;
                 let r = image::imageops::resize(m, cols.max(1), rows.max(1), image::imageops::FilterType::Triangle);
                 Ok(r.pixels().map(|p| p[0] >= 128).collect())
             }
@@ -168,6 +165,16 @@ impl Mask {
             Err(PoolError::MaskCoversEverything)
         }
     }
+}
+
+/// A mask picture must have the photo's aspect ratio (within 2 %).
+fn check_shape(m: &GrayImage, width: u32, height: u32) -> Result<(), PoolError> {
+    let (mw, mh) = m.dimensions();
+    let ratio = |a: u32, b: u32| f64::from(a) / f64::from(b.max(1));
+    if mw == 0 || mh == 0 || (ratio(mw, mh) / ratio(width, height) - 1.0).abs() > 0.02 {
+        return Err(PoolError::MaskShape { mask_w: mw, mask_h: mh, image_w: width, image_h: height });
+    }
+    Ok(())
 }
 
 /// Pools the kept cells of `fm` (all cells if `keep` is `None`); not normalised.

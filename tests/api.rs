@@ -477,6 +477,21 @@ fn metadata_laden_photos() -> Vec<(&'static str, Vec<u8>)> {
     vec![("jpeg-every-segment-and-a-second-jpeg", all_segments), ("jpeg-motion-photo", motion), ("jpeg-rotated", rotated), ("png-text-and-exif", png), ("webp-exif-and-xmp", webp)]
 }
 
+/// Every file in the server's photo store.
+fn stored_files(s: &Server) -> Vec<PathBuf> {
+    let (mut out, mut stack) = (Vec::new(), vec![s.data_dir.join("photos")]);
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 /// What Pillow (an independent parser) still finds in each file, by the project's checker.
 fn metadata_found_by_pillow(files: &[PathBuf]) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(root().join(".cache/venv/bin/python"))
@@ -529,16 +544,9 @@ fn stored_and_served_copies_carry_pixels_only() {
         }
     }
     // The files in the store itself, every one of them.
-    let mut stack = vec![s.data_dir.join("photos")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                assert!(!std::fs::read(e.path()).unwrap().windows(9).any(|w| w == b"HM-SECRET"), "{}", e.path().display());
-                files.push(e.path());
-            }
-        }
+    for path in stored_files(&s) {
+        assert!(!std::fs::read(&path).unwrap().windows(9).any(|w| w == b"HM-SECRET"), "{}", path.display());
+        files.push(path);
     }
     assert!(files.len() >= 2 * laden.len() + laden.len());
     for report in metadata_found_by_pillow(&files) {
@@ -681,20 +689,7 @@ fn every_file_of_the_bad_input_corpus_is_refused_cleanly_or_handled() {
     let (up, inv) = (token(Role::Uploader), token(Role::Investigator));
     let dir = root().join("tests/fixtures/bad");
     let query = std::fs::read(root().join("data-sample/queries/h-harbor-query.jpg")).unwrap();
-    let stored = || {
-        let mut n = 0;
-        let mut stack = vec![s.data_dir.join("photos")];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(d).unwrap().flatten() {
-                if e.path().is_dir() {
-                    stack.push(e.path());
-                } else {
-                    n += 1;
-                }
-            }
-        }
-        n
-    };
+    let stored = || stored_files(&s).len();
     let manifest = std::fs::read_to_string(dir.join("expected.csv")).unwrap();
     let mut checked = 0;
     for line in manifest.lines().skip(1) {
