@@ -40,10 +40,10 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = Config { data_dir: dir.clone(), ..Config::default() };
     cfg.serve.searches_per_minute = 1_000_000;
-    let engine = Engine::open(&cfg).unwrap_or_else(|e| panic!("{e}"));
-    import::import_hotels(&engine, &root.join("data-sample/hotels.csv")).unwrap();
-    import::import_images(&engine, &root.join("data-sample/images.csv"), &|_, _| {}).unwrap();
-    let token = engine.with_catalog(|c| c.create_key(Role::Investigator, "flood")).unwrap().1;
+    let engine = cfg.open_engine().unwrap_or_else(|e| panic!("{e}"));
+    import::import_hotels(&engine, &root.join("data-sample/hotels.csv"), "test").unwrap();
+    import::import_images(&engine, &root.join("data-sample/images.csv"), "test", &|_, _| {}).unwrap();
+    let token = engine.catalog().create_key(Role::Investigator, "flood").unwrap().1;
     drop(engine);
     // 9000 x 9000 pixels of a gradient: 81 Mpixels in a small PNG.
     let big = image::GrayImage::from_fn(9000, 9000, |x, y| image::Luma([((x / 64 + y / 64) % 256) as u8]));
@@ -57,7 +57,7 @@ fn main() {
         let mut cfg = cfg.clone();
         // Off: a budget far above anything the 16 clients can send at once.
         cfg.serve.pixel_budget_mp = if budget { 0 } else { 1_000_000 };
-        let engine = Arc::new(Engine::open(&cfg).unwrap());
+        let engine = Arc::new(cfg.open_engine().unwrap());
         let server = Running::start(engine, cfg.serve.clone());
         let url = format!("{}/api/v1/search", server.base);
         reset_peak();

@@ -76,15 +76,15 @@ fn main() {
     let mut cfg = Config { data_dir: dir.clone(), duplicate_distance: 0, ..Config::default() };
     cfg.serve.uploads_per_minute = 1_000_000;
     cfg.serve.searches_per_minute = 1_000_000;
-    let engine = Engine::open(&cfg).unwrap_or_else(|e| panic!("{e}"));
-    import::import_hotels(&engine, &root.join("data-sample/hotels.csv")).unwrap();
-    import::import_images(&engine, &root.join("data-sample/images.csv"), &|_, _| {}).unwrap();
+    let engine = cfg.open_engine().unwrap_or_else(|e| panic!("{e}"));
+    import::import_hotels(&engine, &root.join("data-sample/hotels.csv"), "test").unwrap();
+    import::import_images(&engine, &root.join("data-sample/images.csv"), "test", &|_, _| {}).unwrap();
     let mut rdr = csv::Reader::from_path(root.join("data-sample/images.csv")).unwrap();
     let sample: Vec<(Vec<u8>, i64)> = rdr
         .records()
         .map(|r| {
             let r = r.unwrap();
-            let hotel = engine.with_catalog(|c| c.hotel_by_external_id(&r[1])).unwrap().unwrap().id;
+            let hotel = engine.catalog().hotel_by_external_id(&r[1]).unwrap().unwrap().id;
             (std::fs::read(root.join("data-sample").join(&r[0])).unwrap(), hotel)
         })
         .collect();
@@ -97,8 +97,8 @@ fn main() {
     }
     engine.save_index().unwrap();
     println!("{{\"bench\": \"grow\", \"photos\": {}, \"seconds\": {:.1}}}", engine.indexed(), t.elapsed().as_secs_f64());
-    let investigator = engine.with_catalog(|c| c.create_key(Role::Investigator, "load")).unwrap().1;
-    let uploader = engine.with_catalog(|c| c.create_key(Role::Uploader, "load")).unwrap().1;
+    let investigator = engine.catalog().create_key(Role::Investigator, "load").unwrap().1;
+    let uploader = engine.catalog().create_key(Role::Uploader, "load").unwrap().1;
     drop(engine);
     let queries: Vec<(Vec<u8>, Vec<u8>)> = ["h-aurora", "h-harbor", "h-desert", "h-maple", "h-lonestar", "h-pinecrest"]
         .iter()
@@ -114,7 +114,7 @@ fn main() {
         let mut cfg = cfg.clone();
         cfg.search.reuse = reuse;
         cfg.search.verify = verify;
-        let engine = Arc::new(Engine::open(&cfg).unwrap());
+        let engine = Arc::new(cfg.open_engine().unwrap());
         let server = Running::start(engine.clone(), cfg.serve.clone());
         let base = server.base.clone();
         for clients in [1usize, 8, 32] {

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use hotelmatch::catalog::{Change, Status};
-use hotelmatch::index::{IndexOptions, VectorIndex};
+use hotelmatch::index::{IndexOptions, HnswIndex};
 use hotelmatch::{Config, Input};
 
 fn rss_bytes() -> usize {
@@ -71,7 +71,7 @@ fn main() {
         for (name, hnsw_min) in [("exact", usize::MAX), ("hnsw", 0)] {
             let before = rss_bytes();
             let t = Instant::now();
-            let mut idx = VectorIndex::new(dim, IndexOptions { hnsw_min, ..Default::default() });
+            let mut idx = HnswIndex::new(dim, IndexOptions { hnsw_min, ..Default::default() });
             idx.apply(&changes).unwrap();
             let build_s = t.elapsed().as_secs_f64();
             let bytes_per_image = rss_bytes().saturating_sub(before) / n;
@@ -95,7 +95,7 @@ fn main() {
             }
             if name == "hnsw" {
                 // recall@10 of the graph against an exact scan of the same vectors
-                let mut exact = VectorIndex::new(dim, IndexOptions { hnsw_min: usize::MAX, ..Default::default() });
+                let mut exact = HnswIndex::new(dim, IndexOptions { hnsw_min: usize::MAX, ..Default::default() });
                 exact.apply(&changes).unwrap();
                 let mut hit = 0;
                 for q in &queries {

@@ -16,12 +16,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::catalog::{AuditEntry, CatalogError, Hotel, HotelFilter, Image, Job, KeyInfo, Role, Source, Status};
-use crate::decode::DecodeError;
 use crate::embed::EmbedError;
-use crate::engine::{Engine, EngineError, Ingested, NewPhoto, Query, SearchResult};
+use crate::engine::{Engine, EngineError, ErrorKind, Ingested, NewPhoto, Query, SearchResult};
 use crate::jobs;
 use crate::pool::Mask;
-use crate::store::StoreError;
 
 /// Server settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,11 +40,14 @@ pub struct ServeOptions {
     /// allowed, `limits.max_pixels`): a request that would go over is answered 503 with
     /// Retry-After, so a flood of small files of huge pixel counts cannot exhaust memory.
     pub pixel_budget_mp: u32,
+    /// How often, in milliseconds, the catalog's change feed is read (uploads and status
+    /// changes made through other replicas show up in searches within about this long).
+    pub follow_ms: u64,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { bind: "127.0.0.1:8080".into(), workers: 0, queue: 64, uploads_per_minute: 30, searches_per_minute: 120, pixel_budget_mp: 0 }
+        ServeOptions { bind: "127.0.0.1:8080".into(), workers: 0, queue: 64, uploads_per_minute: 30, searches_per_minute: 120, pixel_budget_mp: 0, follow_ms: 200 }
     }
 }
 
@@ -121,31 +122,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The one place where engine failures become HTTP statuses.
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         use StatusCode as S;
-        let decode = |d: &DecodeError| match d {
-            DecodeError::TooLarge { .. } | DecodeError::TooManyPixels { .. } => (S::PAYLOAD_TOO_LARGE, "image_too_large"),
-            DecodeError::UnsupportedFormat => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_image"),
-            DecodeError::Empty | DecodeError::Corrupt(_) => (S::UNPROCESSABLE_ENTITY, "bad_image"),
+        let (kind, code) = e.kind();
+        let status = match kind {
+            ErrorKind::Invalid => S::BAD_REQUEST,
+            ErrorKind::NotFound => S::NOT_FOUND,
+            ErrorKind::Conflict => S::CONFLICT,
+            ErrorKind::TooLarge => S::PAYLOAD_TOO_LARGE,
+            ErrorKind::Unsupported => S::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::Unprocessable => S::UNPROCESSABLE_ENTITY,
+            ErrorKind::Unavailable => S::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => S::INTERNAL_SERVER_ERROR,
         };
-        let (status, code) = match &e {
-            EngineError::Decode(d) | EngineError::Embed(EmbedError::Decode(d)) => decode(d),
-            EngineError::Embed(EmbedError::Pool(_)) => (S::BAD_REQUEST, "bad_mask"),
-            EngineError::Catalog(CatalogError::NoHotel(_)) => (S::NOT_FOUND, "no_such_hotel"),
-            EngineError::Catalog(CatalogError::NoImage(_)) => (S::NOT_FOUND, "no_such_photo"),
-            EngineError::Catalog(CatalogError::Invalid { .. }) => (S::BAD_REQUEST, "invalid_field"),
-            EngineError::Catalog(CatalogError::NoJob(_)) => (S::NOT_FOUND, "no_such_job"),
-            EngineError::Catalog(CatalogError::JobRunning { .. }) => (S::CONFLICT, "job_running"),
-            EngineError::Catalog(CatalogError::HotelExists { .. }) => (S::CONFLICT, "hotel_exists"),
-            EngineError::Store(StoreError::Missing(_)) => (S::NOT_FOUND, "not_found"),
-            EngineError::Store(StoreError::BadId(_)) => (S::BAD_REQUEST, "invalid_field"),
-            _ => (S::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        if status == S::INTERNAL_SERVER_ERROR {
+        if matches!(kind, ErrorKind::Internal | ErrorKind::Unavailable) {
             // Details go to the operator's log, not to the client.
-            tracing::error!("internal error: {e}");
-            return ApiError::new(status, code, "internal error; see the server log");
+            tracing::error!("{code}: {e}");
+            return ApiError::new(status, code, "the server could not complete this; see its log");
         }
         ApiError::new(status, code, e.to_string())
     }
@@ -227,7 +222,7 @@ async fn authorize(state: &Shared, headers: &HeaderMap, allowed: &[Role]) -> Res
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing_key", "send an API key: Authorization: Bearer hm_…"))?
         .to_string();
     let engine = state.engine.clone();
-    let key = blocking(move || engine.with_catalog(|c| c.verify_key(&token)).map_err(EngineError::from)).await?;
+    let key = blocking(move || engine.catalog().verify_key(&token).map_err(EngineError::from)).await?;
     let key = key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_key", "unknown or revoked API key"))?;
     if !allowed.contains(&key.role) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("an API key with the role {} may not do this", key.role.as_str())));
@@ -330,15 +325,14 @@ async fn list_hotels(State(s): State<Shared>, Checked(QueryParams(p)): Checked<Q
     let text = p.q.unwrap_or_default();
     let near = near_filter(p.near.as_deref(), p.radius_km)?;
     let hotels = blocking(move || {
-        engine.with_catalog(|c| {
-            let mut hotels = c.find_hotels(&text, if near.is_some() { usize::MAX >> 1 } else { limit })?;
-            if near.is_some() {
-                let inside = c.hotels_matching(&HotelFilter { near, ..Default::default() })?;
-                hotels.retain(|h| inside.contains(&h.id));
-                hotels.truncate(limit);
-            }
-            Ok(hotels)
-        })
+        let c = engine.catalog();
+        let mut hotels = c.find_hotels(&text, if near.is_some() { usize::MAX >> 1 } else { limit })?;
+        if near.is_some() {
+            let inside = c.hotels_matching(&HotelFilter { near, ..Default::default() })?;
+            hotels.retain(|h| inside.contains(&h.id));
+            hotels.truncate(limit);
+        }
+        Ok(hotels)
     })
     .await?;
     Ok(Json(hotels))
@@ -431,16 +425,8 @@ impl HotelPatch {
 async fn create_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Json(n)): Checked<Json<NewHotel>>) -> Result<(StatusCode, Json<Hotel>), ApiError> {
     let engine = s.engine.clone();
     let hotel = blocking(move || {
-        if let Some(ext) = &n.external_id {
-            if let Some(h) = engine.with_catalog(|c| c.hotel_by_external_id(ext))? {
-                return Err(EngineError::Catalog(CatalogError::HotelExists { external_id: ext.clone(), id: h.id }));
-            }
-        }
         let h = Hotel { id: 0, external_id: n.external_id, name: n.name, chain: n.chain, address: n.address, city: n.city, country: n.country, latitude: n.latitude, longitude: n.longitude };
-        let id = engine.upsert_hotel(&h)?;
-        let created = engine.with_catalog(|c| c.hotel(id))?;
-        engine.with_catalog(|c| c.audit(&key.id, "hotel-create", &serde_json::json!({"hotel_id": id, "after": created})))?;
-        Ok(created)
+        engine.create_hotel(&h, &key.id)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(hotel)))
@@ -456,13 +442,7 @@ async fn create_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo
 async fn update_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(Json(patch)): Checked<Json<HotelPatch>>) -> Result<Json<Hotel>, ApiError> {
     let engine = s.engine.clone();
     let hotel = blocking(move || {
-        let before = engine.with_catalog(|c| c.hotel(id))?;
-        // By id: the external id is not changed here.
-        let changed = Hotel { external_id: None, ..patch.apply(before.clone()) };
-        engine.upsert_hotel(&changed)?;
-        let after = engine.with_catalog(|c| c.hotel(id))?;
-        engine.with_catalog(|c| c.audit(&key.id, "hotel-update", &serde_json::json!({"hotel_id": id, "before": before, "after": after})))?;
-        Ok(after)
+        engine.update_hotel(id, |h| patch.apply(h), &key.id)
     })
     .await?;
     Ok(Json(hotel))
@@ -500,13 +480,7 @@ async fn upload(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Che
     let engine = s.engine.clone();
     let outcome = blocking(move || {
         let photo = NewPhoto { hotel_id, room, source: Source::Crowd, uploader_key_id: Some(key.id.clone()) };
-        let out = engine.ingest(&bytes, &photo)?;
-        // A photo claimed for two hotels is listed for an admin: GET /api/v1/audit?action=upload-conflict.
-        let action = if matches!(out, Ingested::CrossHotelDuplicate { .. }) { "upload-conflict" } else { "upload" };
-        let mut detail = serde_json::to_value(&out).unwrap_or_default();
-        detail["hotel_id"] = serde_json::json!(hotel_id);
-        engine.with_catalog(|c| c.audit(&key.id, action, &detail))?;
-        Ok(out)
+        engine.ingest(&bytes, &photo, &key.id)
     })
     .await?;
     // 201 only now, when the photo is in the store and the catalog; a duplicate creates nothing.
@@ -643,9 +617,7 @@ fn image_response(bytes: Vec<u8>) -> Response {
 async fn case_image(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(sha256)): Checked<Path<String>>) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
     let bytes = blocking(move || {
-        let bytes = engine.case_image(&sha256)?;
-        engine.with_catalog(|c| c.audit(&key.id, "case-image-view", &serde_json::json!({"sha256": sha256})))?;
-        Ok(bytes)
+        engine.case_image(&sha256, &key.id)
     })
     .await?;
     Ok(image_response(bytes))
@@ -693,7 +665,7 @@ struct AuditQuery {
 async fn audit(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<AuditQuery>>) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(100).min(1000);
-    Ok(Json(blocking(move || engine.with_catalog(|c| c.audit_entries_of(p.action.as_deref(), limit)).map_err(EngineError::from)).await?))
+    Ok(Json(blocking(move || engine.catalog().audit_entries_of(p.action.as_deref(), limit).map_err(EngineError::from)).await?))
 }
 
 /// Starts a re-index job in the background.
@@ -716,7 +688,7 @@ async fn start_reindex(State(s): State<Shared>, Extension(key): Extension<KeyInf
 async fn list_jobs(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<Limit>>) -> Result<Json<Vec<Job>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(20).min(1000);
-    Ok(Json(blocking(move || Ok(engine.with_catalog(|c| c.jobs(limit))?)).await?))
+    Ok(Json(blocking(move || Ok(engine.catalog().jobs(limit)?)).await?))
 }
 
 /// One batch job: state, phase and progress.
@@ -726,7 +698,7 @@ async fn list_jobs(State(s): State<Shared>, Checked(QueryParams(p)): Checked<Que
     params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
 async fn get_job(State(s): State<Shared>, Checked(Path(id)): Checked<Path<i64>>) -> Result<Json<Job>, ApiError> {
     let engine = s.engine.clone();
-    Ok(Json(blocking(move || Ok(engine.with_catalog(|c| c.job(id))?)).await?))
+    Ok(Json(blocking(move || Ok(engine.catalog().job(id)?)).await?))
 }
 
 /// Prometheus metrics: requests and latency per route, queue depth, index size.
@@ -754,7 +726,7 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     params(("id" = i64, Path, description = "Hotel id")), responses((status = 200, body = Vec<Image>)))]
 async fn hotel_photos(State(s): State<Shared>, Checked(Path(id)): Checked<Path<i64>>) -> Result<Json<Vec<Image>>, ApiError> {
     let engine = s.engine.clone();
-    Ok(Json(blocking(move || Ok(engine.with_catalog(|c| c.images_of_hotel(id))?)).await?))
+    Ok(Json(blocking(move || Ok(engine.catalog().images_of_hotel(id)?)).await?))
 }
 
 /// Liveness: the process answers.
@@ -766,7 +738,7 @@ async fn healthz() -> &'static str {
 /// Readiness: the model and the index are loaded.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object)))]
 async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"ready": true, "model": s.engine.embedder().card().name, "indexed_photos": s.engine.indexed()}))
+    Json(serde_json::json!({"ready": true, "model": s.engine.embedder().model(), "catalog": s.engine.catalog().backend(), "watermark": s.engine.watermark(), "indexed_photos": s.engine.indexed()}))
 }
 
 /// The web pages and their assets, built into the binary (no CDN: works offline).

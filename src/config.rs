@@ -6,9 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::ServeOptions;
 use crate::decode::Limits;
-use crate::embed::EmbedOptions;
-use crate::engine::SearchOptions;
+use crate::embed::{EmbedError, EmbedOptions, Embedder};
+use crate::embedders::{self, Embed};
+use crate::engine::{Engine, EngineError, EngineSettings, SearchOptions};
 use crate::index::IndexOptions;
+use crate::model::ModelCard;
+use crate::store::StoreOptions;
 
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +41,14 @@ pub struct Config {
     pub embed: EmbedOptions,
     /// Limits on input photos.
     pub limits: Limits,
-    /// Where the catalog, photos and index live.
+    /// This process's own directory: index dumps, and by default the catalog and photos.
     pub data_dir: PathBuf,
+    /// The catalog: `postgres://user@host:port/db`, or a SQLite file (empty: in `data_dir`).
+    pub catalog: String,
+    /// Where photos and case images are kept: a directory or `s3://bucket/prefix` (empty: `data_dir`).
+    pub photos: String,
+    /// Object store settings (`[store.s3]`: endpoint, region, credentials).
+    pub store: StoreOptions,
     /// Vector index settings.
     pub index: IndexOptions,
     /// Search settings.
@@ -69,6 +78,9 @@ impl Default for Config {
             embed: EmbedOptions::default(),
             limits: Limits::default(),
             data_dir: PathBuf::from("data"),
+            catalog: String::new(),
+            photos: String::new(),
+            store: StoreOptions::default(),
             index: IndexOptions::default(),
             search: SearchOptions::default(),
             duplicate_distance: 16,
@@ -103,6 +115,12 @@ impl Config {
         if let Some(v) = get("HOTELMATCH_DATA_DIR") {
             self.data_dir = v.into();
         }
+        if let Some(v) = get("HOTELMATCH_CATALOG") {
+            self.catalog = v;
+        }
+        if let Some(v) = get("HOTELMATCH_PHOTOS") {
+            self.photos = v;
+        }
         if let Some(v) = get("HOTELMATCH_MODEL") {
             self.model = v;
         }
@@ -113,6 +131,38 @@ impl Config {
             self.embed.threads = v.parse().map_err(|e: std::num::ParseIntError| bad("HOTELMATCH_THREADS", &v, e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// What the engine needs of these settings.
+    pub fn engine_settings(&self) -> EngineSettings {
+        EngineSettings {
+            data_dir: self.data_dir.clone(),
+            catalog: self.catalog.clone(),
+            photos: self.photos.clone(),
+            store: self.store.clone(),
+            limits: self.limits,
+            index: self.index.clone(),
+            search: self.search.clone(),
+            duplicate_distance: self.duplicate_distance,
+        }
+    }
+
+    /// The embedder these settings name (a model card, or a built-in descriptor).
+    pub fn embedder(&self) -> Result<Box<dyn Embed>, EmbedError> {
+        embedders::open(&self.model, &self.models_dir, &self.ort_library, self.embed.clone(), self.limits)
+    }
+
+    /// The ONNX embedder of the configured model card (embedding, classifying, evaluating).
+    pub fn onnx_embedder(&self) -> Result<Embedder, EmbedError> {
+        let card = ModelCard::find(&self.models_dir, &self.model)?;
+        Embedder::new(card, &self.ort_library, self.embed.clone(), self.limits)
+    }
+
+    /// The engine these settings describe.
+    pub fn open_engine(&self) -> Result<Engine, EngineError> {
+        Engine::open(self.engine_settings(), self.embedder()?)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::embed::{Embedder, Input};
+use crate::embed::{EmbedOptions, Embedder, Input};
 use crate::vector;
 
 /// Why an evaluation could not run.
@@ -175,15 +175,15 @@ impl Tally {
     }
 
     /// The report for `embedder`, with per-photo embedding time and query latencies (ms).
-    fn report(&self, file: &Path, embedder: &Embedder, gallery: usize, embed_ms_per_photo: f64, mut latencies: Vec<f64>, path: &str) -> Report {
+    fn report(&self, file: &Path, model: (&str, &EmbedOptions), gallery: usize, embed_ms_per_photo: f64, mut latencies: Vec<f64>, path: &str) -> Report {
         latencies.sort_by(|a, b| a.total_cmp(b));
-        let opts = embedder.options();
+        let (model, opts) = model;
         Report {
             queries_file: file.into(),
             hotel_at_1_ci95: wilson95(self.hits.get("h1").copied().unwrap_or(0), self.queries),
             mrr: self.reciprocal_ranks / self.queries.max(1) as f64,
             auto_masked: self.auto_masked,
-            model: embedder.card().name.clone(),
+            model: model.to_string(),
             pooling: opts.pooling.to_string(),
             resize: format!("{:?}", opts.resize).to_lowercase(),
             gallery,
@@ -236,7 +236,7 @@ pub fn evaluate_exact(embedder: &Embedder, gallery: &[Labelled], sets: &[QuerySe
             let rr = rank_of_best(&scored, |r| rooms[r].as_str(), &format!("{}\u{1f}{}", want.hotel, want.room));
             tally.add(hr, rr);
         }
-        reports.push(tally.report(&set.file, embedder, gallery.len(), embed_ms_per_photo, Vec::new(), "exact"));
+        reports.push(tally.report(&set.file, (&embedder.card().name, embedder.options()), gallery.len(), embed_ms_per_photo, Vec::new(), "exact"));
     }
     Ok(reports)
 }
@@ -256,16 +256,16 @@ pub enum EngineEvalError {
 /// of every set through the engine's search, as the server does: one report per set.
 pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet]) -> Result<Vec<Report>, EngineEvalError> {
     use crate::catalog::Hotel;
-    let engine = crate::engine::Engine::open(cfg)?;
+    let engine = cfg.open_engine()?;
     let gallery = read_csv(gallery_csv)?;
     let mut labels: Vec<&str> = gallery.iter().map(|r| r.hotel.as_str()).collect();
     labels.sort_unstable();
     labels.dedup();
     for l in &labels {
-        engine.upsert_hotel(&Hotel { external_id: Some(l.to_string()), name: l.to_string(), ..Default::default() })?;
+        engine.upsert_hotel(&Hotel { external_id: Some(l.to_string()), name: l.to_string(), ..Default::default() }, "eval")?;
     }
     let t = Instant::now();
-    crate::import::import_images(&engine, gallery_csv, &|_, _| {})?;
+    crate::import::import_images(&engine, gallery_csv, "eval", &|_, _| {})?;
     let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / gallery.len() as f64;
     let mut reports = Vec::new();
     for set in sets {
@@ -294,7 +294,7 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
         let room_rank = rooms.iter().position(|(h, r)| Some(*h) == want_hotel && r.as_deref() == Some(q.room.as_str()));
         tally.add(hotel_rank, room_rank);
     }
-    reports.push(tally.report(&set.file, engine.embedder(), gallery.len(), embed_ms_per_photo, latencies, "engine"));
+    reports.push(tally.report(&set.file, (engine.embedder().model(), &cfg.embed), gallery.len(), embed_ms_per_photo, latencies, "engine"));
     }
     Ok(reports)
 }

@@ -70,8 +70,8 @@ fn empty_to_none(s: Option<String>) -> Option<String> {
     s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
-/// Imports hotels (upserted by their `id` column).
-pub fn import_hotels(engine: &Engine, csv_path: &Path) -> Result<usize, ImportError> {
+/// Imports hotels (upserted by their `id` column), audited as `actor`.
+pub fn import_hotels(engine: &Engine, csv_path: &Path, actor: &str) -> Result<usize, ImportError> {
     let err = |message: String| ImportError::Csv { path: csv_path.into(), message };
     let mut rdr = csv::Reader::from_path(csv_path).map_err(|e| err(e.to_string()))?;
     let mut n = 0;
@@ -88,15 +88,15 @@ pub fn import_hotels(engine: &Engine, csv_path: &Path) -> Result<usize, ImportEr
             latitude: r.latitude,
             longitude: r.longitude,
         };
-        engine.upsert_hotel(&h).map_err(|e| err(format!("line {}: {e}", i + 2)))?;
+        engine.upsert_hotel(&h, actor).map_err(|e| err(format!("line {}: {e}", i + 2)))?;
         n += 1;
     }
     Ok(n)
 }
 
 /// Imports photos listed as `path,hotel,room` (paths relative to the CSV; `hotel` is the
-/// hotel's external id). `progress` is called with (done, total).
-pub fn import_images(engine: &Engine, csv_path: &Path, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<ImportReport, ImportError> {
+/// hotel's external id), each audited as `actor`. `progress` is called with (done, total).
+pub fn import_images(engine: &Engine, csv_path: &Path, actor: &str, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<ImportReport, ImportError> {
     let err = |message: String| ImportError::Csv { path: csv_path.into(), message };
     let base = csv_path.parent().unwrap_or(Path::new("."));
     let mut rdr = csv::Reader::from_path(csv_path).map_err(|e| err(e.to_string()))?;
@@ -114,7 +114,7 @@ pub fn import_images(engine: &Engine, csv_path: &Path, progress: &(dyn Fn(usize,
             .iter()
             .filter(|(_, r)| {
                 let key = source_key(base, r);
-                let seen = engine.with_catalog(|c| c.import_outcome(&key)).ok().flatten().is_some();
+                let seen = engine.catalog().import_outcome(&key).ok().flatten().is_some();
                 if seen {
                     report.skipped_already_imported += 1;
                 }
@@ -133,9 +133,9 @@ pub fn import_images(engine: &Engine, csv_path: &Path, progress: &(dyn Fn(usize,
         for ((line, r), p) in todo.into_iter().zip(prepared) {
             let key = source_key(base, r);
             let outcome = p.and_then(|p| {
-                let hotel = engine.with_catalog(|c| c.hotel_by_external_id(&r.hotel)).map_err(|e| e.to_string())?.ok_or_else(|| format!("unknown hotel {:?}", r.hotel))?;
+                let hotel = engine.catalog().hotel_by_external_id(&r.hotel).map_err(|e| e.to_string())?.ok_or_else(|| format!("unknown hotel {:?}", r.hotel))?;
                 let photo = NewPhoto { hotel_id: hotel.id, room: empty_to_none(r.room.clone()), source: Source::Import, uploader_key_id: None };
-                engine.add(&photo, p).map_err(|e| e.to_string())
+                engine.add(&photo, p, actor).map_err(|e| e.to_string())
             });
             let record = match &outcome {
                 Ok(Ingested::Added { image_id, .. }) => {
@@ -159,7 +159,7 @@ pub fn import_images(engine: &Engine, csv_path: &Path, progress: &(dyn Fn(usize,
             };
             // A rejected line is retried by the next run (the file may be fixed); the others are final.
             if record.1 != "rejected" {
-                engine.with_catalog(|c| c.record_import(&key, record.0, record.1, &record.2)).map_err(EngineError::from)?;
+                engine.catalog().record_import(&key, record.0, record.1, &record.2).map_err(EngineError::from)?;
             }
         }
         done += chunk.len();

@@ -83,8 +83,57 @@ pub enum Plan {
     Graph,
 }
 
-/// The vector index.
-pub struct VectorIndex {
+/// A searchable set of image vectors, derived from the catalog's change feed: the port the
+/// engine searches through.
+pub trait VectorIndex: Send + Sync {
+    /// Live vectors.
+    fn len(&self) -> usize;
+    /// The last catalog change applied.
+    fn watermark(&self) -> i64;
+    /// Applies catalog changes in order (replaying one already applied changes nothing).
+    fn apply(&mut self, changes: &[Change]) -> Result<(), IndexError>;
+    /// The stored vector of a live image.
+    fn vector_of(&self, image_id: i64) -> Option<&[f32]>;
+    /// The `k` most similar live images, only from `hotels` when given; and how it was done.
+    fn search(&self, q: &[f32], k: usize, hotels: Option<&[i64]>) -> Result<(Vec<Found>, Plan), IndexError>;
+    /// Drops deleted vectors for good.
+    fn compact(&mut self);
+    /// Saves a dump under `dir` that the same kind of index can load.
+    fn save(&self, dir: &Path) -> Result<(), IndexError>;
+    /// An empty index of the same kind and settings.
+    fn fresh(&self) -> Box<dyn VectorIndex>;
+}
+
+impl VectorIndex for HnswIndex {
+    fn len(&self) -> usize {
+        HnswIndex::len(self)
+    }
+    fn watermark(&self) -> i64 {
+        HnswIndex::watermark(self)
+    }
+    fn apply(&mut self, changes: &[Change]) -> Result<(), IndexError> {
+        HnswIndex::apply(self, changes)
+    }
+    fn vector_of(&self, image_id: i64) -> Option<&[f32]> {
+        HnswIndex::vector_of(self, image_id)
+    }
+    fn search(&self, q: &[f32], k: usize, hotels: Option<&[i64]>) -> Result<(Vec<Found>, Plan), IndexError> {
+        HnswIndex::search(self, q, k, hotels)
+    }
+    fn compact(&mut self) {
+        HnswIndex::compact(self)
+    }
+    fn save(&self, dir: &Path) -> Result<(), IndexError> {
+        HnswIndex::save(self, dir)
+    }
+    fn fresh(&self) -> Box<dyn VectorIndex> {
+        Box::new(HnswIndex::new(self.dim, self.opts.clone()))
+    }
+}
+
+/// The vectors in memory, scanned exactly (SIMD dot products) while small and through an
+/// `hnsw_rs` graph once large.
+pub struct HnswIndex {
     dim: usize,
     opts: IndexOptions,
     vectors: Vec<f32>,
@@ -107,10 +156,10 @@ struct Manifest {
     has_graph: bool,
 }
 
-impl VectorIndex {
+impl HnswIndex {
     /// An empty index for `dim`-dimensional unit vectors.
     pub fn new(dim: usize, opts: IndexOptions) -> Self {
-        VectorIndex {
+        HnswIndex {
             dim,
             opts,
             vectors: Vec::new(),
@@ -209,7 +258,7 @@ impl VectorIndex {
     /// Drops tombstones and rebuilds the graph: deleted vectors are purged here.
     pub fn compact(&mut self) {
         let keep: Vec<usize> = (0..self.image_ids.len()).filter(|&s| self.live[s]).collect();
-        let mut fresh = VectorIndex::new(self.dim, self.opts.clone());
+        let mut fresh = HnswIndex::new(self.dim, self.opts.clone());
         for &s in &keep {
             let _ = fresh.insert(self.image_ids[s], self.hotel_ids[s], self.vector(s));
         }
@@ -321,7 +370,7 @@ impl VectorIndex {
         if blob.len() != rec * manifest.count {
             return Err(bad("vectors.bin has the wrong size".into()));
         }
-        let mut idx = VectorIndex::new(dim, opts);
+        let mut idx = HnswIndex::new(dim, opts);
         for r in blob.chunks_exact(rec) {
             let image_id = i64::from_le_bytes(r[0..8].try_into().unwrap_or_default());
             let hotel_id = i64::from_le_bytes(r[8..16].try_into().unwrap_or_default());
@@ -373,8 +422,8 @@ mod tests {
         Change { seq, image_id: image, hotel_id: hotel, status, pdq: Default::default(), pdq_quality: 0, vector: v }
     }
 
-    fn filled(n: i64, opts: IndexOptions) -> VectorIndex {
-        let mut idx = VectorIndex::new(32, opts);
+    fn filled(n: i64, opts: IndexOptions) -> HnswIndex {
+        let mut idx = HnswIndex::new(32, opts);
         let changes: Vec<Change> = (1..=n).map(|i| change(i, i, i % 10, Status::Active, Some(unit(i as u64, 32)))).collect();
         idx.apply(&changes).unwrap();
         idx
@@ -418,7 +467,7 @@ mod tests {
         let opts = IndexOptions { hnsw_min: 300, ..Default::default() };
         let idx = filled(400, opts.clone());
         idx.save(&dir).unwrap();
-        let back = VectorIndex::load(&dir, 32, opts.clone()).unwrap();
+        let back = HnswIndex::load(&dir, 32, opts.clone()).unwrap();
         assert_eq!((back.len(), back.watermark(), back.has_graph()), (400, 400, true));
         let q = unit(33, 32);
         assert_eq!(back.search(&q, 3, None).unwrap().0, idx.search(&q, 3, None).unwrap().0);
@@ -427,8 +476,8 @@ mod tests {
         let mut bytes = std::fs::read(&vec_file).unwrap();
         bytes[100] ^= 0xFF;
         std::fs::write(&vec_file, bytes).unwrap();
-        assert!(matches!(VectorIndex::load(&dir, 32, opts.clone()), Err(IndexError::BadDump(_))));
-        assert!(VectorIndex::load(&dir.join("nowhere"), 32, opts).is_err());
+        assert!(matches!(HnswIndex::load(&dir, 32, opts.clone()), Err(IndexError::BadDump(_))));
+        assert!(HnswIndex::load(&dir.join("nowhere"), 32, opts).is_err());
         std::fs::remove_dir_all(dir).ok();
     }
 }

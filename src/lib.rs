@@ -1,15 +1,18 @@
 //! hotelmatch: tells an investigator which hotel a room photo was taken in.
 //!
 //! The modules follow the pipeline, each using only the ones before it:
-//! `decode` → `pdq` / `embed` (with `model` cards, `pool`ing and `erased` regions) → `store` and `catalog` →
-//! `index` (and `hamming` for PDQ) → `rank` → `engine`, which `import`, `jobs`, `eval`,
-//! `api` (HTTP) and the CLI drive.
+//! `decode` → `pdq` / `embed` (with `model` cards, `pool`ing and `erased` regions; `embedders`
+//! is the port) → `store` (blobs) and `catalog` (each a port with its adapters) → `index`
+//! (and `hamming` for PDQ) → `rank` → `engine`, which `import`, `jobs`, `eval`, `api` (HTTP)
+//! and the CLI drive. `config` assembles settings for the binary. docs/ARCHITECTURE.md
+//! draws it.
 
 pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod decode;
 pub mod embed;
+pub mod embedders;
 pub mod erased;
 pub mod engine;
 pub mod eval;
@@ -29,9 +32,3 @@ pub use config::Config;
 pub use embed::{EmbedError, EmbedOptions, Embedder, Embedding, Input};
 pub use model::ModelCard;
 pub use pool::{Mask, Pooling};
-
-/// Opens the embedder that `config` describes.
-pub fn open_embedder(config: &Config) -> Result<Embedder, EmbedError> {
-    let card = ModelCard::find(&config.models_dir, &config.model)?;
-    Embedder::new(card, &config.ort_library, config.embed.clone(), config.limits)
-}

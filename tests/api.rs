@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotelmatch::catalog::Role;
-use hotelmatch::engine::Engine;
 use hotelmatch::{import, Config};
 
 mod common;
@@ -39,10 +38,10 @@ fn start_with(name: &str, serve: hotelmatch::api::ServeOptions) -> Server {
     let data_dir = std::env::temp_dir().join(format!("hm-api-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     let cfg = Config { data_dir: data_dir.clone(), serve, ..Config::default() };
-    let engine = Engine::open(&cfg).unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
-    import::import_hotels(&engine, &root().join("data-sample/hotels.csv")).unwrap();
-    import::import_images(&engine, &root().join("data-sample/images.csv"), &|_, _| {}).unwrap();
-    let tokens = [Role::Uploader, Role::Investigator, Role::Admin].into_iter().map(|r| (r, engine.with_catalog(|c| c.create_key(r, "test")).unwrap().1)).collect();
+    let engine = cfg.open_engine().unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
+    import::import_hotels(&engine, &root().join("data-sample/hotels.csv"), "test").unwrap();
+    import::import_images(&engine, &root().join("data-sample/images.csv"), "test", &|_, _| {}).unwrap();
+    let tokens = [Role::Uploader, Role::Investigator, Role::Admin].into_iter().map(|r| (r, engine.catalog().create_key(r, "test").unwrap().1)).collect();
     let server = Running::start(Arc::new(engine), cfg.serve.clone());
     Server { base: server.base.clone(), tokens, data_dir, server }
 }
@@ -367,7 +366,7 @@ fn shutdown_finishes_an_upload_in_flight() {
     assert_eq!((status, body["outcome"].as_str()), (201, Some("added")), "{body}");
     s.server.shutdown().unwrap();
     // Durable: the server is gone and a fresh engine over the same directory has the photo.
-    let engine = Engine::open(&Config { data_dir: s.data_dir.clone(), ..Config::default() }).unwrap();
+    let engine = (Config { data_dir: s.data_dir.clone(), ..Config::default() }).open_engine().unwrap();
     let img = engine.image(body["image_id"].as_i64().unwrap()).unwrap();
     assert_eq!((img.hotel_id, img.room.as_deref(), img.width), (2, Some("9"), 6000));
 }
@@ -650,9 +649,9 @@ fn a_flood_of_large_pixel_counts_is_turned_away_by_the_pixel_budget() {
     let _ = std::fs::remove_dir_all(&data_dir);
     let mut cfg = Config { data_dir: data_dir.clone(), ..Config::default() };
     cfg.limits.max_pixels = 2_000_000;
-    let engine = Engine::open(&cfg).unwrap();
-    import::import_hotels(&engine, &root().join("data-sample/hotels.csv")).unwrap();
-    let token = engine.with_catalog(|c| c.create_key(Role::Investigator, "t")).unwrap().1;
+    let engine = cfg.open_engine().unwrap();
+    import::import_hotels(&engine, &root().join("data-sample/hotels.csv"), "test").unwrap();
+    let token = engine.catalog().create_key(Role::Investigator, "t").unwrap().1;
     let mut server = Running::start(Arc::new(engine), cfg.serve.clone());
     let big = image::RgbImage::from_fn(1600, 1200, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8]));
     let mut png = std::io::Cursor::new(Vec::new());

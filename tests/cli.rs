@@ -63,7 +63,7 @@ fn a_missing_data_directory_is_refused_and_unknown_keys_fail() {
     let query = root().join("data-sample/queries/h-maple-query.jpg");
     let out = hm(&["search", query.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no catalog in"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no catalog at"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!dir.exists(), "a mistyped --data-dir must not be created");
     // With --init an empty catalog is started, and said so.
     let out = hm(&["--init", "keys", "create", "--role", "admin"]);

@@ -20,9 +20,9 @@ fn fresh(name: &str) -> Config {
 
 fn imported(name: &str) -> (Engine, Config) {
     let cfg = fresh(name);
-    let engine = Engine::open(&cfg).unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
-    import::import_hotels(&engine, &root().join("data-sample/hotels.csv")).unwrap();
-    let report = import::import_images(&engine, &root().join("data-sample/images.csv"), &|_, _| {}).unwrap();
+    let engine = cfg.open_engine().unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
+    import::import_hotels(&engine, &root().join("data-sample/hotels.csv"), "test").unwrap();
+    let report = import::import_images(&engine, &root().join("data-sample/images.csv"), "test", &|_, _| {}).unwrap();
     assert_eq!((report.added, report.rejected.len()), (48, 0), "{report:?}");
     (engine, cfg)
 }
@@ -67,7 +67,7 @@ fn import_then_search_finds_the_right_hotel_and_keeps_no_query() {
         let e = &res.hotels[0].evidence[0];
         assert!(e.similarity > 0.5 && e.room.is_some(), "{e:?}");
         // The matching cells are explained where the model has a feature map (not SSCD's embedding).
-        assert_eq!(e.query_cells.is_empty(), !engine.embedder().card().pools_feature_map());
+        assert_eq!(e.query_cells.is_empty(), !hotelmatch::ModelCard::find(&cfg.models_dir, engine.embedder().model()).unwrap().pools_feature_map());
         // The best photo was verified geometrically, and the same room shares keypoints.
         assert!(e.matched_points.is_some_and(|n| n > 0), "{e:?}");
         // Nothing of the query is written anywhere in the data directory.
@@ -76,7 +76,7 @@ fn import_then_search_finds_the_right_hotel_and_keeps_no_query() {
             assert!(stored != bytes, "query stored at {}", f.display());
         }
     }
-    let audit = engine.with_catalog(|c| c.audit_entries(100)).unwrap();
+    let audit = engine.catalog().audit_entries(100).unwrap();
     let searches: Vec<_> = audit.iter().filter(|a| a.action == "search").collect();
     assert_eq!(searches.len(), 6);
     assert_eq!(searches[0].actor, "investigator-7");
@@ -88,8 +88,8 @@ fn import_then_search_finds_the_right_hotel_and_keeps_no_query() {
 #[test]
 fn filtered_search_never_leaves_the_filter() {
     let (engine, cfg) = imported("filter");
-    let ext = |id: i64| engine.with_catalog(|c| c.hotel(id)).unwrap().external_id.unwrap();
-    let harbor = engine.with_catalog(|c| c.hotel_by_external_id("h-harbor")).unwrap().unwrap().id;
+    let ext = |id: i64| engine.catalog().hotel(id).unwrap().external_id.unwrap();
+    let harbor = engine.catalog().hotel_by_external_id("h-harbor").unwrap().unwrap().id;
     let filters: Vec<(HotelFilter, Vec<&str>)> = vec![
         (HotelFilter { near: Some((39.74, -104.99, 60.0)), ..Default::default() }, vec!["h-aurora", "h-pinecrest"]),
         (HotelFilter { country: Some("CA".into()), ..Default::default() }, vec!["h-maple"]),
@@ -125,9 +125,9 @@ fn deleted_and_quarantined_photos_leave_results_at_once() {
     // A re-index removes the deleted photo's file (no other photo has its bytes), keeps the
     // others', and the deleted photo can no longer be restored.
     let (gone, kept) = (engine.image(best).unwrap().sha256, engine.image(second).unwrap().sha256);
-    assert!(engine.store().path(&gone).unwrap().exists());
+    assert!(engine.store().exists(&gone).unwrap());
     engine.rebuild_index(&|_, _, _| {}).unwrap();
-    assert!(!engine.store().path(&gone).unwrap().exists() && engine.store().path(&kept).unwrap().exists());
+    assert!(!engine.store().exists(&gone).unwrap() && engine.store().exists(&kept).unwrap());
     assert!(engine.set_status(best, Status::Active, "admin").is_err());
     assert_eq!(engine.image(best).unwrap().status, Status::Deleted);
     std::fs::remove_dir_all(&cfg.data_dir).ok();
@@ -144,13 +144,13 @@ fn mirrored_jpeg(path: &Path) -> Vec<u8> {
 fn restart_after_a_commit_without_index_dump_loses_nothing_and_damage_is_rebuilt() {
     let (engine, cfg) = imported("restart");
     engine.save_index().unwrap();
-    let harbor = engine.with_catalog(|c| c.hotel_by_external_id("h-harbor")).unwrap().unwrap().id;
+    let harbor = engine.catalog().hotel_by_external_id("h-harbor").unwrap().unwrap().id;
     let extra = mirrored_jpeg(&root().join("data-sample/images/h-aurora-101-0.jpg"));
     let photo = NewPhoto { hotel_id: harbor, room: Some("999".into()), source: Source::Crowd, uploader_key_id: Some("k1".into()) };
-    let Ingested::Added { image_id, .. } = engine.ingest(&extra, &photo).unwrap() else { panic!("not added") };
+    let Ingested::Added { image_id, .. } = engine.ingest(&extra, &photo, "test").unwrap() else { panic!("not added") };
     // The process dies here: the catalog has the photo, the index dump does not.
     std::mem::forget(engine);
-    let engine = Engine::open(&cfg).unwrap();
+    let engine = cfg.open_engine().unwrap();
     assert_eq!(engine.indexed(), 49);
     let q = Query { bytes: &extra, ..Default::default() };
     assert_eq!(engine.search(&q, "test").unwrap().images[0].image_id, image_id);
@@ -160,7 +160,7 @@ fn restart_after_a_commit_without_index_dump_loses_nothing_and_damage_is_rebuilt
     for f in files_under(&cfg.data_dir.join("index")) {
         std::fs::write(&f, b"garbage").unwrap();
     }
-    let engine = Engine::open(&cfg).unwrap();
+    let engine = cfg.open_engine().unwrap();
     assert_eq!(engine.indexed(), 49);
     assert_eq!(engine.search(&q, "test").unwrap().images[0].image_id, image_id);
     assert_eq!(top_hotel(&engine, &q).as_deref(), Some("h-harbor"));
@@ -194,14 +194,14 @@ fn with_gps_exif(jpeg: &[u8], orientation: u16) -> Vec<u8> {
 #[test]
 fn stored_copies_carry_no_metadata_and_duplicates_are_caught() {
     let (engine, cfg) = imported("privacy");
-    let aurora = engine.with_catalog(|c| c.hotel_by_external_id("h-aurora")).unwrap().unwrap().id;
-    let maple = engine.with_catalog(|c| c.hotel_by_external_id("h-maple")).unwrap().unwrap().id;
+    let aurora = engine.catalog().hotel_by_external_id("h-aurora").unwrap().unwrap().id;
+    let maple = engine.catalog().hotel_by_external_id("h-maple").unwrap().unwrap().id;
     let base = mirrored_jpeg(&root().join("data-sample/images/h-pinecrest-111-2.jpg"));
     for orientation in [1u16, 6] {
         let bytes = with_gps_exif(&base, orientation);
         assert!(bytes.windows(4).any(|w| w == b"Exif"));
         let photo = NewPhoto { hotel_id: if orientation == 1 { aurora } else { maple }, room: None, source: Source::Crowd, uploader_key_id: None };
-        let Ingested::Added { image_id, .. } = engine.ingest(&bytes, &photo).unwrap() else { panic!("not added") };
+        let Ingested::Added { image_id, .. } = engine.ingest(&bytes, &photo, "test").unwrap() else { panic!("not added") };
         let img = engine.image(image_id).unwrap();
         let stored = engine.store().get(&img.sha256).unwrap();
         assert!(!stored.windows(4).any(|w| w == b"Exif"), "EXIF left in the stored copy");
@@ -217,7 +217,7 @@ fn stored_copies_carry_no_metadata_and_duplicates_are_caught() {
         out.into_inner()
     };
     let photo = NewPhoto { hotel_id: aurora, room: None, source: Source::Crowd, uploader_key_id: None };
-    assert!(matches!(engine.ingest(&again, &photo).unwrap(), Ingested::Duplicate { .. }));
+    assert!(matches!(engine.ingest(&again, &photo, "test").unwrap(), Ingested::Duplicate { .. }));
     std::fs::remove_dir_all(&cfg.data_dir).ok();
 }
 
@@ -250,9 +250,9 @@ fn killing_an_import_midway_loses_nothing_and_the_rerun_finishes_it() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let added = report["added"].as_u64().unwrap() + report["skipped_already_imported"].as_u64().unwrap() + report["duplicates"].as_u64().unwrap();
     assert_eq!(added, 48, "{report}");
-    let engine = Engine::open(&cfg).unwrap();
+    let engine = cfg.open_engine().unwrap();
     assert_eq!(engine.indexed(), 48, "every photo searchable exactly once");
-    let (active, _) = engine.with_catalog(|c| c.image_counts()).unwrap();
+    let (active, _) = engine.catalog().image_counts().unwrap();
     assert_eq!(active, 48);
     std::fs::remove_dir_all(&cfg.data_dir).ok();
 }
@@ -262,7 +262,7 @@ fn rusqlite_count(path: &Path) -> i64 {
     if !path.exists() {
         return 0;
     }
-    hotelmatch::catalog::Catalog::open(path).and_then(|c| c.image_counts()).map_or(0, |(n, _)| n)
+    hotelmatch::catalog::open(&path.display().to_string()).and_then(|c| c.image_counts()).map_or(0, |(n, _)| n)
 }
 
 #[test]
@@ -270,7 +270,7 @@ fn a_model_change_is_caught_up_by_reindex() {
     let (engine, cfg) = imported("reindex");
     drop(engine);
     let other = Config { embed: hotelmatch::EmbedOptions { pooling: hotelmatch::Pooling::Gem, ..Default::default() }, ..cfg.clone() };
-    let engine = Engine::open(&other).unwrap();
+    let engine = other.open_engine().unwrap();
     assert_eq!(engine.indexed(), 0, "no embeddings for the new model configuration yet");
     assert_eq!(engine.rebuild_index(&|_, _, _| {}).unwrap(), 48);
     assert_eq!(engine.indexed(), 48);
@@ -279,14 +279,14 @@ fn a_model_change_is_caught_up_by_reindex() {
     assert_eq!(top_hotel(&engine, &q).as_deref(), Some(want.as_str()));
     drop(engine);
     // The old configuration's index and embeddings are untouched.
-    assert_eq!(Engine::open(&cfg).unwrap().indexed(), 48);
+    assert_eq!(cfg.open_engine().unwrap().indexed(), 48);
     std::fs::remove_dir_all(&cfg.data_dir).ok();
 }
 
 #[test]
 fn a_reused_photo_is_recognised_even_mirrored_and_case_images_are_kept_only_when_asked() {
     let (engine, cfg) = imported("reuse");
-    let aurora = engine.with_catalog(|c| c.hotel_by_external_id("h-aurora")).unwrap().unwrap();
+    let aurora = engine.catalog().hotel_by_external_id("h-aurora").unwrap().unwrap();
     let stored = std::fs::read(root().join("data-sample/images/h-aurora-101-0.jpg")).unwrap();
     // The advertised photo is one of the crowd's photos, recompressed and mirrored.
     let img = image::load_from_memory(&stored).unwrap().fliph();
@@ -314,8 +314,10 @@ fn a_reused_photo_is_recognised_even_mirrored_and_case_images_are_kept_only_when
     let kept = files_under(&cfg.data_dir.join("cases"));
     assert_eq!(kept.len(), 1);
     assert_eq!(std::fs::read(&kept[0]).unwrap(), query);
-    assert_eq!(engine.case_image(&res.query_sha256).unwrap(), query);
-    let audit = engine.with_catalog(|c| c.audit_entries(1)).unwrap();
+    let audit = engine.catalog().audit_entries(1).unwrap();
     assert_eq!((audit[0].actor.as_str(), &audit[0].detail["saved_case_image"]), ("inv-3", &serde_json::json!(true)));
+    assert_eq!(engine.case_image(&res.query_sha256, "inv-4").unwrap(), query);
+    let audit = engine.catalog().audit_entries(1).unwrap();
+    assert_eq!((audit[0].actor.as_str(), audit[0].action.as_str()), ("inv-4", "case-image-view"), "viewing a case image is audited");
     std::fs::remove_dir_all(&cfg.data_dir).ok();
 }

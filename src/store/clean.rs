@@ -1,109 +1,11 @@
-//! Photo store: content-addressed files, written atomically, without metadata.
+//! Clean copies: what is stored of a photo is its pixels, without metadata.
 //!
 //! A stored copy carries no EXIF, XMP, IPTC or comments: an uploader's phone writes GPS
 //! coordinates and the device into EXIF, and they must not leak. Orientation is applied first.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
-
 use crate::decode::{self, Decoded};
 
-/// Why a photo could not be stored or read.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The file system failed.
-    #[error("photo store {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    /// The photo could not be re-encoded.
-    #[error("cannot encode the stored copy: {0}")]
-    Encode(String),
-    /// Not a valid content address.
-    #[error("not a photo id: {0:?}")]
-    BadId(String),
-    /// Nothing is stored under this address.
-    #[error("no stored photo {0}")]
-    Missing(String),
-}
-
-/// Content-addressed photo files under one directory.
-pub struct PhotoStore {
-    root: PathBuf,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
-}
-
-/// Hex sha256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    // Unique per process and call: two writers of the same file never share a temporary.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.{}-{n}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all(); // makes the rename durable; not all file systems allow it
-    }
-    Ok(())
-}
-
-impl PhotoStore {
-    /// Opens (creating) the store under `root`.
-    pub fn open(root: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(root).map_err(io_err(root))?;
-        Ok(PhotoStore { root: root.to_path_buf() })
-    }
-
-    /// Where the photo with this sha256 lives.
-    pub fn path(&self, sha256: &str) -> Result<PathBuf, StoreError> {
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-            return Err(StoreError::BadId(sha256.chars().take(80).collect()));
-        }
-        Ok(self.root.join(&sha256[..2]).join(&sha256[2..4]).join(sha256))
-    }
-
-    /// Stores already-cleaned bytes; returns their sha256. Storing the same bytes twice is a no-op.
-    pub fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        let sha = sha256_hex(bytes);
-        let path = self.path(&sha)?;
-        if !path.exists() {
-            write_atomic(&path, bytes)?;
-        }
-        Ok(sha)
-    }
-
-    /// Removes a stored photo; false when there was none.
-    pub fn remove(&self, sha256: &str) -> Result<bool, StoreError> {
-        let path = self.path(sha256)?;
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(StoreError::Io { path, source }),
-        }
-    }
-
-    /// The stored bytes of a photo.
-    pub fn get(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
-        let path = self.path(sha256)?;
-        std::fs::read(&path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => StoreError::Missing(sha256.to_string()),
-            _ => StoreError::Io { path: path.clone(), source },
-        })
-    }
-}
+use super::StoreError;
 
 /// What a JPEG's segments are worth to a stored copy.
 enum Keep {
@@ -247,19 +149,3 @@ fn encode(d: &Decoded, format: image::ImageFormat) -> Result<Vec<u8>, StoreError
     Ok(out.into_inner())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bad_ids_are_refused() {
-        let dir = std::env::temp_dir().join(format!("hm-store-{}", std::process::id()));
-        let s = PhotoStore::open(&dir).unwrap();
-        assert!(s.path("../../etc/passwd").is_err());
-        assert!(s.path(&"A".repeat(64)).is_err());
-        let sha = s.put(b"hello").unwrap();
-        assert_eq!(s.get(&sha).unwrap(), b"hello");
-        assert_eq!(s.put(b"hello").unwrap(), sha);
-        std::fs::remove_dir_all(dir).ok();
-    }
-}

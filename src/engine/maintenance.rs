@@ -1,0 +1,184 @@
+//! Index maintenance: loading, following the catalog's change feed, re-indexing, purging.
+
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use super::{Engine, EngineError, Step};
+use crate::catalog::Status;
+use crate::index::HnswIndex;
+use crate::store::StoreError;
+
+/// What one look at the change feed did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Followed {
+    /// Changes applied to the indexes.
+    pub changes: usize,
+    /// Whether the index was rebuilt because a re-index job finished (here or on another replica).
+    pub rebuilt: bool,
+}
+
+impl Engine {
+    fn index_dir(&self) -> PathBuf {
+        self.settings.data_dir.join("index").join(format!("model-{}", self.model_id))
+    }
+
+    /// Loads the dump (or starts empty if it is unusable) and replays the change feed since it.
+    pub(super) fn load_index(&self) -> Result<(), EngineError> {
+        let (dim, opts) = (self.embedder.dim(), self.settings.index.clone());
+        let last = self.catalog.last_change()?;
+        let loaded = match HnswIndex::load(&self.index_dir(), dim, opts.clone()) {
+            // A dump ahead of the catalog was made against another catalog: not ours.
+            Ok(idx) if idx.watermark() <= last => idx,
+            Ok(idx) => {
+                tracing::warn!("index dump is at change {} but the catalog at {last}: rebuilding from the catalog", idx.watermark());
+                HnswIndex::new(dim, opts)
+            }
+            Err(e) => {
+                if self.index_dir().exists() {
+                    tracing::warn!("rebuilding the index from the catalog: {e}");
+                }
+                HnswIndex::new(dim, opts)
+            }
+        };
+        *self.index_mut() = Box::new(loaded);
+        // The PDQ index is cheap to rebuild; it is always made from the catalog, then
+        // follows the feed with the vector index.
+        let active = self.catalog.active_pdq()?;
+        {
+            let mut hashes = self.hashes_mut();
+            for (image_id, pdq) in active {
+                hashes.add(image_id as u64, &pdq);
+            }
+        }
+        self.catch_up()?;
+        Ok(())
+    }
+
+    /// Applies the catalog changes made after the index's watermark, to both indexes.
+    pub(super) fn catch_up(&self) -> Result<usize, EngineError> {
+        let _one_at_a_time = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_feed()
+    }
+
+    // The caller holds `generation`.
+    fn apply_feed(&self) -> Result<usize, EngineError> {
+        let since = self.index().watermark();
+        let changes = self.catalog.changes_since(since, self.model_id)?;
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        self.index_mut().apply(&changes)?;
+        let mut hashes = self.hashes_mut();
+        for c in &changes {
+            if c.status == Status::Active {
+                hashes.add(c.image_id as u64, &c.pdq);
+            } else {
+                hashes.remove(c.image_id as u64);
+            }
+        }
+        Ok(changes.len())
+    }
+
+    /// Follows the catalog: applies new changes (uploads and status changes made through any
+    /// replica), or rebuilds the index from the catalog when a re-index job finished since
+    /// the last look. A replica calls this every `serve.follow_ms`.
+    pub fn follow(&self) -> Result<Followed, EngineError> {
+        let done = self.catalog.last_done(crate::jobs::REINDEX)?;
+        let seen = *self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        if done > seen {
+            self.rebuild_from_catalog()?;
+            let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+            *g = (*g).max(done);
+            return Ok(Followed { changes: 0, rebuilt: true });
+        }
+        Ok(Followed { changes: self.catch_up()?, rebuilt: false })
+    }
+
+    /// Records that the index reflects re-index job `job_id` (the replica that ran it).
+    pub fn mark_reindexed(&self, job_id: i64) {
+        let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        *g = (*g).max(job_id);
+    }
+
+    /// Builds a fresh, compacted index from the whole feed and swaps it in; searches go on
+    /// against the old one meanwhile. Returns how many changes it was built from.
+    fn rebuild_from_catalog(&self) -> Result<usize, EngineError> {
+        let changes = self.catalog.changes_since(0, self.model_id)?;
+        let mut fresh = self.index().fresh();
+        fresh.apply(&changes)?;
+        fresh.compact();
+        let _g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        *self.index_mut() = fresh;
+        // What was added or deleted while the new index was being built.
+        self.apply_feed()?;
+        Ok(changes.len())
+    }
+
+    /// Writes the index dump (with its watermark).
+    pub fn save_index(&self) -> Result<(), EngineError> {
+        self.index().save(&self.index_dir())?;
+        Ok(())
+    }
+
+    /// Rebuilds the index from the catalog, purging deleted images, and saves it. Active
+    /// photos without an embedding for the current model (the model or its settings changed)
+    /// are re-embedded first from their stored copies; returns how many. Searches go on
+    /// meanwhile against the old index, which is swapped for the new one when it is complete.
+    pub fn rebuild_index(&self, progress: &(dyn Fn(Step, usize, usize) + Sync)) -> Result<usize, EngineError> {
+        let missing = self.catalog.images_without_embedding(self.model_id)?;
+        let total = missing.len();
+        progress(Step::Embedding, 0, total);
+        for (done, chunk) in missing.chunks(32).enumerate() {
+            let vectors: Vec<Result<Vec<f32>, EngineError>> = chunk
+                .par_iter()
+                .map(|img| {
+                    let bytes = self.store.get(&img.sha256)?;
+                    Ok(self.embedder.embed(crate::Input::photo(&bytes))?.vector)
+                })
+                .collect();
+            for (img, v) in chunk.iter().zip(vectors) {
+                match v {
+                    Ok(v) => self.catalog.put_embedding(img.id, self.model_id, &v)?,
+                    Err(e) => tracing::warn!(image = img.id, "cannot re-embed: {e}"),
+                }
+            }
+            progress(Step::Embedding, (done * 32 + chunk.len()).min(total), total);
+        }
+        progress(Step::Indexing, 0, 1);
+        let n = self.rebuild_from_catalog()?;
+        self.save_index()?;
+        progress(Step::Indexing, n, n);
+        let purged = self.purge_deleted_files()?;
+        if purged > 0 {
+            tracing::info!(files = purged, "deleted photos' files removed from the store");
+        }
+        Ok(total)
+    }
+
+    /// Removes from the store the files of deleted photos whose bytes no other photo (active
+    /// or quarantined) shares; returns how many. Their catalog rows stay, as the record, and
+    /// can no longer be restored.
+    pub fn purge_deleted_files(&self) -> Result<usize, EngineError> {
+        let orphans = self.catalog.deleted_only_sha256()?;
+        let mut removed = 0;
+        for sha in orphans {
+            let bytes = match self.store.get(&sha) {
+                Ok(b) => b,
+                Err(StoreError::Missing(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if !self.store.remove(&sha)? {
+                continue;
+            }
+            // The same bytes may have been uploaded again (through any replica) since the
+            // list was read: then they go back. See `add` for the other half.
+            if self.catalog.sha_in_use(&sha)? {
+                self.store.put(&bytes)?;
+                continue;
+            }
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}

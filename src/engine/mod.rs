@@ -1,0 +1,430 @@
+//! Engine: photos in (decode → hash → embed → store → index), queries out (search → rank).
+//! Knows nothing of HTTP: it talks to ports (the catalog, the blob stores, the embedder, the
+//! vector index) and its use cases live one per file: `ingest`, `search`, `moderation`
+//! and `maintenance`. Every use case writes its own audit entry, whoever calls it (the
+//! API, the CLI or an import).
+
+mod ingest;
+mod maintenance;
+mod moderation;
+mod search;
+
+use std::path::PathBuf;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{self, Catalog, CatalogError, Hotel, HotelFilter, Image, Source};
+use crate::decode::{DecodeError, Limits};
+use crate::embed::EmbedError;
+use crate::embedders::Embed;
+use crate::hamming::HammingIndex;
+use crate::index::{Found, IndexError, IndexOptions, Plan, VectorIndex};
+use crate::pdq;
+use crate::pool::{Mask, PoolError};
+use crate::rank::Aggregation;
+use crate::store::{self, BlobStore, StoreError, StoreOptions};
+
+pub use maintenance::Followed;
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+}
+
+/// What kind of failure an error is, for whoever reports it (HTTP maps each to a status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or a field is invalid.
+    Invalid,
+    /// What it names does not exist.
+    NotFound,
+    /// It clashes with the current state (a running job, an existing hotel).
+    Conflict,
+    /// The photo is larger than the limits.
+    TooLarge,
+    /// The photo's format is not supported.
+    Unsupported,
+    /// The photo is damaged or empty.
+    Unprocessable,
+    /// A backing service (database, object store) failed or is unreachable.
+    Unavailable,
+    /// A fault of this program or its installation.
+    Internal,
+}
+
+impl EngineError {
+    /// Its kind and a stable code clients can act on.
+    pub fn kind(&self) -> (ErrorKind, &'static str) {
+        use ErrorKind as K;
+        let decode = |d: &DecodeError| match d {
+            DecodeError::TooLarge { .. } | DecodeError::TooManyPixels { .. } => (K::TooLarge, "image_too_large"),
+            DecodeError::UnsupportedFormat => (K::Unsupported, "unsupported_image"),
+            DecodeError::Empty | DecodeError::Corrupt(_) => (K::Unprocessable, "bad_image"),
+        };
+        match self {
+            EngineError::Decode(d) => decode(d),
+            EngineError::Embed(e) => match e {
+                EmbedError::Decode(d) => decode(d),
+                EmbedError::Pool(PoolError::UnknownPooling(_)) => (K::Invalid, "invalid_field"),
+                EmbedError::Pool(PoolError::MaskCoversEverything | PoolError::MaskShape { .. } | PoolError::BadRect(_)) => (K::Invalid, "bad_mask"),
+                EmbedError::RuntimeMissing(_) | EmbedError::RuntimeLoad { .. } | EmbedError::Runtime(_) | EmbedError::BadOutput(_) | EmbedError::Unsupported(_) | EmbedError::Model(_) => {
+                    (K::Internal, "internal")
+                }
+            },
+            EngineError::Catalog(c) => match c {
+                CatalogError::NoHotel(_) => (K::NotFound, "no_such_hotel"),
+                CatalogError::NoImage(_) => (K::NotFound, "no_such_photo"),
+                CatalogError::NoJob(_) => (K::NotFound, "no_such_job"),
+                CatalogError::Invalid { .. } => (K::Invalid, "invalid_field"),
+                CatalogError::JobRunning { .. } => (K::Conflict, "job_running"),
+                CatalogError::HotelExists { .. } => (K::Conflict, "hotel_exists"),
+                CatalogError::Sql(_) | CatalogError::Postgres(_) => (K::Unavailable, "catalog_unavailable"),
+                CatalogError::TooNew { .. } => (K::Internal, "internal"),
+            },
+            EngineError::Store(s) => match s {
+                StoreError::Missing(_) => (K::NotFound, "not_found"),
+                StoreError::BadId(_) => (K::Invalid, "invalid_field"),
+                StoreError::Remote(_) | StoreError::Io { .. } => (K::Unavailable, "store_unavailable"),
+                StoreError::Corrupt(_) | StoreError::Encode(_) => (K::Internal, "internal"),
+            },
+            EngineError::Index(IndexError::Io { .. } | IndexError::BadDump(_) | IndexError::Dimension { .. }) => (K::Internal, "internal"),
+            EngineError::DataDir { .. } => (K::Internal, "internal"),
+        }
+    }
+}
+
+/// Where the engine keeps things and how it searches: assembled by the caller (the binary
+/// builds it from `Config`).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// This process's own state: index dumps (and, by default, the catalog and photos).
+    pub data_dir: PathBuf,
+    /// The catalog: a `postgres://` URL or a SQLite path (empty: `catalog.sqlite` in `data_dir`).
+    pub catalog: String,
+    /// Where photos and case images go: a directory, `memory:` or `s3://bucket/prefix`
+    /// (empty: `data_dir`).
+    pub photos: String,
+    pub store: StoreOptions,
+    pub limits: Limits,
+    pub index: IndexOptions,
+    pub search: SearchOptions,
+    /// PDQ distance at or below which an upload of the same hotel is a duplicate (0 = off).
+    pub duplicate_distance: u32,
+}
+
+impl EngineSettings {
+    /// The catalog location in effect.
+    pub fn catalog_location(&self) -> String {
+        if self.catalog.is_empty() { self.data_dir.join("catalog.sqlite").display().to_string() } else { self.catalog.clone() }
+    }
+    /// The photo store location in effect.
+    pub fn photos_location(&self) -> String {
+        if self.photos.is_empty() { self.data_dir.display().to_string() } else { self.photos.clone() }
+    }
+}
+
+/// Search settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchOptions {
+    /// Images retrieved before aggregation into hotels.
+    pub top_images: usize,
+    /// Hotels returned.
+    pub top_hotels: usize,
+    /// Evidence photos returned per hotel.
+    pub evidence: usize,
+    /// How image hits become hotel scores.
+    pub aggregation: Aggregation,
+    /// α-query expansion: re-query with the top `expansion` images added (0 = off).
+    pub expansion: usize,
+    /// α of the expansion weights (similarity^α).
+    pub alpha: f32,
+    /// Look for stored photos the query is a copy of (PDQ in 8 rotations and mirrors). It
+    /// costs a second decode and a hash per query: about 14 % of the search throughput
+    /// under load (README, load figures).
+    pub reuse: bool,
+    /// When a query comes without a mask, look for a region already painted out and mask it.
+    pub auto_mask: bool,
+    /// Geometric verification of this many top photos (0 = off): keypoints of the query and
+    /// of each photo matched, and a fundamental matrix fitted by RANSAC (`verify`).
+    pub verify: usize,
+    /// A verified photo's score is its similarity + `verify_weight` × min(inliers, `verify_cap`) / `verify_cap`.
+    pub verify_weight: f32,
+    pub verify_cap: usize,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            top_images: 100,
+            top_hotels: 10,
+            evidence: 3,
+            aggregation: Aggregation::Best,
+            expansion: 0,
+            alpha: 3.0,
+            reuse: true,
+            auto_mask: true,
+            verify: 30,
+            verify_weight: 0.1,
+            verify_cap: 30,
+        }
+    }
+}
+
+/// A query: a photo, what to ignore in it, and which hotels may answer.
+#[derive(Debug, Clone, Default)]
+pub struct Query<'a> {
+    pub bytes: &'a [u8],
+    pub mask: Option<&'a Mask>,
+    pub filter: HotelFilter,
+    /// Hotels to return (0 = the configured default).
+    pub top: usize,
+    /// Keep the query photo as a case image. Off by default: a query may show a victim, and
+    /// is written nowhere unless the investigator asks.
+    pub save_case: bool,
+    /// Don't look for an already-erased region to mask (the investigator turned it off).
+    pub skip_auto_mask: bool,
+}
+
+/// A feature-map cell of the query that resembles a matched photo.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Cell {
+    pub x: usize,
+    pub y: usize,
+    pub score: f32,
+}
+
+/// One matched photo shown as evidence.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Evidence {
+    pub image_id: i64,
+    pub sha256: String,
+    pub room: Option<String>,
+    /// Cosine similarity of the query's and the photo's vectors.
+    pub similarity: f32,
+    /// Keypoint matches consistent with one scene seen from two positions (RANSAC inliers),
+    /// when the photo was among those geometrically verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_points: Option<usize>,
+    /// The query's cells most similar to this photo, best first (grid in `SearchResult::grid`).
+    pub query_cells: Vec<Cell>,
+}
+
+/// A stored photo that the query is a copy of: the same picture, perhaps resized,
+/// recompressed, rotated or mirrored (PDQ within its match distance).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Reuse {
+    pub image_id: i64,
+    pub hotel_id: i64,
+    pub distance: u32,
+    /// Which rotation or mirror of the query matched ("original", "flip_x", …).
+    #[schema(value_type = String)]
+    pub variant: &'static str,
+}
+
+/// A candidate hotel.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HotelHit {
+    pub rank: usize,
+    pub score: f32,
+    pub hotel: Hotel,
+    pub evidence: Vec<Evidence>,
+}
+
+/// The answer to a query.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SearchResult {
+    pub hotels: Vec<HotelHit>,
+    /// Stored photos the query is a copy of (exact reuse of a crowd photo), closest first.
+    pub reuse: Vec<Reuse>,
+    /// Every image hit, best first (image id, hotel id, similarity), for rooms and evaluation.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub images: Vec<Found>,
+    /// Query feature-map size (columns, rows) that `query_cells` refer to.
+    #[schema(value_type = Vec<usize>)]
+    pub grid: (usize, usize),
+    /// How the index answered.
+    pub plan: Plan,
+    /// sha256 of the query bytes (what the audit keeps instead of the photo).
+    pub query_sha256: String,
+    /// Whether the query was kept as a case image (under its sha256), as asked.
+    pub saved_case_image: bool,
+    /// Fraction of the query masked automatically because it looked painted out (no mask
+    /// was given); absent when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_mask: Option<f32>,
+    pub millis: f64,
+}
+
+/// Outcome of adding one photo.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Ingested {
+    /// Stored and indexed.
+    Added { image_id: i64, pdq: String, pdq_quality: u8 },
+    /// A near-copy of a photo of the same hotel already stored; not stored again.
+    Duplicate { of_image_id: i64, distance: u32, pdq: String },
+    /// The very same photo is stored for another hotel: one of the two is wrong, so nothing
+    /// is added and an admin decides (the upload is audited as `upload-conflict`).
+    CrossHotelDuplicate { of_image_id: i64, of_hotel_id: i64, pdq: String },
+}
+
+/// A step of a rebuild, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Embedding photos that have no vector for the current model.
+    Embedding,
+    /// Building the index from the catalog.
+    Indexing,
+}
+
+impl Step {
+    /// Its name in job records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Embedding => "embedding",
+            Step::Indexing => "indexing",
+        }
+    }
+}
+
+/// Where a photo to add belongs and who sent it.
+#[derive(Debug, Clone)]
+pub struct NewPhoto {
+    pub hotel_id: i64,
+    pub room: Option<String>,
+    pub source: Source,
+    pub uploader_key_id: Option<String>,
+}
+
+/// A photo made ready to add (the parallel part of ingestion).
+pub struct Prepared {
+    clean: Vec<u8>,
+    width: u32,
+    height: u32,
+    pdq: pdq::Pdq,
+    vector: Vec<f32>,
+}
+
+/// The engine: a catalog, blob stores, an embedder and the indexes derived from the catalog.
+pub struct Engine {
+    settings: EngineSettings,
+    catalog: Box<dyn Catalog>,
+    store: Box<dyn BlobStore>,
+    /// Query photos investigators asked to keep, byte for byte (evidence: the audit holds their sha256).
+    cases: Box<dyn BlobStore>,
+    embedder: Box<dyn Embed>,
+    model_id: i64,
+    index: RwLock<Box<dyn VectorIndex>>,
+    hashes: RwLock<HammingIndex>,
+    /// The last finished re-index this process's index reflects; held while catching up, so
+    /// that one thread at a time applies the feed.
+    generation: Mutex<i64>,
+}
+
+impl Engine {
+    /// Opens the catalog and the stores that `settings` name, with `embedder`, and the index
+    /// (loaded from its dump and caught up from the catalog's change feed, or rebuilt from it).
+    pub fn open(settings: EngineSettings, embedder: Box<dyn Embed>) -> Result<Self, EngineError> {
+        let dir = &settings.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir { path: dir.clone(), source })?;
+        let catalog = catalog::open(&settings.catalog_location())?;
+        let photos = settings.photos_location();
+        let store = store::open(&photos, "photos", &settings.store)?;
+        let cases = store::open(&photos, "cases", &settings.store)?;
+        let model_id = catalog.model_id(embedder.model(), &embedder.pooling(), embedder.dim(), &embedder.settings())?;
+        let generation = catalog.last_done(crate::jobs::REINDEX)?;
+        let index = crate::index::HnswIndex::new(embedder.dim(), settings.index.clone());
+        let engine = Engine {
+            catalog,
+            store,
+            cases,
+            model_id,
+            index: RwLock::new(Box::new(index)),
+            hashes: RwLock::new(HammingIndex::new()),
+            generation: Mutex::new(generation),
+            embedder,
+            settings,
+        };
+        engine.load_index()?;
+        let missing = engine.catalog.images_without_embedding(model_id)?.len();
+        if missing > 0 {
+            tracing::warn!("{missing} photos have no embedding for model {} yet: run `hotelmatch reindex`", engine.embedder.model());
+        }
+        Ok(engine)
+    }
+
+    // As with the catalog, a lock poisoned by a panic is taken over rather than failing
+    // every later request: the catalog stays the source of truth, and `reindex` restores
+    // the indexes from it.
+    fn index(&self) -> RwLockReadGuard<'_, Box<dyn VectorIndex>> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn index_mut(&self) -> RwLockWriteGuard<'_, Box<dyn VectorIndex>> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hashes(&self) -> RwLockReadGuard<'_, HammingIndex> {
+        self.hashes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hashes_mut(&self) -> RwLockWriteGuard<'_, HammingIndex> {
+        self.hashes.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The catalog, for reads (writes go through the use cases, which audit them).
+    pub fn catalog(&self) -> &dyn Catalog {
+        self.catalog.as_ref()
+    }
+
+    /// The embedder in use.
+    pub fn embedder(&self) -> &dyn Embed {
+        self.embedder.as_ref()
+    }
+
+    /// The photo store.
+    pub fn store(&self) -> &dyn BlobStore {
+        self.store.as_ref()
+    }
+
+    /// One image's catalog row.
+    pub fn image(&self, id: i64) -> Result<Image, EngineError> {
+        Ok(self.catalog.image(id)?)
+    }
+
+    /// Number of active images indexed.
+    pub fn indexed(&self) -> usize {
+        self.index().len()
+    }
+
+    /// The index's watermark: the last change of the catalog's feed it reflects.
+    pub fn watermark(&self) -> i64 {
+        self.index().watermark()
+    }
+
+    /// The limits on input photos.
+    pub fn limits(&self) -> &Limits {
+        &self.settings.limits
+    }
+
+    /// The settings it was opened with.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+}
