@@ -39,7 +39,7 @@ TOKEN=$(hm --data-dir "$WORK/a" keys create --role admin | python3 -c 'import js
 hm --data-dir "$WORK/a" import --hotels "$ROOT/data-sample/hotels.csv" >/dev/null
 
 start_replica() { # name; sets URL to its base URL
-  hm --data-dir "$WORK/$1" serve --bind 127.0.0.1:0 >"$WORK/$1.log" 2>&1 &
+  "$BIN" --config "$WORK/hotelmatch.toml" --data-dir "$WORK/$1" serve --bind 127.0.0.1:0 >"$WORK/$1.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 600); do
     URL=$(grep -o 'serving on http://[0-9.:]*' "$WORK/$1.log" 2>/dev/null | cut -d' ' -f3 || true)
