@@ -347,6 +347,13 @@ impl Engine {
         let photos = settings.photos_location();
         let store = store::open(&photos, "photos", &settings.store)?;
         let cases = store::open(&photos, "cases", &settings.store)?;
+        Self::from_parts(settings, catalog, store, cases, embedder)
+    }
+
+    /// The engine over adapters the caller made: any catalog, photo store, case store and
+    /// embedder (tests put in-memory ones together; `settings` then only names `data_dir`
+    /// for index dumps, and the limits and search settings).
+    pub fn from_parts(settings: EngineSettings, catalog: Box<dyn Catalog>, store: Box<dyn BlobStore>, cases: Box<dyn BlobStore>, embedder: Box<dyn Embed>) -> Result<Self, EngineError> {
         let model_id = catalog.model_id(embedder.model(), &embedder.pooling(), embedder.dim(), &embedder.settings())?;
         let generation = catalog.last_done(crate::jobs::REINDEX)?;
         let index = crate::index::HnswIndex::new(embedder.dim(), settings.index.clone());
