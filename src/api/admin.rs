@@ -1,0 +1,82 @@
+//! Administration and operations: the audit trail, batch jobs, metrics.
+
+use super::*;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct Limit {
+    /// At most this many entries.
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AuditQuery {
+    /// At most this many entries (default 100, at most 1000).
+    limit: Option<usize>,
+    /// Only entries of this action, e.g. `search`, `upload`, `hotel-update`, or
+    /// `upload-conflict` (a photo uploaded for a hotel while the same photo is stored for another).
+    action: Option<String>,
+}
+
+/// The latest audit entries, newest first.
+///
+/// Roles: admin.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery), security(("api_key" = [])),
+    responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = ErrorBody)))]
+pub(super) async fn audit(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<AuditQuery>>) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    let engine = s.engine.clone();
+    let limit = p.limit.unwrap_or(100).min(1000);
+    Ok(Json(blocking(move || engine.catalog().audit_entries_of(p.action.as_deref(), limit).map_err(EngineError::from)).await?))
+}
+
+/// Starts a re-index job in the background.
+///
+/// It re-embeds the photos that have no vector for the current model, then rebuilds the
+/// index from the catalog (purging deleted photos). Searches go on against the old index
+/// until the new one is ready. Roles: admin.
+#[utoipa::path(post, path = "/api/v1/jobs/reindex", tag = "admin", security(("api_key" = [])),
+    responses((status = 202, body = Job, description = "Started; follow it at /api/v1/jobs/{id}"), (status = 409, body = ErrorBody, description = "One is already running")))]
+pub(super) async fn start_reindex(State(s): State<Shared>, Extension(key): Extension<KeyInfo>) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let engine = s.engine.clone();
+    let job = blocking(move || jobs::spawn_reindex(engine, &key.id)).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// The latest batch jobs, newest first.
+///
+/// Roles: admin.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "admin", params(Limit), security(("api_key" = [])), responses((status = 200, body = Vec<Job>)))]
+pub(super) async fn list_jobs(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<Limit>>) -> Result<Json<Vec<Job>>, ApiError> {
+    let engine = s.engine.clone();
+    let limit = p.limit.unwrap_or(20).min(1000);
+    Ok(Json(blocking(move || Ok(engine.catalog().jobs(limit)?)).await?))
+}
+
+/// One batch job: state, phase and progress.
+///
+/// Roles: admin.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "admin", security(("api_key" = [])),
+    params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_job(State(s): State<Shared>, Checked(Path(id)): Checked<Path<i64>>) -> Result<Json<Job>, ApiError> {
+    let engine = s.engine.clone();
+    Ok(Json(blocking(move || Ok(engine.catalog().job(id)?)).await?))
+}
+
+/// Prometheus metrics: requests and latency per route, queue depth, index size.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", description = "Prometheus text format")))]
+pub(super) async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "# TYPE hotelmatch_requests_total counter");
+    let _ = writeln!(out, "# TYPE hotelmatch_request_seconds_sum counter");
+    for ((route, status), (n, secs)) in s.metrics.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = writeln!(out, "hotelmatch_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        let _ = writeln!(out, "hotelmatch_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {secs:.6}");
+    }
+    let busy = s.queue_size - s.queue.available_permits();
+    let _ = writeln!(out, "# TYPE hotelmatch_queue_depth gauge\nhotelmatch_queue_depth {busy}");
+    let _ = writeln!(out, "# TYPE hotelmatch_queue_capacity gauge\nhotelmatch_queue_capacity {}", s.queue_size);
+    let _ = writeln!(out, "# TYPE hotelmatch_indexed_photos gauge\nhotelmatch_indexed_photos {}", s.engine.indexed());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

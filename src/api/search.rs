@@ -1,0 +1,85 @@
+//! Search: the query form, results, and the case images investigators keep.
+
+use super::*;
+
+/// The search form (multipart/form-data).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form; the handler reads the fields one by one
+pub(super) struct SearchForm {
+    /// The query photo. It is written nowhere unless `save_case` is true.
+    #[schema(value_type = String, format = Binary)]
+    photo: Vec<u8>,
+    /// Mask of what to leave out (the victim): light or transparent pixels are ignored.
+    #[schema(value_type = Option<String>, format = Binary)]
+    mask: Option<Vec<u8>>,
+    /// "LAT,LON", with `radius_km`.
+    near: Option<String>,
+    radius_km: Option<f64>,
+    country: Option<String>,
+    city: Option<String>,
+    chain: Option<String>,
+    /// Comma-separated hotel ids.
+    hotel_ids: Option<String>,
+    /// Hotels to return (1–100, default 10).
+    top: Option<usize>,
+    /// "true" keeps the query photo as a case image (audited).
+    save_case: Option<bool>,
+    /// "false" turns off the automatic mask of a region already painted out (on by default
+    /// when no `mask` is sent; the result's `auto_mask` says how much it covered).
+    auto_mask: Option<bool>,
+}
+
+/// Ranked hotels for a query photo, with the matching photos as evidence.
+///
+/// Every search is audited (key, time, filters, sha256 of the query, hotels returned).
+/// Roles: investigator, admin.
+#[utoipa::path(post, path = "/api/v1/search", tag = "search", request_body(content = SearchForm, content_type = "multipart/form-data"), security(("api_key" = [])),
+    responses((status = 200, body = SearchResult), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody, description = "Queue full; see Retry-After")))]
+pub(super) async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(mp): Checked<Multipart>) -> Result<Response, ApiError> {
+    s.searches.take(&key.id).map_err(|secs| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many searches from this key; slow down").retry(secs))?;
+    let mut form = read_form(mp).await?;
+    let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as the multipart field 'photo'"))?;
+    let mask_bytes = form.files.remove("mask");
+    let near = near_filter(form.text.get("near").map(String::as_str), parse_field::<f64>(&form, "radius_km")?)?;
+    let hotel_ids = match form.text.get("hotel_ids").filter(|s| !s.trim().is_empty()) {
+        Some(list) => Some(list.split(',').map(|x| x.trim().parse::<i64>()).collect::<Result<Vec<_>, _>>().map_err(|_| ApiError::bad_request("invalid_field", "hotel_ids: comma-separated ids"))?),
+        None => None,
+    };
+    let filter = HotelFilter { near, country: form.text.get("country").cloned(), city: form.text.get("city").cloned(), chain: form.text.get("chain").cloned(), hotel_ids };
+    let top = parse_field::<usize>(&form, "top")?.unwrap_or(10);
+    if !(1..=100).contains(&top) {
+        return Err(ApiError::bad_request("invalid_field", "top: 1 to 100 hotels"));
+    }
+    let save_case = parse_field::<bool>(&form, "save_case")?.unwrap_or(false);
+    let skip_auto_mask = !parse_field::<bool>(&form, "auto_mask")?.unwrap_or(true);
+    let _pixels = pixel_permit(&s, &[&bytes, mask_bytes.as_deref().unwrap_or_default()])?;
+    let _slot = queue_slot(&s).await?;
+    let engine = s.engine.clone();
+    let limits = *engine.limits();
+    let res = blocking(move || {
+        let mask = match mask_bytes {
+            Some(m) => Some(Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))?),
+            None => None,
+        };
+        engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask }, &key.id)
+    })
+    .await?;
+    Ok(Json(res).into_response())
+}
+
+
+/// A case image an investigator kept (`save_case`), byte for byte. The access is audited.
+///
+/// Roles: investigator, admin.
+#[utoipa::path(get, path = "/api/v1/cases/{sha256}", tag = "search", security(("api_key" = [])),
+    params(("sha256" = String, Path, description = "The query's sha256, as in the search result and the audit")),
+    responses((status = 200, description = "The query photo as it was sent"), (status = 404, body = ErrorBody)))]
+pub(super) async fn case_image(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(sha256)): Checked<Path<String>>) -> Result<Response, ApiError> {
+    let engine = s.engine.clone();
+    let bytes = blocking(move || {
+        engine.case_image(&sha256, &key.id)
+    })
+    .await?;
+    Ok(image_response(bytes))
+}
