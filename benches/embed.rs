@@ -20,7 +20,7 @@ fn main() {
     files.sort();
     let data: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     let cfg = Config::load(None).expect("config");
-    let embedder = hotelmatch::open_embedder(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let embedder = cfg.onnx_embedder().unwrap_or_else(|e| panic!("{e}"));
     for batch in [1usize, 16] {
         let run = |chunk: &[Vec<u8>]| {
             let inputs: Vec<Input> = chunk.iter().map(|b| Input::photo(b)).collect();

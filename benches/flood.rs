@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hotelmatch::catalog::Role;
-use hotelmatch::engine::Engine;
 use hotelmatch::{import, Config};
 
 #[path = "../tests/common/mod.rs"]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hotelmatch::catalog::{Role, Source};
-use hotelmatch::engine::{Engine, NewPhoto};
+use hotelmatch::engine::NewPhoto;
 use hotelmatch::{import, Config};
 use rayon::prelude::*;
 
@@ -92,7 +92,7 @@ fn main() {
     for chunk in (0..n.saturating_sub(sample.len())).collect::<Vec<_>>().chunks(256) {
         let prepared: Vec<_> = chunk.par_iter().map(|&i| (i, engine.prepare(&variant(&sample[i % sample.len()].0, i as u64 + 1)).unwrap())).collect();
         for (i, p) in prepared {
-            engine.add(&NewPhoto { hotel_id: sample[i % sample.len()].1, room: None, source: Source::Import, uploader_key_id: None }, p).unwrap();
+            engine.add(&NewPhoto { hotel_id: sample[i % sample.len()].1, room: None, source: Source::Import, uploader_key_id: None }, p, "bench").unwrap();
         }
     }
     engine.save_index().unwrap();

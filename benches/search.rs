@@ -25,7 +25,7 @@ fn main() {
     let mut files: Vec<_> = std::fs::read_dir(root.join("data-sample/images")).unwrap().flatten().map(|e| e.path()).collect();
     files.sort();
     let bytes: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let embedder = hotelmatch::open_embedder(&Config::default()).unwrap_or_else(|e| panic!("{e}"));
+    let embedder = Config::default().onnx_embedder().unwrap_or_else(|e| panic!("{e}"));
     let inputs: Vec<Input> = bytes.iter().map(|b| Input::photo(b)).collect();
     let real: Vec<Vec<f32>> = embedder.embed(&inputs).into_iter().map(|r| r.unwrap().vector).collect();
     let dim = real[0].len();
