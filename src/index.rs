@@ -72,7 +72,7 @@ pub struct Found {
 }
 
 /// How a search was answered (for the latency figures and the curious).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Plan {
     /// Exact scan of every live vector.

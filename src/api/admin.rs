@@ -27,7 +27,8 @@ pub(super) struct AuditQuery {
 pub(super) async fn audit(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<AuditQuery>>) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(100).min(1000);
-    Ok(Json(blocking(move || engine.catalog().audit_entries_of(p.action.as_deref(), limit).map_err(EngineError::from)).await?))
+    let entries = blocking(move || engine.catalog().audit_entries_of(p.action.as_deref(), limit).map_err(EngineError::from)).await?;
+    Ok(Json(entries.into_iter().map(AuditEntry::from).collect()))
 }
 
 /// Starts a re-index job in the background.
@@ -40,7 +41,7 @@ pub(super) async fn audit(State(s): State<Shared>, Checked(QueryParams(p)): Chec
 pub(super) async fn start_reindex(State(s): State<Shared>, Extension(key): Extension<KeyInfo>) -> Result<(StatusCode, Json<Job>), ApiError> {
     let engine = s.engine.clone();
     let job = blocking(move || jobs::spawn_reindex(engine, &key.id)).await?;
-    Ok((StatusCode::ACCEPTED, Json(job)))
+    Ok((StatusCode::ACCEPTED, Json(job.into())))
 }
 
 /// The latest batch jobs, newest first.
@@ -50,7 +51,8 @@ pub(super) async fn start_reindex(State(s): State<Shared>, Extension(key): Exten
 pub(super) async fn list_jobs(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<Limit>>) -> Result<Json<Vec<Job>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(20).min(1000);
-    Ok(Json(blocking(move || Ok(engine.catalog().jobs(limit)?)).await?))
+    let jobs = blocking(move || Ok(engine.catalog().jobs(limit)?)).await?;
+    Ok(Json(jobs.into_iter().map(Job::from).collect()))
 }
 
 /// One batch job: state, phase and progress.
@@ -60,7 +62,7 @@ pub(super) async fn list_jobs(State(s): State<Shared>, Checked(QueryParams(p)): 
     params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_job(State(s): State<Shared>, Checked(Path(id)): Checked<Path<i64>>) -> Result<Json<Job>, ApiError> {
     let engine = s.engine.clone();
-    Ok(Json(blocking(move || Ok(engine.catalog().job(id)?)).await?))
+    Ok(Json(blocking(move || Ok(engine.catalog().job(id)?)).await?.into()))
 }
 
 /// Prometheus metrics: requests and latency per route, queue depth, index size.

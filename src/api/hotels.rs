@@ -36,7 +36,7 @@ pub(super) async fn list_hotels(State(s): State<Shared>, Checked(QueryParams(p))
         Ok(hotels)
     })
     .await?;
-    Ok(Json(hotels))
+    Ok(Json(hotels.into_iter().map(Hotel::from).collect()))
 }
 
 /// The "near" filter from its two fields, "LAT,LON" and `radius_km`, which go together.
@@ -99,7 +99,7 @@ pub(super) struct HotelPatch {
 
 impl HotelPatch {
     /// The hotel with these changes applied.
-    fn apply(self, mut h: Hotel) -> Hotel {
+    fn apply(self, mut h: catalog::Hotel) -> catalog::Hotel {
         if let Some(v) = self.name {
             h.name = v;
         }
@@ -126,11 +126,11 @@ impl HotelPatch {
 pub(super) async fn create_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Json(n)): Checked<Json<NewHotel>>) -> Result<(StatusCode, Json<Hotel>), ApiError> {
     let engine = s.engine.clone();
     let hotel = blocking(move || {
-        let h = Hotel { id: 0, external_id: n.external_id, name: n.name, chain: n.chain, address: n.address, city: n.city, country: n.country, latitude: n.latitude, longitude: n.longitude };
+        let h = catalog::Hotel { id: 0, external_id: n.external_id, name: n.name, chain: n.chain, address: n.address, city: n.city, country: n.country, latitude: n.latitude, longitude: n.longitude };
         engine.create_hotel(&h, &key.id)
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(hotel)))
+    Ok((StatusCode::CREATED, Json(hotel.into())))
 }
 
 /// Changes some fields of a hotel (absent fields are kept; `null` clears one). The audit
@@ -146,7 +146,7 @@ pub(super) async fn update_hotel(State(s): State<Shared>, Extension(key): Extens
         engine.update_hotel(id, |h| patch.apply(h), &key.id)
     })
     .await?;
-    Ok(Json(hotel))
+    Ok(Json(hotel.into()))
 }
 
 
@@ -157,5 +157,6 @@ pub(super) async fn update_hotel(State(s): State<Shared>, Extension(key): Extens
     params(("id" = i64, Path, description = "Hotel id")), responses((status = 200, body = Vec<Image>)))]
 pub(super) async fn hotel_photos(State(s): State<Shared>, Checked(Path(id)): Checked<Path<i64>>) -> Result<Json<Vec<Image>>, ApiError> {
     let engine = s.engine.clone();
-    Ok(Json(blocking(move || Ok(engine.catalog().images_of_hotel(id)?)).await?))
+    let images = blocking(move || Ok(engine.catalog().images_of_hotel(id)?)).await?;
+    Ok(Json(images.into_iter().map(Image::from).collect()))
 }

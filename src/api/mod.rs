@@ -15,17 +15,19 @@ use tokio::sync::Semaphore;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::catalog::{AuditEntry, CatalogError, Hotel, HotelFilter, Image, Job, KeyInfo, Role, Source, Status};
+use crate::catalog::{self, CatalogError, HotelFilter, KeyInfo, Role, Source};
 use crate::embed::EmbedError;
-use crate::engine::{Engine, EngineError, ErrorKind, Ingested, NewPhoto, Query, SearchResult};
+use crate::engine::{Engine, EngineError, ErrorKind, NewPhoto, Query};
 use crate::jobs;
 
 mod admin;
+pub mod dto;
 mod hotels;
 mod photos;
 mod search;
 
 use admin::*;
+use dto::{AuditEntry, Hotel, Image, Ingested, Job, SearchResult, Status};
 use hotels::*;
 use photos::*;
 use search::*;

@@ -38,8 +38,8 @@ pub(super) async fn upload(State(s): State<Shared>, Extension(key): Extension<Ke
     })
     .await?;
     // 201 only now, when the photo is in the store and the catalog; a duplicate creates nothing.
-    let status = if matches!(outcome, Ingested::Added { .. }) { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(outcome)).into_response())
+    let status = if matches!(outcome, crate::engine::Ingested::Added { .. }) { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(Ingested::from(outcome))).into_response())
 }
 
 
@@ -78,11 +78,11 @@ pub(super) async fn photo(State(s): State<Shared>, Extension(key): Extension<Key
 }
 
 /// Deleted photos are served to nobody, quarantined ones (under review) to admins only.
-fn visible_to(status: Status, role: Role) -> bool {
+fn visible_to(status: catalog::Status, role: Role) -> bool {
     match status {
-        Status::Active => true,
-        Status::Quarantined => role == Role::Admin,
-        Status::Deleted => false,
+        catalog::Status::Active => true,
+        catalog::Status::Quarantined => role == Role::Admin,
+        catalog::Status::Deleted => false,
     }
 }
 
@@ -111,6 +111,6 @@ pub(super) struct StatusChange {
     responses((status = 200, description = "Changed"), (status = 404, body = ErrorBody)))]
 pub(super) async fn set_status(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(Json(c)): Checked<Json<StatusChange>>) -> Result<Json<serde_json::Value>, ApiError> {
     let engine = s.engine.clone();
-    blocking(move || engine.set_status(id, c.status, &key.id)).await?;
+    blocking(move || engine.set_status(id, c.status.into(), &key.id)).await?;
     Ok(Json(serde_json::json!({"image_id": id, "status": c.status})))
 }

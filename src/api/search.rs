@@ -65,7 +65,7 @@ pub(super) async fn search(State(s): State<Shared>, Extension(key): Extension<Ke
         engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask }, &key.id)
     })
     .await?;
-    Ok(Json(res).into_response())
+    Ok(Json(SearchResult::from(res)).into_response())
 }
 
 

@@ -48,7 +48,7 @@ pub enum CatalogError {
 }
 
 /// A hotel.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Hotel {
     #[serde(default)]
     pub id: i64,
@@ -71,7 +71,7 @@ pub struct Hotel {
 }
 
 /// Whether an image takes part in search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Active,
@@ -106,7 +106,7 @@ impl std::str::FromStr for Status {
 }
 
 /// Where an image came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// Uploaded by a member of the public.
@@ -128,7 +128,7 @@ impl Source {
 }
 
 /// An image row.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Image {
     pub id: i64,
     pub sha256: String,
@@ -140,7 +140,6 @@ pub struct Image {
     pub width: u32,
     pub height: u32,
     /// PDQ hash, 64 hex digits.
-    #[schema(value_type = String)]
     pub pdq: PdqHash,
     pub pdq_quality: u8,
     pub status: Status,
@@ -174,7 +173,7 @@ pub struct Change {
 }
 
 /// Where a batch job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Running,
@@ -204,7 +203,7 @@ impl JobState {
 }
 
 /// A batch job's record (re-embedding and re-indexing).
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Job {
     pub id: i64,
     pub kind: String,
@@ -222,18 +221,17 @@ pub struct Job {
 }
 
 /// An audit entry.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: i64,
     pub actor: String,
     pub action: String,
-    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 
 /// What an API key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Adds photos and lists hotels (the public).
@@ -275,10 +273,9 @@ pub struct KeyInfo {
 }
 
 /// Which hotels a search may return.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct HotelFilter {
     /// (latitude, longitude, radius in km).
-    #[schema(value_type = Option<Vec<f64>>)]
     pub near: Option<(f64, f64, f64)>,
     pub country: Option<String>,
     pub city: Option<String>,

@@ -201,7 +201,7 @@ pub struct Query<'a> {
 }
 
 /// A feature-map cell of the query that resembles a matched photo.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Cell {
     pub x: usize,
     pub y: usize,
@@ -209,7 +209,7 @@ pub struct Cell {
 }
 
 /// One matched photo shown as evidence.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Evidence {
     pub image_id: i64,
     pub sha256: String,
@@ -226,18 +226,17 @@ pub struct Evidence {
 
 /// A stored photo that the query is a copy of: the same picture, perhaps resized,
 /// recompressed, rotated or mirrored (PDQ within its match distance).
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Reuse {
     pub image_id: i64,
     pub hotel_id: i64,
     pub distance: u32,
     /// Which rotation or mirror of the query matched ("original", "flip_x", …).
-    #[schema(value_type = String)]
     pub variant: &'static str,
 }
 
 /// A candidate hotel.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HotelHit {
     pub rank: usize,
     pub score: f32,
@@ -246,17 +245,15 @@ pub struct HotelHit {
 }
 
 /// The answer to a query.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SearchResult {
     pub hotels: Vec<HotelHit>,
     /// Stored photos the query is a copy of (exact reuse of a crowd photo), closest first.
     pub reuse: Vec<Reuse>,
     /// Every image hit, best first (image id, hotel id, similarity), for rooms and evaluation.
     #[serde(skip)]
-    #[schema(ignore)]
     pub images: Vec<Found>,
     /// Query feature-map size (columns, rows) that `query_cells` refer to.
-    #[schema(value_type = Vec<usize>)]
     pub grid: (usize, usize),
     /// How the index answered.
     pub plan: Plan,
@@ -272,7 +269,7 @@ pub struct SearchResult {
 }
 
 /// Outcome of adding one photo.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Ingested {
     /// Stored and indexed.
