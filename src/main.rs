@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Args)]
 struct Global {
-    /// TOML config file (settings: models_dir, ort_library, model, [embed], [limits]).
+    /// TOML config file (every setting of src/config.rs: model, data_dir, catalog, photos, [store.s3], [search], [serve], ...).
     #[arg(long, global = true, env = "HOTELMATCH_CONFIG")]
     config: Option<PathBuf>,
     /// Model card name in the models directory.
@@ -64,9 +64,16 @@ struct Global {
     /// Geometric verification of the top N photos of a search (0 = off; default 30).
     #[arg(long, global = true)]
     verify: Option<usize>,
-    /// Data directory (catalog, photos, index).
+    /// Data directory (this process's index dumps; the catalog and photos too unless
+    /// --catalog / --photos say otherwise).
     #[arg(long, global = true, env = "HOTELMATCH_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The catalog: postgres://user@host:port/db, or a SQLite file (default: in the data directory).
+    #[arg(long, global = true)]
+    catalog: Option<String>,
+    /// Where photos are kept: a directory or s3://bucket/prefix (default: the data directory).
+    #[arg(long, global = true)]
+    photos: Option<String>,
     /// Start an empty catalog when the data directory has none (import and serve always may).
     #[arg(long, global = true)]
     init: bool,
@@ -303,6 +310,12 @@ fn config(g: &Global) -> Result<Config> {
     }
     if let Some(d) = &g.data_dir {
         c.data_dir = d.clone();
+    }
+    if let Some(v) = &g.catalog {
+        c.catalog = v.clone();
+    }
+    if let Some(v) = &g.photos {
+        c.photos = v.clone();
     }
     if let Some(a) = g.aggregation {
         c.search.aggregation = a;

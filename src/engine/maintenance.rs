@@ -41,11 +41,13 @@ impl Engine {
                 HnswIndex::new(dim, opts)
             }
         };
+        let from_dump = loaded.watermark() > 0;
         *self.index_mut() = Box::new(loaded);
-        // The PDQ index is cheap to rebuild; it is always made from the catalog, then
-        // follows the feed with the vector index.
-        let active = self.catalog.active_pdq()?;
-        {
+        // The PDQ index is not dumped. Next to a dump it starts from the active photos
+        // (cheap) and the feed since the dump brings both up to date; without one, the
+        // whole feed builds both (starting from the photos too would add each hash twice).
+        if from_dump {
+            let active = self.catalog.active_pdq()?;
             let mut hashes = self.hashes_mut();
             for (image_id, pdq) in active {
                 hashes.add(image_id as u64, &pdq);
