@@ -118,9 +118,13 @@ pub struct EngineSettings {
     /// Where photos and case images go: a directory, `memory:` or `s3://bucket/prefix`
     /// (empty: `data_dir`).
     pub photos: String,
+    /// Object store settings, for `s3://` photos.
     pub store: StoreOptions,
+    /// Limits on input photos.
     pub limits: Limits,
+    /// Vector index settings.
     pub index: IndexOptions,
+    /// Search settings.
     pub search: SearchOptions,
     /// PDQ distance at or below which an upload of the same hotel is a duplicate (0 = off).
     pub duplicate_distance: u32,

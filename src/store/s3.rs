@@ -17,8 +17,11 @@ use super::{check_id, fan_out, sha256_hex, BlobStore, StoreError};
 pub struct S3Options {
     /// e.g. `http://127.0.0.1:8333` for a local SeaweedFS; AWS itself when unset.
     pub endpoint: Option<String>,
+    /// The region (`us-east-1` when neither this nor `AWS_REGION` is set).
     pub region: Option<String>,
+    /// The access key (or `AWS_ACCESS_KEY_ID`).
     pub access_key_id: Option<String>,
+    /// The secret key (or `AWS_SECRET_ACCESS_KEY`); keep it out of shared config files.
     pub secret_access_key: Option<String>,
     /// Allow plain HTTP (a store on loopback or a private network).
     pub allow_http: bool,
