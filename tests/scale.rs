@@ -169,6 +169,9 @@ fn the_s3_store_on_seaweedfs_is_content_addressed_and_verified() {
     let Some(s3) = Service::start("s3", "store", &["hm-store-test"]) else { return };
     let opts = S3Options { endpoint: Some(s3.url.clone()), allow_http: true, access_key_id: Some("any".into()), secret_access_key: Some("any".into()), region: None };
     let store = S3Store::open("hm-store-test", "photos", &opts).unwrap();
+    // A bucket that does not exist is refused when the store opens, not at the first upload.
+    let missing = S3Store::open("hm-no-such-bucket", "photos", &opts).err().expect("a missing bucket was accepted");
+    assert!(missing.to_string().contains("hm-no-such-bucket"), "{missing}");
     let sha = store.put(b"room photo").unwrap();
     assert_eq!(sha, hotelmatch::store::sha256_hex(b"room photo"));
     assert_eq!(store.put(b"room photo").unwrap(), sha, "written once");
