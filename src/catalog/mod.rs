@@ -536,3 +536,24 @@ pub fn open(location: &str) -> Result<Box<dyn Catalog>, CatalogError> {
         Ok(Box::new(sqlite::SqliteCatalog::open(Path::new(location))?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn haversine_is_sane() {
+        let d = haversine_km(39.7392, -104.9903, 40.015, -105.2705);
+        assert!((d - 39.0).abs() < 2.0, "{d}");
+    }
+
+    #[test]
+    fn a_job_is_dead_when_its_lease_ran_out_or_its_local_process_is_gone() {
+        let me = this_host();
+        let t = now();
+        assert!(!job_is_dead(&me, i64::from(std::process::id()), t, &me, t));
+        assert!(job_is_dead(&me, 99_999_999, t, &me, t), "a local pid that cannot exist");
+        assert!(!job_is_dead("elsewhere", 99_999_999, t, &me, t), "another host's pid says nothing here");
+        assert!(job_is_dead("elsewhere", 1, t - JOB_LEASE_SECS - 1, &me, t));
+    }
+}
