@@ -41,20 +41,15 @@ pub fn spawn_reindex(engine: Arc<Engine>, started_by: &str) -> Result<Job, Engin
 
 /// The rebuild itself, with the job's record and lease kept up to date.
 fn finish(engine: &Engine, id: i64, started_by: &str, progress: &(dyn Fn(Step, usize, usize) + Sync)) -> Result<(Job, usize), EngineError> {
-    let running = AtomicBool::new(true);
+    // Dropped when the rebuild ends, which ends the heartbeat at once.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let outcome = std::thread::scope(|s| {
         // The lease is renewed well within its term even while a long step reports nothing.
-        s.spawn(|| {
+        s.spawn(move || {
             let beat = Duration::from_secs((JOB_LEASE_SECS / 4).max(1) as u64);
-            let mut waited = Duration::ZERO;
-            while running.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-                waited += Duration::from_millis(100);
-                if waited >= beat {
-                    waited = Duration::ZERO;
-                    if let Err(e) = engine.catalog().heartbeat(id) {
-                        tracing::warn!(job = id, "cannot renew the job's lease: {e}");
-                    }
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(beat) {
+                if let Err(e) = engine.catalog().heartbeat(id) {
+                    tracing::warn!(job = id, "cannot renew the job's lease: {e}");
                 }
             }
         });
@@ -65,7 +60,7 @@ fn finish(engine: &Engine, id: i64, started_by: &str, progress: &(dyn Fn(Step, u
             }
             progress(step, done, total);
         });
-        running.store(false, Ordering::Relaxed);
+        drop(done_tx);
         outcome
     });
     let error = outcome.as_ref().err().map(|e| e.to_string());

@@ -335,8 +335,7 @@ fn config(g: &Global) -> Result<Config> {
 fn open_engine(cfg: &Config, create: bool) -> Result<Engine> {
     let settings = cfg.engine_settings();
     let catalog = settings.catalog_location();
-    let embedded = !catalog.contains("://");
-    if embedded && !std::path::Path::new(&catalog).exists() {
+    if !hotelmatch::catalog::is_postgres(&catalog) && !std::path::Path::new(&catalog).exists() {
         if !create {
             bail!("no catalog at {catalog}: check --data-dir (or HOTELMATCH_DATA_DIR), run `hotelmatch import` first, or pass --init to start an empty one");
         }

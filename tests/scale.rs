@@ -1,6 +1,9 @@
 //! Beyond one machine: the catalog contract on SQLite and on a real PostgreSQL, the S3 photo
 //! store on a real SeaweedFS, and two `hotelmatch serve` replicas sharing both.
 
+// The shared helpers; only `multipart` is used here.
+#[allow(dead_code)]
+mod common;
 #[path = "common/services.rs"]
 mod services;
 
@@ -237,16 +240,10 @@ fn cli(config: &Path, data_dir: &Path, args: &[&str]) -> String {
 }
 
 fn post_photo(base: &str, token: &str, path: &str, field: &[(&str, &str)], bytes: &[u8]) -> (u16, serde_json::Value) {
-    let boundary = "hm-scale-boundary";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").into_bytes();
-    body.extend_from_slice(bytes);
-    for (k, v) in field {
-        body.extend_from_slice(format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}").as_bytes());
-    }
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (content_type, body) = common::multipart(&[("photo", bytes)], field);
     let mut r = ureq::post(&format!("{base}{path}"))
         .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", &format!("multipart/form-data; boundary={boundary}"))
+        .header("Content-Type", &content_type)
         .config()
         .http_status_as_error(false)
         .build()

@@ -527,10 +527,16 @@ pub trait Catalog: HotelStore + PhotoCatalog + AuditLog + KeyStore + JobStore + 
     fn backend(&self) -> &'static str;
 }
 
+/// Whether `location` names a PostgreSQL database (a `postgres://` URL) rather than a
+/// SQLite file.
+pub fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
 /// Opens the catalog at `location`: a `postgres://` URL, or a path to a SQLite file
 /// (created and migrated when missing).
 pub fn open(location: &str) -> Result<Box<dyn Catalog>, CatalogError> {
-    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+    if is_postgres(location) {
         Ok(Box::new(postgres::PgCatalog::connect(location)?))
     } else {
         Ok(Box::new(sqlite::SqliteCatalog::open(Path::new(location))?))

@@ -49,7 +49,9 @@ impl S3Store {
         if let Some(v) = &opts.endpoint {
             b = b.with_endpoint(v);
         }
-        b = b.with_region(opts.region.clone().or_else(|| std::env::var("AWS_REGION").ok()).unwrap_or_else(|| "us-east-1".into()));
+        if let Some(v) = &opts.region {
+            b = b.with_region(v);
+        }
         if let Some(v) = &opts.access_key_id {
             b = b.with_access_key_id(v);
         }
