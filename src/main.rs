@@ -197,6 +197,10 @@ struct SearchArgs {
     /// Don't mask a region that looks already painted out (done by default without a mask).
     #[arg(long)]
     no_auto_mask: bool,
+    /// The graph search's candidate list (default: the config's `index.ef_search`): larger
+    /// finds more of the nearest photos, slower.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..=1000))]
+    ef: Option<u64>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -531,7 +535,7 @@ fn cmd_import(cfg: &Config, args: ImportArgs, out: &mut impl Write) -> Result<()
 }
 
 fn cmd_search(cfg: &Config, init: bool, args: SearchArgs, out: &mut impl Write) -> Result<()> {
-    let SearchArgs { image, mask, rect, near, radius_km, country, city, chain, hotels, top, save_case, no_auto_mask, json } = args;
+    let SearchArgs { image, mask, rect, near, radius_km, country, city, chain, hotels, top, save_case, no_auto_mask, ef, json } = args;
     let engine = open_engine(cfg, init)?;
     let mask = match (mask, rect.is_empty()) {
         (Some(path), _) => Some(load_mask(&path, cfg)?),
@@ -546,7 +550,7 @@ fn cmd_search(cfg: &Config, init: bool, args: SearchArgs, out: &mut impl Write) 
         hotel_ids: (!hotels.is_empty()).then_some(hotels),
     };
     let bytes = read(&image)?;
-    let res = engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask: no_auto_mask }, "cli")?;
+    let res = engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask: no_auto_mask, ef: ef.unwrap_or(0) as usize }, "cli")?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&res)?)?;
     } else {

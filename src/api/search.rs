@@ -27,6 +27,9 @@ pub(super) struct SearchForm {
     /// "false" turns off the automatic mask of a region already painted out (on by default
     /// when no `mask` is sent; the result's `auto_mask` says how much it covered).
     auto_mask: Option<bool>,
+    /// The graph search's candidate list, 10–1000 (default: the server's `index.ef_search`):
+    /// larger finds more of the nearest photos, slower. Exact scans ignore it.
+    ef: Option<usize>,
 }
 
 /// Ranked hotels for a query photo, with the matching photos as evidence.
@@ -52,6 +55,10 @@ pub(super) async fn search(State(s): State<Shared>, Extension(key): Extension<Ke
         return Err(ApiError::bad_request("invalid_field", "top: 1 to 100 hotels"));
     }
     let save_case = parse_field::<bool>(&form, "save_case")?.unwrap_or(false);
+    let ef = parse_field::<usize>(&form, "ef")?.unwrap_or(0);
+    if ef != 0 && !(10..=1000).contains(&ef) {
+        return Err(ApiError::bad_request("invalid_field", "ef: 10 to 1000"));
+    }
     let skip_auto_mask = !parse_field::<bool>(&form, "auto_mask")?.unwrap_or(true);
     let _pixels = pixel_permit(&s, &[&bytes, mask_bytes.as_deref().unwrap_or_default()])?;
     let _slot = queue_slot(&s).await?;
@@ -62,7 +69,7 @@ pub(super) async fn search(State(s): State<Shared>, Extension(key): Extension<Ke
             Some(m) => Some(Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))?),
             None => None,
         };
-        engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask }, &key.id)
+        engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask, ef }, &key.id)
     })
     .await?;
     Ok(Json(SearchResult::from(res)).into_response())

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::{Engine, EngineError, Step};
 use crate::catalog::Status;
-use crate::index::HnswIndex;
+use crate::index::VectorIndex;
 use crate::store::StoreError;
 
 /// What one look at the change feed did.
@@ -27,22 +27,22 @@ impl Engine {
     pub(super) fn load_index(&self) -> Result<(), EngineError> {
         let (dim, opts) = (self.embedder.dim(), self.settings.index.clone());
         let last = self.catalog.last_change()?;
-        let loaded = match HnswIndex::load(&self.index_dir(), dim, opts.clone()) {
+        let loaded: Box<dyn VectorIndex> = match crate::index::load_index(&self.index_dir(), dim, opts.clone()) {
             // A dump ahead of the catalog was made against another catalog: not ours.
             Ok(idx) if idx.watermark() <= last => idx,
             Ok(idx) => {
                 tracing::warn!("index dump is at change {} but the catalog at {last}: rebuilding from the catalog", idx.watermark());
-                HnswIndex::new(dim, opts)
+                crate::index::new_index(dim, opts)
             }
             Err(e) => {
                 if self.index_dir().exists() {
                     tracing::warn!("rebuilding the index from the catalog: {e}");
                 }
-                HnswIndex::new(dim, opts)
+                crate::index::new_index(dim, opts)
             }
         };
         let from_dump = loaded.watermark() > 0;
-        *self.index_mut() = Box::new(loaded);
+        self.swap_index(loaded.into());
         // The PDQ index is not dumped. Next to a dump it starts from the active photos
         // (cheap) and the feed since the dump brings both up to date; without one, the
         // whole feed builds both (starting from the photos too would add each hash twice).
@@ -70,7 +70,8 @@ impl Engine {
         if changes.is_empty() {
             return Ok(0);
         }
-        self.index_mut().apply(&changes)?;
+        // No lock over the index: searches go on while the changes land.
+        self.index().apply(&changes)?;
         let mut hashes = self.hashes_mut();
         for c in &changes {
             if c.status == Status::Active {
@@ -113,10 +114,12 @@ impl Engine {
     fn rebuild_from_catalog(&self) -> Result<usize, EngineError> {
         let changes = self.catalog.changes_since(0, self.model_id)?;
         let mut fresh = self.index().fresh();
+        // Built once, in parallel, off the serving path (the feed from 0 holds no deleted
+        // vectors, so compacting is a no-op unless one was deleted in the same feed).
         fresh.apply(&changes)?;
         fresh.compact();
         let _g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
-        *self.index_mut() = fresh;
+        self.swap_index(fresh.into());
         // What was added or deleted while the new index was being built.
         self.apply_feed()?;
         Ok(changes.len())

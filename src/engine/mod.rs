@@ -10,7 +10,7 @@ mod moderation;
 mod search;
 
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -202,6 +202,9 @@ pub struct Query<'a> {
     pub save_case: bool,
     /// Don't look for an already-erased region to mask (the investigator turned it off).
     pub skip_auto_mask: bool,
+    /// The graph search's candidate list (0 = the configured `index.ef_search`): larger is
+    /// slower and finds more of the true nearest photos.
+    pub ef: usize,
 }
 
 /// A feature-map cell of the query that resembles a matched photo.
@@ -331,7 +334,8 @@ pub struct Engine {
     cases: Box<dyn BlobStore>,
     embedder: Box<dyn Embed>,
     model_id: i64,
-    index: RwLock<Box<dyn VectorIndex>>,
+    /// Swapped whole on a rebuild; searches hold their own `Arc`, so a swap waits for none.
+    index: RwLock<Arc<dyn VectorIndex>>,
     hashes: RwLock<HammingIndex>,
     /// The last finished re-index this process's index reflects; held while catching up, so
     /// that one thread at a time applies the feed.
@@ -357,13 +361,13 @@ impl Engine {
     pub fn from_parts(settings: EngineSettings, catalog: Box<dyn Catalog>, store: Box<dyn BlobStore>, cases: Box<dyn BlobStore>, embedder: Box<dyn Embed>) -> Result<Self, EngineError> {
         let model_id = catalog.model_id(embedder.model(), &embedder.pooling(), embedder.dim(), &embedder.settings())?;
         let generation = catalog.last_done(crate::jobs::REINDEX)?;
-        let index = crate::index::HnswIndex::new(embedder.dim(), settings.index.clone());
+        let index = crate::index::new_index(embedder.dim(), settings.index.clone());
         let engine = Engine {
             catalog,
             store,
             cases,
             model_id,
-            index: RwLock::new(Box::new(index)),
+            index: RwLock::new(Arc::from(index)),
             hashes: RwLock::new(HammingIndex::new()),
             generation: Mutex::new(generation),
             embedder,
@@ -380,12 +384,12 @@ impl Engine {
     // As with the catalog, a lock poisoned by a panic is taken over rather than failing
     // every later request: the catalog stays the source of truth, and `reindex` restores
     // the indexes from it.
-    fn index(&self) -> RwLockReadGuard<'_, Box<dyn VectorIndex>> {
-        self.index.read().unwrap_or_else(|e| e.into_inner())
+    fn index(&self) -> Arc<dyn VectorIndex> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn index_mut(&self) -> RwLockWriteGuard<'_, Box<dyn VectorIndex>> {
-        self.index.write().unwrap_or_else(|e| e.into_inner())
+    fn swap_index(&self, index: Arc<dyn VectorIndex>) {
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
     }
 
     fn hashes(&self) -> RwLockReadGuard<'_, HammingIndex> {

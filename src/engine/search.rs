@@ -30,23 +30,19 @@ impl Engine {
             None => Vec::new(),
         };
         let index = self.index();
-        let (mut found, mut plan) = index.search(&emb.vector, opts.top_images, hotels.as_deref())?;
+        let (mut found, mut plan) = index.search(&emb.vector, opts.top_images, hotels.as_deref(), q.ef)?;
         if opts.expansion > 0 && !found.is_empty() {
             let mut expanded = emb.vector.clone();
             for f in found.iter().take(opts.expansion) {
                 if let Some(v) = index.vector_of(f.image_id) {
                     let w = f.similarity.max(0.0).powf(opts.alpha);
-                    expanded.iter_mut().zip(v).for_each(|(e, x)| *e += w * x);
+                    expanded.iter_mut().zip(&v).for_each(|(e, x)| *e += w * x);
                 }
             }
             crate::pool::l2_normalize(&mut expanded);
-            (found, plan) = index.search(&expanded, opts.top_images, hotels.as_deref())?;
+            (found, plan) = index.search(&expanded, opts.top_images, hotels.as_deref(), q.ef)?;
         }
-        // The verification decodes photos for a good while: not under the index's lock, which
-        // uploads need.
-        drop(index);
         let verified = self.verify(q.bytes, emb.mask.as_ref(), &mut found)?;
-        let index = self.index();
         let top = if q.top == 0 { opts.top_hotels } else { q.top };
         let ranked = rank::rank_hotels(&found, opts.aggregation, top);
         let grid = emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height));
@@ -58,7 +54,7 @@ impl Engine {
             for f in r.images.iter().take(opts.evidence) {
                 let img = cat.image(f.image_id)?;
                 let query_cells = match (&emb.cells, index.vector_of(f.image_id)) {
-                    (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), v, 3),
+                    (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), &v, 3),
                     _ => Vec::new(),
                 };
                 let (similarity, matched_points) = verified.get(&f.image_id).map_or((f.similarity, None), |&(cos, n)| (cos, Some(n)));
