@@ -1,13 +1,14 @@
 //! Search latency and index cost at scale: real embeddings of the data-sample photos, grown
 //! to N images with realistic synthetic neighbours (each a noisy copy of a real vector, so the
-//! set stays clustered like rooms of a hotel). Exact scan vs HNSW, with and without hotel
-//! filters; HNSW recall@10 against exact; build time; memory per image.
+//! set stays clustered like rooms of a hotel). Exact scan vs HNSW (the default index: int8),
+//! with and without hotel filters; HNSW recall@10 against an exact f32 scan; build time;
+//! memory per image. The side-by-side comparison with other ANN libraries is `benches/ann.rs`.
 //! `BENCH_SIZES=10000,100000 cargo bench --bench search`. Prints JSON lines.
 
 use std::time::Instant;
 
 use hotelmatch::catalog::{Change, Status};
-use hotelmatch::index::{IndexOptions, HnswIndex};
+use hotelmatch::index::{new_index, Format, IndexOptions};
 use hotelmatch::{Config, Input};
 
 fn rss_bytes() -> usize {
@@ -71,7 +72,7 @@ fn main() {
         for (name, hnsw_min) in [("exact", usize::MAX), ("hnsw", 0)] {
             let before = rss_bytes();
             let t = Instant::now();
-            let mut idx = HnswIndex::new(dim, IndexOptions { hnsw_min, ..Default::default() });
+            let idx = new_index(dim, IndexOptions { hnsw_min, exact_max: if hnsw_min == 0 { 5_000 } else { usize::MAX }, ..Default::default() });
             idx.apply(&changes).unwrap();
             let build_s = t.elapsed().as_secs_f64();
             let bytes_per_image = rss_bytes().saturating_sub(before) / n;
@@ -80,7 +81,7 @@ fn main() {
                 let mut plan = None;
                 for q in &queries {
                     let t = Instant::now();
-                    let (found, p) = idx.search(q, 100, filter).unwrap();
+                    let (found, p) = idx.search(q, 100, filter, 0).unwrap();
                     lat.push(t.elapsed().as_secs_f64() * 1e3);
                     assert!(!found.is_empty());
                     plan = Some(p);
@@ -95,12 +96,12 @@ fn main() {
             }
             if name == "hnsw" {
                 // recall@10 of the graph against an exact scan of the same vectors
-                let mut exact = HnswIndex::new(dim, IndexOptions { hnsw_min: usize::MAX, ..Default::default() });
+                let exact = new_index(dim, IndexOptions { format: Format::F32, hnsw_min: usize::MAX, exact_max: usize::MAX, ..Default::default() });
                 exact.apply(&changes).unwrap();
                 let mut hit = 0;
                 for q in &queries {
-                    let a: Vec<i64> = idx.search(q, 10, None).unwrap().0.iter().map(|f| f.image_id).collect();
-                    let b: Vec<i64> = exact.search(q, 10, None).unwrap().0.iter().map(|f| f.image_id).collect();
+                    let a: Vec<i64> = idx.search(q, 10, None, 0).unwrap().0.iter().map(|f| f.image_id).collect();
+                    let b: Vec<i64> = exact.search(q, 10, None, 0).unwrap().0.iter().map(|f| f.image_id).collect();
                     hit += a.iter().filter(|x| b.contains(x)).count();
                 }
                 println!("{{\"bench\": \"recall\", \"n\": {n}, \"recall_at_10\": {:.3}}}", hit as f64 / (10 * queries.len()) as f64);
