@@ -1,14 +1,18 @@
 //! Load figures for the HTTP API: a real server on 127.0.0.1, data-sample grown to N photos
-//! (random crops and exposures of the 48 sample photos), then searches with 1, 8 and 32
-//! concurrent clients (with and without the PDQ reuse check of queries) and uploads with 8,
-//! each bounded in count and time.
-//! `BENCH_PHOTOS_N=10000 cargo bench --bench load`. Prints JSON lines.
+//! (random crops and exposures of the 48 sample photos, embedded), optionally plus M more
+//! catalog rows whose vectors are noisy copies of the real ones (sharing the sample files, so
+//! verification still reads real photos) to reach index sizes that embedding every photo
+//! on this machine would take hours to; then searches with 1, 8 and 32 concurrent clients
+//! (with and without the PDQ reuse check of queries, with and without verification),
+//! uploads with 8, and upload → searchable: 4 clients upload, and after each 201 one of 4
+//! other clients searches with that photo until it comes back. Each bounded in count and time.
+//! `BENCH_PHOTOS_N=2000 BENCH_VECTORS_N=98000 cargo bench --bench load`. Prints JSON lines.
 
 use std::io::Cursor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hotelmatch::catalog::{Role, Source};
+use hotelmatch::catalog::{NewImage, Role, Source};
 use hotelmatch::engine::NewPhoto;
 use hotelmatch::{import, Config};
 use rayon::prelude::*;
@@ -65,11 +69,81 @@ fn load(url: &str, token: &str, clients: usize, total: usize, limit: Duration, m
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
+/// Upload → searchable: 4 clients upload `uploads` new photos; after each 201, one of 4
+/// other clients searches with that photo until its id is among the evidence (at most 20
+/// searches). Returns the delays from the 201 to that search's answer (ms), and the misses.
+fn searchable(base: &str, uploader: &str, investigator: &str, uploads: usize, make: &(dyn Fn(usize) -> (Vec<u8>, i64) + Sync)) -> (Vec<f64>, usize) {
+    let agent = || -> ureq::Agent { ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into() };
+    let (tx, rx) = std::sync::mpsc::channel::<(i64, Vec<u8>, Instant)>();
+    let rx = std::sync::Mutex::new(rx);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let tx = tx.clone();
+            let (next, agent) = (&next, agent());
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= uploads {
+                    break;
+                }
+                let (bytes, hotel) = make(i);
+                let (ct, body) = multipart(&[("photo", &bytes)], &[("hotel_id", &hotel.to_string())]);
+                let Ok(mut r) = agent.post(format!("{base}/api/v1/photos")).header("Authorization", &format!("Bearer {uploader}")).header("Content-Type", &ct).send(&body[..]) else { continue };
+                if r.status().as_u16() != 201 {
+                    continue;
+                }
+                let at = Instant::now();
+                let v: serde_json::Value = r.body_mut().read_to_string().ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+                if let Some(id) = v["image_id"].as_i64() {
+                    let _ = tx.send((id, bytes, at));
+                }
+            });
+        }
+        drop(tx);
+        let searchers: Vec<_> = (0..4)
+            .map(|_| {
+                let (rx, agent) = (&rx, agent());
+                s.spawn(move || {
+                    let (mut lat, mut missed) = (Vec::new(), 0);
+                    loop {
+                        let item = rx.lock().unwrap().recv();
+                        let Ok((id, bytes, at)) = item else { break };
+                        let found = (0..20).any(|_| {
+                            let (ct, body) = multipart(&[("photo", &bytes)], &[("top", "3")]);
+                            let Ok(mut r) = agent.post(format!("{base}/api/v1/search")).header("Authorization", &format!("Bearer {investigator}")).header("Content-Type", &ct).send(&body[..]) else { return false };
+                            let v: serde_json::Value = r.body_mut().read_to_string().ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+                            v["hotels"].as_array().into_iter().flatten().flat_map(|h| h["evidence"].as_array().into_iter().flatten()).any(|e| e["image_id"].as_i64() == Some(id))
+                        });
+                        if found {
+                            lat.push(at.elapsed().as_secs_f64() * 1e3);
+                        } else {
+                            missed += 1;
+                        }
+                    }
+                    (lat, missed)
+                })
+            })
+            .collect();
+        let (mut lat, mut missed) = (Vec::new(), 0);
+        for h in searchers {
+            let (l, m) = h.join().unwrap();
+            lat.extend(l);
+            missed += m;
+        }
+        lat.sort_by(|a, b| a.total_cmp(b));
+        (lat, missed)
+    })
+}
+
 fn main() {
-    let n: usize = std::env::var("BENCH_PHOTOS_N").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::var("BENCH_PHOTOS_N").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000);
+    let extra: usize = std::env::var("BENCH_VECTORS_N").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::temp_dir().join(format!("hm-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -95,8 +169,38 @@ fn main() {
             engine.add(&NewPhoto { hotel_id: sample[i % sample.len()].1, room: None, source: Source::Import, uploader_key_id: None }, p, "bench").unwrap();
         }
     }
+    let embedded = engine.indexed();
+    if extra > 0 {
+        // Noisy copies of the real photos' vectors, each a catalog row pointing at the
+        // real photo's stored file.
+        let e = engine.embedder();
+        let model = engine.catalog().model_id(e.model(), &e.pooling(), e.dim(), &e.settings()).unwrap();
+        let real = engine.catalog().changes_since(0, model).unwrap();
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        for i in 0..extra {
+            let c = &real[i % real.len()];
+            let img = engine.catalog().image(c.image_id).unwrap();
+            let mut v: Vec<f32> = c.vector.as_ref().unwrap().iter().map(|x| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                x + 0.02 * ((seed % 2001) as f32 / 1000.0 - 1.0)
+            }).collect();
+            hotelmatch::pool::l2_normalize(&mut v);
+            let row = NewImage { sha256: img.sha256.clone(), hotel_id: img.hotel_id, room: None, source: Source::Import, uploader_key_id: None, width: img.width, height: img.height, pdq: c.pdq, pdq_quality: c.pdq_quality };
+            engine.catalog().add_image(&row, model, &v).unwrap();
+        }
+    }
+    let t_index = Instant::now();
+    drop(engine);
+    let engine = cfg.open_engine().unwrap();
     engine.save_index().unwrap();
-    println!("{{\"bench\": \"grow\", \"photos\": {}, \"seconds\": {:.1}}}", engine.indexed(), t.elapsed().as_secs_f64());
+    println!(
+        "{{\"bench\": \"grow\", \"photos\": {}, \"embedded\": {embedded}, \"vector_copies\": {extra}, \"seconds\": {:.1}, \"index_build_s\": {:.1}}}",
+        engine.indexed(),
+        t.elapsed().as_secs_f64(),
+        t_index.elapsed().as_secs_f64()
+    );
     let investigator = engine.catalog().create_key(Role::Investigator, "load").unwrap().1;
     let uploader = engine.catalog().create_key(Role::Uploader, "load").unwrap().1;
     drop(engine);
@@ -125,6 +229,21 @@ fn main() {
                 lat.len(),
                 pct(&lat, 0.5),
                 pct(&lat, 0.99)
+            );
+        }
+        if verify == 0 && reuse {
+            let make = |i: usize| {
+                let (bytes, hotel) = &sample[i % sample.len()];
+                (variant(bytes, 2_000_000 + i as u64), *hotel)
+            };
+            let (lat, missed) = searchable(&base, &uploader, &investigator, 100, &make);
+            println!(
+                "{{\"bench\": \"searchable\", \"verify\": {verify}, \"photos\": {}, \"clients\": 8, \"found\": {}, \"missed\": {missed}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"max_ms\": {:.1}}}",
+                engine.indexed(),
+                lat.len(),
+                pct(&lat, 0.5),
+                pct(&lat, 0.99),
+                lat.last().copied().unwrap_or(f64::NAN)
             );
         }
         if verify > 0 {

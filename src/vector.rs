@@ -329,19 +329,31 @@ mod x86 {
     unsafe fn f16_avx512(a: &[u16], b: &[u16]) -> f32 {
         let n = a.len();
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut s = _mm512_setzero_ps();
+        let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         let mut i = 0;
+        while i + 32 <= n {
+            // SAFETY: i + 32 ≤ n.
+            unsafe {
+                let x0 = _mm512_cvtph_ps(_mm256_loadu_si256(pa.add(i).cast()));
+                let y0 = _mm512_cvtph_ps(_mm256_loadu_si256(pb.add(i).cast()));
+                let x1 = _mm512_cvtph_ps(_mm256_loadu_si256(pa.add(i + 16).cast()));
+                let y1 = _mm512_cvtph_ps(_mm256_loadu_si256(pb.add(i + 16).cast()));
+                s0 = _mm512_fmadd_ps(x0, y0, s0);
+                s1 = _mm512_fmadd_ps(x1, y1, s1);
+            }
+            i += 32;
+        }
         while i < n {
             let m: __mmask16 = if n - i >= 16 { 0xFFFF } else { (1u16 << (n - i)) - 1 };
             // SAFETY: the mask only reads the n - i halves left.
             unsafe {
                 let x = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, pa.add(i).cast()));
                 let y = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, pb.add(i).cast()));
-                s = _mm512_fmadd_ps(x, y, s);
+                s0 = _mm512_fmadd_ps(x, y, s0);
             }
             i += 16;
         }
-        _mm512_reduce_add_ps(s)
+        _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
     }
 }
 

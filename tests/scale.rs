@@ -62,6 +62,10 @@ fn contract(cat: &dyn Catalog, reopen: &dyn Fn() -> Box<dyn Catalog>) {
     assert_eq!(feed.iter().map(|c| (c.image_id, c.status)).collect::<Vec<_>>(), vec![(i1, Status::Deleted), (i2, Status::Active), (i1, Status::Deleted)]);
     assert!(feed.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(feed[1].vector.as_deref(), Some(&[1.0, 0.0, 0.0][..]));
+    let mut stored = cat.embeddings(&[i2, i1, 999_999], m).unwrap();
+    stored.sort_by_key(|e| e.0);
+    assert_eq!(stored, vec![(i1, vec![0.5, 0.25, -1.0]), (i2, vec![1.0, 0.0, 0.0])]);
+    assert!(cat.embeddings(&[], m).unwrap().is_empty() && cat.embeddings(&[i1], m + 1000).unwrap().is_empty());
     assert_eq!(cat.changes_since(feed[1].seq, m).unwrap().len(), 1);
     assert_eq!(cat.last_change().unwrap(), feed[2].seq);
     assert_eq!(cat.deleted_only_sha256().unwrap(), vec!["ab".repeat(32)]);

@@ -447,6 +447,8 @@ pub trait PhotoCatalog {
     fn images_without_embedding(&self, model_id: i64) -> Result<Vec<Image>, CatalogError>;
     /// (all images, active images).
     fn image_counts(&self) -> Result<(i64, i64), CatalogError>;
+    /// The stored f32 vectors of these images for `model_id` (those that have one).
+    fn embeddings(&self, image_ids: &[i64], model_id: i64) -> Result<Vec<(i64, Vec<f32>)>, CatalogError>;
 }
 
 /// The audit trail: who did what, append-only.

@@ -297,6 +297,12 @@ impl PhotoCatalog for PgCatalog {
         let r = self.client()?.query_one("SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 'active') FROM images", &[])?;
         Ok((r.get(0), r.get(1)))
     }
+
+    fn embeddings(&self, image_ids: &[i64], model_id: i64) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
+        let ids = image_ids.to_vec();
+        let rows = self.client()?.query("SELECT image_id, vector FROM embeddings WHERE model_id = $1 AND image_id = ANY($2)", &[&model_id, &ids])?;
+        Ok(rows.iter().map(|r| (r.get::<_, i64>(0), blob_to_vector(r.get::<_, &[u8]>(1)))).collect())
+    }
 }
 
 impl AuditLog for PgCatalog {

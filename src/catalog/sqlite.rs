@@ -323,6 +323,22 @@ impl PhotoCatalog for SqliteCatalog {
     fn image_counts(&self) -> Result<(i64, i64), CatalogError> {
         Ok(self.conn().query_row("SELECT COUNT(*), COALESCE(SUM(status = 'active'), 0) FROM images", [], |r| Ok((r.get(0)?, r.get(1)?)))?)
     }
+
+    fn embeddings(&self, image_ids: &[i64], model_id: i64) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
+        let conn = self.conn();
+        let mut out = Vec::with_capacity(image_ids.len());
+        // In slices, under SQLite's default limit of bound parameters.
+        for ids in image_ids.chunks(500) {
+            let marks = vec!["?"; ids.len()].join(",");
+            let mut st = conn.prepare_cached(&format!("SELECT image_id, vector FROM embeddings WHERE model_id = ? AND image_id IN ({marks})"))?;
+            let args = std::iter::once(model_id).chain(ids.iter().copied());
+            let rows = st.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, blob_to_vector(&r.get::<_, Vec<u8>>(1)?))))?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl AuditLog for SqliteCatalog {
