@@ -138,3 +138,33 @@ fn two_engines_on_one_catalog_follow_each_other() {
     assert_eq!(catalog::open(&shared.join("catalog.sqlite").display().to_string()).unwrap().image_counts().unwrap(), (1, 0));
     std::fs::remove_dir_all(&shared).ok();
 }
+
+#[test]
+fn hits_from_the_compact_index_carry_exact_similarities() {
+    // The index holds int8 codes (the default); the search re-scores its hits with the f32
+    // vectors the catalog keeps, so a similarity is the exact cosine, best first.
+    let s = EngineSettings { search: SearchOptions { verify: 0, ..Default::default() }, ..settings("rerank") };
+    assert_eq!(s.index.format, hotelmatch::index::Format::Int8);
+    let limits = s.limits;
+    let engine = Engine::from_parts(s, Box::new(SqliteCatalog::in_memory().unwrap()), Box::new(MemoryStore::default()), Box::new(MemoryStore::default()), Box::new(ColourLayout::new(limits))).unwrap();
+    let names = ["h-aurora-101-0.jpg", "h-aurora-101-1.jpg", "h-harbor-121-0.jpg", "h-harbor-121-1.jpg", "h-desert-141-0.jpg", "h-maple-151-0.jpg"];
+    let mut ids = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let h = engine.create_hotel(&Hotel { name: format!("H{i}"), ..Default::default() }, "a").unwrap();
+        let Ingested::Added { image_id, .. } = engine.ingest(&photo(name), &new_photo(h.id), "u").unwrap() else { panic!("{name} not added") };
+        ids.push(image_id);
+    }
+    let query = photo("h-harbor-121-2.jpg");
+    let q = engine.embedder().embed(hotelmatch::Input::photo(&query)).unwrap().vector;
+    let model = engine.catalog().model_id(engine.embedder().model(), &engine.embedder().pooling(), engine.embedder().dim(), &engine.embedder().settings()).unwrap();
+    let stored: std::collections::HashMap<i64, Vec<f32>> = engine.catalog().embeddings(&ids, model).unwrap().into_iter().collect();
+    let res = engine.search(&Query { bytes: &query, skip_auto_mask: true, ..Default::default() }, "inv").unwrap();
+    let sims: Vec<f32> = res.hotels.iter().map(|h| h.evidence[0].similarity).collect();
+    assert_eq!(sims.len(), names.len());
+    assert!(sims.windows(2).all(|w| w[0] >= w[1]), "{sims:?}");
+    for h in &res.hotels {
+        let e = &h.evidence[0];
+        let exact = hotelmatch::vector::dot(&q, &stored[&e.image_id]);
+        assert!((e.similarity - exact).abs() < 1e-5, "image {}: {} vs exact {exact}", e.image_id, e.similarity);
+    }
+}
