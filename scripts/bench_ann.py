@@ -196,7 +196,7 @@ def summarise(results):
 
 
 def table(best, reference="hnswlib"):
-    cols = ["build s", "q/s @0.90", "q/s @0.95", "q/s @0.99", "ef @0.95", "recall max", "exact q/s", "RAM B/vec", "dump MB", "reload s"]
+    cols = ["build s"] + [f"q/s @{t:.2f}" for t in TARGETS] + [f"ef @{TARGETS[1]:.2f}", "recall max", "exact q/s", "RAM B/vec", "dump MB", "reload s"]
     lines = ["| system | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for s, r in best.items():
         qs = [at_recall(r, t) for t in TARGETS]
@@ -206,7 +206,7 @@ def table(best, reference="hnswlib"):
             exact_s = f"{fmt(exact)} (f32: {fmt(r['exact_f32_qps'])})"
         else:
             exact_s = fmt(exact)
-        lines.append("| " + " | ".join([s, fmt(r["build_s"], 1), fmt(qs[0][0]), fmt(qs[1][0]), fmt(qs[2][0]), fmt(qs[1][1]),
+        lines.append("| " + " | ".join([s, fmt(r["build_s"], 1)] + [fmt(q[0]) for q in qs] + [fmt(qs[1][1]),
                                         f"{max(p['recall'] for p in r['sweep']):.3f}", exact_s, fmt(r["rss_bytes_per_vector"]),
                                         fmt(r["dump_bytes"] / 1e6, 1), fmt(r["reload_s"], 2)]) + " |")
     if reference in best:
@@ -215,10 +215,10 @@ def table(best, reference="hnswlib"):
         for s, r in best.items():
             if s == reference:
                 continue
-            q = at_recall(r, 0.95)[0]
-            rq = at_recall(ref, 0.95)[0]
+            q = at_recall(r, TARGETS[1])[0]
+            rq = at_recall(ref, TARGETS[1])[0]
             ratio = lambda a, b: "—" if not a or not b else f"{a / b:.2f}×"
-            lines.append(f"- {s} / {reference}: q/s at recall 0.95 {ratio(q, rq)}, build time {ratio(r['build_s'], ref['build_s'])}, "
+            lines.append(f"- {s} / {reference}: q/s at recall {TARGETS[1]:.2f} {ratio(q, rq)}, build time {ratio(r['build_s'], ref['build_s'])}, "
                          f"RAM per vector {ratio(r['rss_bytes_per_vector'], ref['rss_bytes_per_vector'])}")
     return "\n".join(lines)
 
@@ -237,7 +237,15 @@ def main():
     ap.add_argument("--systems", default="hotelmatch-int8,hnswlib,faiss,usearch,hotelmatch-f16,hotelmatch-f32,hnsw_rs")
     ap.add_argument("--bench-bin", required=True)
     ap.add_argument("--json", help="write every round's results here")
+    ap.add_argument("--targets", default="0.90,0.95,0.99", help="three recall@10 levels for the table (the middle one is compared)")
+    ap.add_argument("--from-json", help="only print the table of an earlier run's --json file")
     args = ap.parse_args()
+    global TARGETS
+    TARGETS = [float(t) for t in args.targets.split(",")]
+    if args.from_json:
+        with open(args.from_json) as f:
+            print(table(summarise(json.load(f)["results"])))
+        return
 
     work = tempfile.mkdtemp(prefix="hm-ann-")
     if args.base:
@@ -271,7 +279,7 @@ def main():
             results.append(r)
             print(json.dumps(r), flush=True)
     best = summarise(results)
-    ef10 = {s: at_recall(r, 0.95)[1] for s, r in best.items() if s in ("hnswlib", "faiss", "usearch")}
+    ef10 = {s: at_recall(r, 0.95)[1] for s, r in best.items() if s in ("hnswlib", "faiss", "usearch")}  # None: never reached
     print(f"\n{len(base):,} vectors × {base.shape[1]}, {len(queries):,} queries, M={args.m}, ef_construction={args.ef_construction}, "
           f"{os.cpu_count()} cores; queries on one thread.")
     print(f"Data hardness: the peers' lowest ef for recall@10 ≥ 0.95 is {ef10} (must be > 10).\n")

@@ -613,6 +613,12 @@ fn malformed_requests_get_json_errors_and_hotels_are_never_overwritten_silently(
         let (st, j) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &photo)], &[("top", top)])));
         assert!(is_error(st, &j, "invalid_field"), "top={top}: {st} {j}");
     }
+    for ef in ["5", "1001", "-3", "many"] {
+        let (st, j) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &photo)], &[("ef", ef)])));
+        assert!(is_error(st, &j, "invalid_field") && st == 400, "ef={ef}: {st} {j}");
+    }
+    let (st, j) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &photo)], &[("ef", "400"), ("top", "3")])));
+    assert_eq!(st, 200, "{j}");
     let (st, j) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &photo)], &[("top", "3"), ("top", "50")])));
     assert!(is_error(st, &j, "duplicate_field"), "{st} {j}");
     let (st, j) = call(&s, "POST", "/api/v1/photos", Some(&up), Some(multipart(&[("photo", &photo)], &[("hotel_id", "2"), ("room", "7\u{7}")])));

@@ -114,8 +114,8 @@ impl Engine {
     fn rebuild_from_catalog(&self) -> Result<usize, EngineError> {
         let changes = self.catalog.changes_since(0, self.model_id)?;
         let mut fresh = self.index().fresh();
-        // Built once, in parallel, off the serving path (the feed from 0 holds no deleted
-        // vectors, so compacting is a no-op unless one was deleted in the same feed).
+        // Built once, in parallel, off the serving path. Each change carries its photo's
+        // current status, so deleted photos are never inserted and compacting is a no-op.
         fresh.apply(&changes)?;
         fresh.compact();
         let _g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
