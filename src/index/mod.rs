@@ -94,7 +94,8 @@ pub enum Plan {
 }
 
 /// A searchable set of image vectors, derived from the catalog's change feed: the port the
-/// engine searches through. Every method takes `&self`: changes land while searches run.
+/// engine searches through. Everything a serving engine calls takes `&self`, so changes land
+/// while searches run (`compact` works on an index not yet swapped in).
 pub trait VectorIndex: Send + Sync {
     /// Live vectors.
     fn len(&self) -> usize;
