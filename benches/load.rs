@@ -36,6 +36,11 @@ fn variant(bytes: &[u8], seed: u64) -> Vec<u8> {
     buf.into_inner()
 }
 
+/// One HTTP client: statuses are answers, not errors; no request waits over a minute.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
+}
+
 /// Runs `clients` threads posting bodies from `make` until `total` requests or `limit` time.
 fn load(url: &str, token: &str, clients: usize, total: usize, limit: Duration, make: &(dyn Fn(usize) -> (String, Vec<u8>) + Sync)) -> (f64, Vec<f64>, usize) {
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -44,7 +49,7 @@ fn load(url: &str, token: &str, clients: usize, total: usize, limit: Duration, m
         let handles: Vec<_> = (0..clients)
             .map(|_| {
                 s.spawn(|| {
-                    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into();
+                    let agent = agent();
                     let (mut lat, mut errors) = (Vec::new(), 0);
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -107,7 +112,6 @@ fn distinct_photo(seed: u64) -> Vec<u8> {
 /// until it is among the evidence (at most 20 searches). Returns the delays from the 201 to
 /// the answer of the search that found it (ms), and the photos never found.
 fn searchable(base: &str, uploader: &str, investigator: &str, per_pair: usize, hotel: i64) -> (Vec<f64>, usize) {
-    let agent = || -> ureq::Agent { ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into() };
     let json = |r: Result<ureq::http::Response<ureq::Body>, ureq::Error>| -> Option<(u16, serde_json::Value)> {
         let mut r = r.ok()?;
         let status = r.status().as_u16();

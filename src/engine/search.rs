@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::{Cell, Engine, EngineError, Evidence, HotelHit, Query, Reuse, SearchResult};
 use crate::catalog::Status;
 use crate::decode;
-use crate::index::{Format, Found, Kind};
+use crate::index::{Found, VectorIndex};
 use crate::pdq;
 use crate::pool::{FeatureMap, Mask};
 use crate::rank;
@@ -32,18 +32,20 @@ impl Engine {
         };
         let index = self.index();
         let (mut found, mut plan) = index.search(&emb.vector, opts.top_images, hotels.as_deref(), q.ef)?;
-        let mut exact = self.rerank(&emb.vector, &mut found)?;
+        let mut exact = self.rerank(index.as_ref(), &emb.vector, &mut found)?;
+        // A hit's vector: the catalog's exact one where the re-rank fetched it.
+        let vector_of = |exact: &HashMap<i64, Vec<f32>>, id: i64| exact.get(&id).cloned().or_else(|| index.vector_of(id));
         if opts.expansion > 0 && !found.is_empty() {
             let mut expanded = emb.vector.clone();
             for f in found.iter().take(opts.expansion) {
-                if let Some(v) = exact.get(&f.image_id).cloned().or_else(|| index.vector_of(f.image_id)) {
+                if let Some(v) = vector_of(&exact, f.image_id) {
                     let w = f.similarity.max(0.0).powf(opts.alpha);
                     expanded.iter_mut().zip(&v).for_each(|(e, x)| *e += w * x);
                 }
             }
             crate::pool::l2_normalize(&mut expanded);
             (found, plan) = index.search(&expanded, opts.top_images, hotels.as_deref(), q.ef)?;
-            exact = self.rerank(&expanded, &mut found)?;
+            exact = self.rerank(index.as_ref(), &expanded, &mut found)?;
         }
         let verified = self.verify(q.bytes, emb.mask.as_ref(), &mut found)?;
         let top = if q.top == 0 { opts.top_hotels } else { q.top };
@@ -56,7 +58,7 @@ impl Engine {
             let mut evidence = Vec::new();
             for f in r.images.iter().take(opts.evidence) {
                 let img = cat.image(f.image_id)?;
-                let query_cells = match (&emb.cells, exact.get(&f.image_id).cloned().or_else(|| index.vector_of(f.image_id))) {
+                let query_cells = match (&emb.cells, vector_of(&exact, f.image_id)) {
                     (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), &v, 3),
                     _ => Vec::new(),
                 };
@@ -85,10 +87,10 @@ impl Engine {
 
     /// Re-scores what a compact index found with the exact f32 vectors the catalog keeps,
     /// best first; returns those vectors. The index holds int8 or f16 codes, whose rounding
-    /// may swap near ties; the catalog is the source of truth. A no-op over f32 indexes.
-    fn rerank(&self, q: &[f32], found: &mut [Found]) -> Result<HashMap<i64, Vec<f32>>, EngineError> {
-        let idx = &self.settings.index;
-        if found.is_empty() || (idx.kind, idx.format) == (Kind::Hnsw, Format::F32) || idx.kind == Kind::HnswRs {
+    /// may swap near ties; the catalog is the source of truth. A no-op where the index's
+    /// scores are exact already.
+    fn rerank(&self, index: &dyn VectorIndex, q: &[f32], found: &mut [Found]) -> Result<HashMap<i64, Vec<f32>>, EngineError> {
+        if found.is_empty() || index.scores_exact() {
             return Ok(HashMap::new());
         }
         let ids: Vec<i64> = found.iter().map(|f| f.image_id).collect();

@@ -219,9 +219,7 @@ impl GraphIndex {
 
     #[inline]
     fn for_each_link(&self, node: u32, layer: usize, mut f: impl FnMut(u32)) {
-        let list = self.list(node, layer);
-        let n = (list[0].load(Acquire) as usize).min(list.len() - 1);
-        for l in &list[1..=n] {
+        for l in filled(self.list(node, layer)) {
             f(l.load(Acquire));
         }
     }
@@ -352,11 +350,10 @@ impl GraphIndex {
             if c.0 < floor {
                 break;
             }
-            let list = self.list(c.1, layer);
-            let n = (list[0].load(Acquire) as usize).min(list.len() - 1);
-            for (i, l) in list[1..=n].iter().enumerate() {
+            let links = filled(self.list(c.1, layer));
+            for (i, l) in links.iter().enumerate() {
                 let nb = l.load(Acquire);
-                if let Some(next) = list.get(i + 2) {
+                if let Some(next) = links.get(i + 1) {
                     self.prefetch(next.load(Relaxed));
                 }
                 if visited.seen(nb) {
@@ -424,8 +421,9 @@ impl GraphIndex {
         for c in chosen {
             let _g = self.lock(c.1);
             let list = self.list(c.1, layer);
-            let n = (list[0].load(Acquire) as usize).min(cap);
-            if list[1..=n].iter().any(|l| l.load(Relaxed) == node) {
+            let links = filled(list);
+            let n = links.len();
+            if links.iter().any(|l| l.load(Relaxed) == node) {
                 continue;
             }
             if n < cap {
@@ -433,7 +431,7 @@ impl GraphIndex {
                 list[0].store(n as u32 + 1, Release);
                 continue;
             }
-            let mut cands: Vec<Scored> = list[1..=n].iter().map(|l| l.load(Relaxed)).chain([node]).map(|x| Scored(self.score_nodes(c.1, x), x)).collect();
+            let mut cands: Vec<Scored> = links.iter().map(|l| l.load(Relaxed)).chain([node]).map(|x| Scored(self.score_nodes(c.1, x), x)).collect();
             cands.sort_by(|a, b| b.cmp(a));
             let kept = self.select(&cands, cap);
             for (slot, k) in list[1..].iter().zip(&kept) {
@@ -656,6 +654,10 @@ impl VectorIndex for GraphIndex {
     fn memory_bytes(&self) -> usize {
         self.bytes()
     }
+
+    fn scores_exact(&self) -> bool {
+        self.coder.format == Format::F32
+    }
 }
 
 struct HashingWriter<W: Write> {
@@ -766,3 +768,10 @@ impl Reader<'_> {
     }
 }
 
+
+/// The filled part of a link list (its first slot holds the count).
+#[inline]
+fn filled(list: &[AtomicU32]) -> &[AtomicU32] {
+    let n = (list[0].load(Acquire) as usize).min(list.len() - 1);
+    &list[1..=n]
+}

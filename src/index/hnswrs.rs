@@ -80,11 +80,15 @@ impl VectorIndex for HnswRsIndex {
         let graph = if inner.graph.is_some() { n * (inner.dim * 4 + 64 + 2 * inner.opts.m * 40) } else { 0 };
         n * inner.bytes_per_vector() + graph
     }
+    fn scores_exact(&self) -> bool {
+        // f32 throughout, and graph hits are re-ranked from the flat copy.
+        true
+    }
 }
 
 /// The vectors in memory, scanned exactly (SIMD dot products) while small and through an
 /// `hnsw_rs` graph once large.
-pub struct HnswIndex {
+struct HnswIndex {
     dim: usize,
     opts: IndexOptions,
     vectors: Vec<f32>,
@@ -130,19 +134,9 @@ impl HnswIndex {
         self.live.iter().filter(|&&l| l).count()
     }
 
-    /// Whether no vector is live.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The last catalog change applied.
     pub fn watermark(&self) -> i64 {
         self.watermark
-    }
-
-    /// Whether searches may walk the HNSW graph.
-    pub fn has_graph(&self) -> bool {
-        self.graph.is_some()
     }
 
     /// Bytes held per stored vector slot, roughly (vectors, ids, maps; the graph is extra).
@@ -209,6 +203,11 @@ impl HnswIndex {
 
     /// Drops tombstones and rebuilds the graph: deleted vectors are purged here.
     pub fn compact(&mut self) {
+        // Nothing deleted: the graph already holds exactly the live vectors (a rebuild from
+        // the feed lands here, and would otherwise build its graph a second time).
+        if self.live.iter().all(|&l| l) {
+            return;
+        }
         let keep: Vec<usize> = (0..self.image_ids.len()).filter(|&s| self.live[s]).collect();
         let mut fresh = HnswIndex::new(self.dim, self.opts.clone());
         for &s in &keep {

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::Change;
 use crate::store::write_atomic;
 
-pub use codes::{Coder, Format};
+pub use codes::Format;
 pub use graph::GraphIndex;
-pub use hnswrs::{CosineDistance, HnswIndex, HnswRsIndex};
+pub use hnswrs::{CosineDistance, HnswRsIndex};
 
 /// Why the index could not be saved or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +116,8 @@ pub trait VectorIndex: Send + Sync {
     fn fresh(&self) -> Box<dyn VectorIndex>;
     /// Bytes of memory it holds, roughly.
     fn memory_bytes(&self) -> usize;
+    /// Whether the similarities it returns are exact (f32); compact codes round them.
+    fn scores_exact(&self) -> bool;
 }
 
 /// An empty index of the kind `opts` names.
