@@ -91,6 +91,9 @@ pub struct Report {
     pub query_ms_p95: f64,
     /// "engine" (import + search path) or "exact" (embeddings + exact cosine only).
     pub path: String,
+    /// Per query: its candidates' scores and which was right (engine path only), for `calibrate`.
+    #[serde(skip)]
+    pub samples: Vec<crate::calibrate::Sample>,
 }
 
 /// The mask a labelled query names, if any.
@@ -198,6 +201,7 @@ impl Tally {
             query_ms_p50: latencies.get(latencies.len().saturating_sub(1) / 2).copied().unwrap_or(0.0),
             query_ms_p95: latencies.get(((latencies.len() as f64 * 0.95).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0),
             path: path.into(),
+            samples: Vec::new(),
         }
     }
 }
@@ -271,12 +275,15 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
     for set in sets {
     let mut tally = Tally::default();
     let mut latencies = Vec::with_capacity(set.rows.len());
+    let mut samples = Vec::with_capacity(set.rows.len());
     for q in &set.rows {
         let bytes = std::fs::read(&q.path).map_err(|source| EvalError::Io { path: q.path.clone(), source })?;
         let mask = read_mask(q, &cfg.limits)?;
         let query = crate::engine::Query { bytes: &bytes, mask: mask.as_ref(), top: 10, ..Default::default() };
         let res = engine.search(&query, "eval").map_err(|e| EvalError::Embed { path: q.path.clone(), message: e.to_string() })?;
         latencies.push(res.millis);
+        let right_id = engine.catalog().hotel_by_external_id(&q.hotel).map_err(crate::engine::EngineError::from)?.map(|h| h.id);
+        samples.push(crate::calibrate::Sample { scores: res.candidates.iter().map(|c| c.1).collect(), right: res.candidates.iter().position(|c| Some(c.0) == right_id) });
         tally.auto_masked += usize::from(res.auto_mask.is_some());
         let want_hotel = res.hotels.iter().find(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str())).map(|h| h.hotel.id);
         let hotel_rank = res.hotels.iter().position(|h| Some(h.hotel.id) == want_hotel);
@@ -294,7 +301,9 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
         let room_rank = rooms.iter().position(|(h, r)| Some(*h) == want_hotel && r.as_deref() == Some(q.room.as_str()));
         tally.add(hotel_rank, room_rank);
     }
-    reports.push(tally.report(&set.file, (engine.embedder().model(), &cfg.embed), gallery.len(), embed_ms_per_photo, latencies, "engine"));
+    let mut report = tally.report(&set.file, (engine.embedder().model(), &cfg.embed), gallery.len(), embed_ms_per_photo, latencies, "engine");
+    report.samples = samples;
+    reports.push(report);
     }
     Ok(reports)
 }

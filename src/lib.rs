@@ -8,6 +8,7 @@
 //! draws it.
 
 pub mod api;
+pub mod calibrate;
 pub mod catalog;
 pub mod config;
 pub mod decode;
@@ -24,6 +25,7 @@ pub mod model;
 pub mod pdq;
 pub mod pool;
 pub mod rank;
+pub mod report;
 pub mod store;
 pub mod vector;
 pub mod verify;

@@ -1,7 +1,7 @@
 //! The `hotelmatch` command: a thin shell over the library.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use hotelmatch::embed::Resize;
 use hotelmatch::catalog::{HotelFilter, Status};
 use hotelmatch::engine::{Engine, Query};
 use hotelmatch::import::{self, ImportReport};
-use hotelmatch::{decode, eval, pdq, Config, Input, Mask, ModelCard, Pooling};
+use hotelmatch::{calibrate, decode, eval, pdq, Config, Input, Mask, ModelCard, Pooling};
 use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
@@ -87,6 +87,15 @@ enum Cmd {
     /// sends every query through the search path; one row per query file with hotel@1/5/10
     /// (and a 95 % interval of hotel@1), MRR, room@1/5 and latency.
     Eval(EvalArgs),
+    /// Fit the probabilities of search results: runs a labelled evaluation through the
+    /// engine (as `eval` does) or reads the confirmed searches of cases (`--from-cases`),
+    /// fits, prints reliability tables and writes `calibration.json` into the data directory.
+    Calibrate(CalibrateArgs),
+    /// Hash banks: lists of PDQ hashes (ThreatExchange formats) matched against uploads and searches.
+    Banks {
+        #[command(subcommand)]
+        cmd: BanksCmd,
+    },
     /// Import hotels and photos from CSV files (resumable; reports duplicates and rejects).
     Import(ImportArgs),
     /// Which hotel was this photo taken in? Ranked hotels with the matching photos.
@@ -144,6 +153,44 @@ struct EvalArgs {
     /// Skip the engine: embeddings and exact cosine search only (quick model comparison).
     #[arg(long)]
     exact: bool,
+}
+
+#[derive(Args)]
+struct CalibrateArgs {
+    /// CSV of gallery photos: path,hotel,room.
+    #[arg(long, required_unless_present_any = ["from_cases", "samples"], conflicts_with = "from_cases")]
+    gallery: Option<PathBuf>,
+    /// CSV of labelled queries: path,hotel,room[,mask] (repeatable).
+    #[arg(long, requires = "gallery")]
+    queries: Vec<PathBuf>,
+    /// Fit on the saved searches of cases that confirmed a hotel instead.
+    #[arg(long)]
+    from_cases: bool,
+    /// Folds of the cross-validated reliability table.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Print the tables but write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also write the labelled searches (scores and which was right) to this JSON file.
+    #[arg(long)]
+    samples_out: Option<PathBuf>,
+    /// Fit on labelled searches saved by `--samples-out` instead of running them again.
+    #[arg(long, conflicts_with_all = ["gallery", "from_cases"])]
+    samples: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BanksCmd {
+    /// Import a hash list file into the bank NAME (created when new).
+    Import { name: String, file: PathBuf },
+    /// List the banks.
+    List,
+    /// Print the gallery's hashes for sharing: `tx` (python-threatexchange) or `csv`.
+    Export {
+        #[arg(long, default_value = "tx")]
+        format: String,
+    },
 }
 
 #[derive(Args)]
@@ -361,6 +408,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Models => cmd_models(&cfg, &mut out),
         Cmd::Embed(a) => cmd_embed(&cfg, a, &mut out),
         Cmd::Eval(a) => cmd_eval(&cfg, a, &mut out),
+        Cmd::Calibrate(a) => cmd_calibrate(&cfg, cli.global.init, a, &mut out),
+        Cmd::Banks { cmd } => cmd_banks(&cfg, cli.global.init, cmd, &mut out),
         Cmd::Import(a) => cmd_import(&cfg, a, &mut out),
         Cmd::Search(a) => cmd_search(&cfg, cli.global.init, a, &mut out),
         Cmd::Status(a) => cmd_status(&cfg, cli.global.init, a, &mut out),
@@ -476,13 +525,7 @@ fn cmd_eval(cfg: &Config, args: EvalArgs, out: &mut impl Write) -> Result<()> {
         let embedder = cfg.onnx_embedder()?;
         eval::evaluate_exact(&embedder, &eval::read_csv(&gallery)?, &sets, &cfg.limits)?
     } else {
-        // A fresh data directory, removed afterwards: evaluation never touches real data.
-        let dir = std::env::temp_dir().join(format!("hotelmatch-eval-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let cfg = Config { data_dir: dir.clone(), ..cfg.clone() };
-        let r = eval::evaluate_engine(&cfg, &gallery, &sets);
-        let _ = std::fs::remove_dir_all(&dir);
-        r?
+        evaluate_in_scratch(cfg, &gallery, &sets)?
     };
     if !json {
         writeln!(out, "| queries | model | path | n | hotel@1 (95 % CI) | hotel@5 | hotel@10 | MRR | room@1 | auto-masked | query ms p50 | p95 |")?;
@@ -499,6 +542,96 @@ fn cmd_eval(cfg: &Config, args: EvalArgs, out: &mut impl Write) -> Result<()> {
             "| {} | {} | {} | {} | {:.3} ({lo:.2}–{hi:.2}) | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} | {:.1} |",
             r.queries_file.display(), r.model, r.path, r.queries, r.hotel_at_1, r.hotel_at_5, r.hotel_at_10, r.mrr, r.room_at_1, r.auto_masked, r.query_ms_p50, r.query_ms_p95
         )?;
+    }
+    Ok(())
+}
+
+/// Evaluates through the engine in a fresh data directory, removed afterwards: evaluation
+/// never touches real data.
+fn evaluate_in_scratch(cfg: &Config, gallery: &Path, sets: &[eval::QuerySet]) -> Result<Vec<eval::Report>> {
+    let dir = std::env::temp_dir().join(format!("hotelmatch-eval-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = Config { data_dir: dir.clone(), catalog: String::new(), photos: String::new(), ..cfg.clone() };
+    let r = eval::evaluate_engine(&scratch, gallery, sets);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(r?)
+}
+
+fn cmd_calibrate(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl Write) -> Result<()> {
+    let CalibrateArgs { gallery, queries, from_cases, folds, dry_run, samples_out, samples } = args;
+    let (samples, source, engine) = if let Some(path) = samples {
+        let s: Vec<calibrate::Sample> = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
+        (s, format!("samples: {}", path.display()), None)
+    } else if from_cases {
+        let engine = open_engine(cfg, init)?;
+        (engine.confirmed_samples()?, "cases".to_string(), Some(engine))
+    } else {
+        let gallery = gallery.context("--gallery is required")?;
+        let sets = queries.iter().map(|q| eval::QuerySet::read(q)).collect::<Result<Vec<_>, _>>()?;
+        let reports = evaluate_in_scratch(cfg, &gallery, &sets)?;
+        let names: Vec<String> = queries.iter().map(|q| q.display().to_string()).collect();
+        (reports.into_iter().flat_map(|r| r.samples).collect(), format!("eval: {}", names.join(", ")), None)
+    };
+    if let Some(path) = samples_out {
+        std::fs::write(&path, serde_json::to_vec(&samples)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let model = cfg.embedder()?.model().to_string();
+    let base = calibrate::Calibration { model, scoring: cfg.search.scoring(), ..Default::default() };
+    let fitted = base.fit(&samples, &source)?;
+    let edges = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0001];
+    let held = calibrate::cross_validated(&fitted, &samples, folds);
+    let tables = [
+        (format!("held out ({folds}-fold cross-validation)"), calibrate::reliability(&samples, &edges, |i, _| held[i].clone())),
+        ("in sample (the fit written)".to_string(), calibrate::reliability(&samples, &edges, |_, s| fitted.probabilities(&s.scores))),
+    ];
+    let right_first = samples.iter().filter(|s| s.right == Some(0)).count();
+    writeln!(out, "{} labelled searches ({source}); the top candidate was right in {right_first}.", samples.len())?;
+    writeln!(out, "fit: temperature {:.4}, none-of-these score {:.4}", fitted.temperature, fitted.none_score)?;
+    for (name, (bins, ece)) in &tables {
+        writeln!(out, "\nReliability of the top candidate's probability, {name}:\n")?;
+        writeln!(out, "| probability | searches | mean probability | right | accuracy |")?;
+        writeln!(out, "|---|---|---|---|---|")?;
+        for b in bins {
+            let acc = if b.searches == 0 { "—".to_string() } else { format!("{:.2}", b.right as f64 / b.searches as f64) };
+            let mean = if b.searches == 0 { "—".to_string() } else { format!("{:.2}", b.mean_probability) };
+            writeln!(out, "| {:.1}–{:.1} | {} | {mean} | {} | {acc} |", b.from, b.to.min(1.0), b.searches, b.right)?;
+        }
+        writeln!(out, "\nexpected calibration error: {ece:.3}")?;
+    }
+    writeln!(out, "\n(baseline: the raw score read as a probability has an expected calibration error of {:.3})", calibrate::raw_score_ece(&samples, &edges))?;
+    if dry_run {
+        return Ok(());
+    }
+    match engine {
+        Some(engine) => {
+            engine.recalibrate(&samples, &source, "cli")?;
+            writeln!(out, "\nwrote {}", cfg.data_dir.join(calibrate::FILE).display())?;
+        }
+        None => {
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            writeln!(out, "\nwrote {}", fitted.save(&cfg.data_dir)?.display())?;
+        }
+    }
+    Ok(())
+}
+
+fn cmd_banks(cfg: &Config, init: bool, cmd: BanksCmd, out: &mut impl Write) -> Result<()> {
+    let engine = open_engine(cfg, init)?;
+    match cmd {
+        BanksCmd::Import { name, file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let r = engine.import_bank(&name, &text, "cli")?;
+            writeln!(out, "{}", serde_json::to_string(&r)?)?;
+        }
+        BanksCmd::List => {
+            for b in engine.banks()? {
+                writeln!(out, "{}", serde_json::to_string(&b)?)?;
+            }
+        }
+        BanksCmd::Export { format } => {
+            let format: hotelmatch::engine::HashFormat = format.parse().map_err(anyhow::Error::msg)?;
+            write!(out, "{}", engine.export_hashes(format, "cli")?)?;
+        }
     }
     Ok(())
 }

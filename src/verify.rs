@@ -31,7 +31,22 @@ const MAX_ITERATIONS: usize = 400;
 pub struct Keypoints {
     pub xy: Vec<[f32; 2]>,
     pub descriptors: Vec<[u64; 4]>,
+    /// Width and height of the picture the positions are in.
+    pub size: [f32; 2],
 }
+
+/// The matches two photos share in one consistent geometry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Matched {
+    /// How many (RANSAC inliers).
+    pub inliers: usize,
+    /// Up to `MAX_PAIRS` of them, as `[x_a, y_a, x_b, y_b]` in fractions of each photo's
+    /// width and height, for drawing the matched regions on both.
+    pub pairs: Vec<[f32; 4]>,
+}
+
+/// Matched pairs kept for display.
+pub const MAX_PAIRS: usize = 60;
 
 /// A deterministic generator (the same test pairs and samples on every run).
 struct Lcg(u64);
@@ -76,7 +91,7 @@ pub fn keypoints(rgb: &RgbImage, masked: Option<&GrayImage>) -> Keypoints {
             m.get_pixel(mx.min(m.width() - 1), my.min(m.height() - 1))[0] >= 128
         })
     };
-    let mut out = Keypoints::default();
+    let mut out = Keypoints { size: [bw as f32, bh as f32], ..Default::default() };
     for &level in &LEVELS {
         let (lw, lh) = (((bw as f32 * level).round() as u32).max(1), ((bh as f32 * level).round() as u32).max(1));
         if lw <= 2 * PATCH as u32 + 2 || lh <= 2 * PATCH as u32 + 2 {
@@ -183,16 +198,21 @@ fn epipolar_error(f: &Matrix3<f64>, p: &[f64; 2], q: &[f64; 2]) -> f64 {
     (e / (l.x * l.x + l.y * l.y).sqrt().max(1e-12)).max(e / (m.x * m.x + m.y * m.y).sqrt().max(1e-12))
 }
 
-/// Matches between two photos consistent with one scene seen by two cameras.
+/// How many matches two photos share consistent with one scene seen by two cameras.
 pub fn inliers(a: &Keypoints, b: &Keypoints) -> usize {
+    matched(a, b).inliers
+}
+
+/// The matches two photos share consistent with one scene seen by two cameras.
+pub fn matched(a: &Keypoints, b: &Keypoints) -> Matched {
     let m = matches(a, b);
     if m.len() < 8 {
-        return 0;
+        return Matched::default();
     }
     let pa: Vec<[f64; 2]> = m.iter().map(|&(i, _)| a.xy[i].map(f64::from)).collect();
     let pb: Vec<[f64; 2]> = m.iter().map(|&(_, j)| b.xy[j].map(f64::from)).collect();
     let mut rng = Lcg(m.len() as u64);
-    let (mut best, mut iterations, mut i) = (0, MAX_ITERATIONS, 0);
+    let (mut best, mut best_f, mut iterations, mut i) = (0, None, MAX_ITERATIONS, 0);
     while i < iterations {
         i += 1;
         let mut sample = Vec::with_capacity(8);
@@ -207,6 +227,7 @@ pub fn inliers(a: &Keypoints, b: &Keypoints) -> usize {
         let count = pa.iter().zip(&pb).filter(|(p, q)| epipolar_error(&f, p, q) <= EPIPOLAR_PX).count();
         if count > best {
             best = count;
+            best_f = Some(f);
             // Enough samples to draw one all-inlier sample with 99 % confidence.
             let w = (best as f64 / m.len() as f64).powi(8);
             if w > 0.0 {
@@ -214,7 +235,19 @@ pub fn inliers(a: &Keypoints, b: &Keypoints) -> usize {
             }
         }
     }
-    best
+    let Some(f) = best_f else { return Matched::default() };
+    let norm = |p: [f64; 2], size: [f32; 2]| [p[0] as f32 / size[0].max(1.0), p[1] as f32 / size[1].max(1.0)];
+    let pairs = pa
+        .iter()
+        .zip(&pb)
+        .filter(|(p, q)| epipolar_error(&f, p, q) <= EPIPOLAR_PX)
+        .take(MAX_PAIRS)
+        .map(|(p, q)| {
+            let (x, y) = (norm(*p, a.size), norm(*q, b.size));
+            [x[0], x[1], y[0], y[1]]
+        })
+        .collect();
+    Matched { inliers: best, pairs }
 }
 
 #[cfg(test)]

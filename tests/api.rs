@@ -127,6 +127,12 @@ fn every_route_refuses_every_role_that_should_not_reach_it() {
         ("POST", "/api/v1/jobs/reindex", vec![Role::Admin], None),
         ("GET", "/api/v1/jobs", vec![Role::Admin], None),
         ("GET", "/api/v1/jobs/1", vec![Role::Admin], None),
+        ("GET", "/api/v1/whoami", vec![Role::Uploader, Role::Investigator, Role::Admin], None),
+        ("POST", "/api/v1/cases", vec![Role::Investigator, Role::Admin], Some(("application/json".into(), br#"{"title": "Ad 1"}"#.to_vec()))),
+        ("GET", "/api/v1/cases", vec![Role::Investigator, Role::Admin], None),
+        ("GET", "/api/v1/banks", vec![Role::Admin], None),
+        ("POST", "/api/v1/banks/roles/hashes", vec![Role::Admin], Some(("text/plain".into(), b"pdq f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22\n".to_vec()))),
+        ("GET", "/api/v1/hashes", vec![Role::Admin], None),
     ];
     for (method, path, allowed, body) in &routes {
         let (st, j) = call(&s, method, path, None, body.clone());
@@ -246,7 +252,7 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
     let (st, doc) = call(&s, "GET", "/openapi.json", None, None);
     assert_eq!(st, 200);
     assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
-    for schema in ["SearchResult", "HotelHit", "Evidence", "Reuse", "Hotel", "Image", "Ingested", "Job", "AuditEntry", "ErrorBody", "SearchForm", "UploadForm"] {
+    for schema in ["SearchResult", "HotelHit", "Evidence", "Reuse", "Hotel", "Image", "Ingested", "Job", "AuditEntry", "ErrorBody", "SearchForm", "UploadForm", "Case", "CaseView", "CaseEntry", "Bank", "BankImport", "BankMatch", "Confidence", "CalibrationInfo"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
     }
     let mut documented = Vec::new();
@@ -255,7 +261,7 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
             documented.push(format!("{} {path}", method.to_uppercase()));
             // Every documented operation is really served: without a key a guarded one
             // answers 401 (so it is not a 404), an open one answers 200.
-            let concrete = path.replace("{id}", "1").replace("{sha256}", &"0".repeat(64));
+            let concrete = path.replace("{id}", "1").replace("{sha256}", &"0".repeat(64)).replace("{name}", "bank");
             let guarded = op["security"].as_array().is_some_and(|a| !a.is_empty());
             let (st, body) = call(&s, &method.to_uppercase(), &concrete, None, None);
             assert_eq!(st, if guarded { 401 } else { 200 }, "{method} {path}: {body}");
@@ -267,9 +273,12 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
     }
     documented.sort();
     let mut want = vec![
-        "GET /api/v1/audit", "GET /api/v1/cases/{sha256}", "GET /api/v1/hotels", "GET /api/v1/hotels/{id}/photos", "GET /api/v1/jobs", "GET /api/v1/jobs/{id}",
+        "GET /api/v1/audit", "GET /api/v1/case-images/{sha256}", "GET /api/v1/hotels", "GET /api/v1/hotels/{id}/photos", "GET /api/v1/jobs", "GET /api/v1/jobs/{id}",
         "GET /api/v1/photos/{id}", "GET /healthz", "GET /metrics", "GET /readyz", "POST /api/v1/hotels", "POST /api/v1/jobs/reindex", "POST /api/v1/photos",
         "POST /api/v1/photos/{id}/status", "POST /api/v1/search", "PATCH /api/v1/hotels/{id}",
+        "GET /api/v1/whoami", "GET /api/v1/cases", "POST /api/v1/cases", "GET /api/v1/cases/{id}", "POST /api/v1/cases/{id}/notes",
+        "POST /api/v1/cases/{id}/verdicts", "GET /api/v1/cases/{id}/report", "GET /api/v1/banks", "POST /api/v1/banks/{name}/hashes",
+        "GET /api/v1/hashes", "POST /api/v1/calibration/from-cases",
     ];
     want.sort();
     assert_eq!(documented, want);
@@ -319,15 +328,15 @@ fn a_case_image_is_kept_only_when_the_investigator_asks() {
     let (st, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[])));
     assert_eq!((st, res["saved_case_image"].as_bool()), (200, Some(false)));
     let sha = res["query_sha256"].as_str().unwrap().to_string();
-    let (st, e) = call(&s, "GET", &format!("/api/v1/cases/{sha}"), Some(&inv), None);
+    let (st, e) = call(&s, "GET", &format!("/api/v1/case-images/{sha}"), Some(&inv), None);
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "not kept unless asked");
     let (st, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[("save_case", "true")])));
     assert_eq!((st, res["saved_case_image"].as_bool()), (200, Some(true)));
-    let resp = agent().get(&format!("{}/api/v1/cases/{sha}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+    let resp = agent().get(&format!("{}/api/v1/case-images/{sha}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.into_body().read_to_vec().unwrap(), query, "kept byte for byte");
-    assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{sha}"), Some(&up), None).0, 403);
-    let (st, e) = call(&s, "GET", "/api/v1/cases/..%2F..%2Fcatalog.sqlite", Some(&inv), None);
+    assert_eq!(call(&s, "GET", &format!("/api/v1/case-images/{sha}"), Some(&up), None).0, 403);
+    let (st, e) = call(&s, "GET", "/api/v1/case-images/..%2F..%2Fcatalog.sqlite", Some(&inv), None);
     assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_field")));
     let (st, e) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[("save_case", "maybe")])));
     assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_field")));
@@ -736,4 +745,103 @@ fn every_file_of_the_bad_input_corpus_is_refused_cleanly_or_handled() {
         checked += 1;
     }
     assert!(checked >= 20, "{checked} files checked");
+}
+
+#[test]
+fn cases_reports_banks_and_keys_through_http() {
+    let s = start("workflow");
+    let token = |r: Role| s.tokens.iter().find(|(x, _)| *x == r).unwrap().1.clone();
+    let (inv, admin, up) = (token(Role::Investigator), token(Role::Admin), token(Role::Uploader));
+    let json = |v: serde_json::Value| Some(("application/json".to_string(), v.to_string().into_bytes()));
+    // Whoami: the key's id and role, for the pages to check a key when it is entered.
+    let (st, who) = call(&s, "GET", "/api/v1/whoami", Some(&up), None);
+    assert_eq!((st, who["role"].as_str(), who["map_tiles"].is_null()), (200, Some("uploader"), true));
+    assert!(up.contains(who["key_id"].as_str().unwrap()));
+    // Another investigator's key, straight in the catalog the server uses.
+    let other = hotelmatch::catalog::open(&s.data_dir.join("catalog.sqlite").display().to_string()).unwrap().create_key(Role::Investigator, "other").unwrap().1;
+
+    let (st, case) = call(&s, "POST", "/api/v1/cases", Some(&inv), json(serde_json::json!({"title": "Ad 2026-114"})));
+    assert_eq!(st, 201, "{case}");
+    let id = case["id"].as_i64().unwrap();
+    assert_eq!(call(&s, "POST", "/api/v1/cases", Some(&inv), json(serde_json::json!({"title": ""}))).1["error"]["code"], "invalid_field");
+    let query = std::fs::read(root().join("data-sample/queries/h-lonestar-query.jpg")).unwrap();
+    let mask = std::fs::read(root().join("data-sample/queries/h-lonestar-query-mask.png")).unwrap();
+    let (st, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query), ("mask", &mask)], &[("case_id", &id.to_string())])));
+    assert_eq!(st, 200, "{res}");
+    let entry = res["case_entry"].as_i64().expect("saved into the case");
+    let top = &res["hotels"][0];
+    assert_eq!((top["hotel"]["external_id"].as_str(), top["confidence"].as_str()), (Some("h-lonestar"), Some("strong")), "{top}");
+    assert!(top["probability"].as_f64().unwrap() > 0.7 && top["gap"].as_f64().unwrap() > 0.0);
+    assert!(res["hotels"].as_array().unwrap().iter().skip(1).all(|h| h["probability"].as_f64().unwrap() < top["probability"].as_f64().unwrap()));
+    assert!(!top["evidence"][0]["matched_pairs"].as_array().unwrap().is_empty(), "matched points for both sides");
+    assert_eq!(res["calibration"]["samples"], 159);
+    // The case is its owner's (and admins'): anyone else gets 404, even to search into it.
+    assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{id}"), Some(&other), None).0, 404);
+    let (st, e) = call(&s, "POST", "/api/v1/search", Some(&other), Some(multipart(&[("photo", &query)], &[("case_id", &id.to_string())])));
+    assert_eq!((st, e["error"]["code"].as_str()), (404, Some("no_such_case")));
+    assert_eq!(call(&s, "GET", "/api/v1/cases", Some(&other), None).1.as_array().unwrap().len(), 0);
+    assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{id}"), Some(&admin), None).0, 200);
+    let (st, _) = call(&s, "POST", &format!("/api/v1/cases/{id}/notes"), Some(&inv), json(serde_json::json!({"text": "posted 2026-11-02 <b>site X</b>"})));
+    assert_eq!(st, 201);
+    let hotel = top["hotel"]["id"].as_i64().unwrap();
+    let (st, v) = call(&s, "POST", &format!("/api/v1/cases/{id}/verdicts"), Some(&inv), json(serde_json::json!({"hotel_id": hotel, "verdict": "confirmed", "search_entry": entry})));
+    assert_eq!(st, 201, "{v}");
+    assert!(call(&s, "POST", &format!("/api/v1/cases/{id}/verdicts"), Some(&inv), json(serde_json::json!({"hotel_id": hotel, "verdict": "maybe"}))).0 / 100 == 4);
+    assert_eq!(call(&s, "POST", &format!("/api/v1/cases/{id}/verdicts"), Some(&inv), json(serde_json::json!({"hotel_id": 999, "verdict": "confirmed"}))).0, 404);
+    let (_, view) = call(&s, "GET", &format!("/api/v1/cases/{id}"), Some(&inv), None);
+    assert_eq!(view["verdicts"][0]["verdict"], "confirmed");
+    assert_eq!(view["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["search", "note", "verdict"]);
+    assert!(view["entries"][0]["body"]["mask"]["png_base64"].is_string(), "the mask is kept with the search");
+    assert_eq!(view["entries"][0]["body"]["query_kept"], false, "the query itself only with consent");
+
+    // The report, in three formats.
+    let get = |path: &str| {
+        let r = agent().get(&format!("{}{path}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+        let kind = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let disposition = r.headers().get("content-disposition").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (r.status().as_u16(), kind, disposition, r.into_body().read_to_string().unwrap())
+    };
+    let (st, kind, disposition, html) = get(&format!("/api/v1/cases/{id}/report"));
+    assert_eq!((st, kind.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(disposition.contains(&format!("hotelmatch-case-{id}.html")));
+    assert!(html.contains("Ad 2026-114") && html.contains("Lone Star Lodge") && html.contains("confirmed") && html.contains("sscd"));
+    assert!(html.contains("&lt;b&gt;site X&lt;/b&gt;"), "notes are escaped");
+    assert!(html.contains("data:image/jpeg;base64,") && html.contains("data:image/png;base64,"), "evidence and mask embedded");
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("<script"), "no external assets, no script");
+    let (_, _, _, csv) = get(&format!("/api/v1/cases/{id}/report?format=csv"));
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("case_id,search_entry,") && rows.len() == 1 + res["hotels"].as_array().unwrap().len());
+    assert!(rows[1].contains("Lone Star Lodge") && rows[1].ends_with(",confirmed"));
+    let (_, _, _, body) = get(&format!("/api/v1/cases/{id}/report?format=json"));
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((j["case"]["id"].as_i64(), j["generated_by"].as_str().is_some(), j["thumbnails"].as_object().unwrap().len() >= 3), (Some(id), true, true));
+    assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{id}/report?format=pdf"), Some(&inv), None).1["error"]["code"], "invalid_query");
+    // Recalibration from cases: admins only, and one confirmed search is too few.
+    assert_eq!(call(&s, "POST", "/api/v1/calibration/from-cases", Some(&inv), None).0, 403);
+    assert_eq!(call(&s, "POST", "/api/v1/calibration/from-cases", Some(&admin), None).1["error"]["code"], "too_few_samples");
+
+    // Hash banks: the gallery's hashes shared, imported as a bank, and a query that matches is flagged.
+    let r = agent().get(&format!("{}/api/v1/hashes?format=tx", s.base)).header("Authorization", &format!("Bearer {admin}")).call().unwrap();
+    let shared = r.into_body().read_to_string().unwrap();
+    assert!(shared.lines().count() >= 40 && shared.lines().all(|l| l.starts_with("pdq ") && l.len() == 68), "{shared}");
+    let (st, imported) = call(&s, "POST", "/api/v1/banks/known-ads/hashes", Some(&admin), Some(("text/plain".into(), shared.clone().into_bytes())));
+    assert_eq!((st, imported["read"].as_u64(), imported["added"].as_u64()), (200, Some(shared.lines().count() as u64), Some(shared.lines().count() as u64)), "{imported}");
+    let te = std::fs::read(root().join("tests/fixtures/threatexchange-pdq-examples.txt")).unwrap();
+    let (_, r) = call(&s, "POST", "/api/v1/banks/te-samples/hashes", Some(&admin), Some(("text/plain".into(), te)));
+    assert_eq!((r["read"].as_u64(), r["other_signal_types"].as_u64()), (Some(16), Some(1)));
+    let (_, banks) = call(&s, "GET", "/api/v1/banks", Some(&admin), None);
+    assert_eq!(banks.as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect::<Vec<_>>(), ["known-ads", "te-samples"]);
+    let copy = std::fs::read(root().join("data-sample/images/h-maple-151-0.jpg")).unwrap();
+    let (_, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &copy)], &[])));
+    assert_eq!(res["bank_matches"][0]["bank"], "known-ads", "{}", res["bank_matches"]);
+    assert_eq!(call(&s, "POST", "/api/v1/banks/x/hashes", Some(&admin), Some(("text/plain".into(), b"foo,bar\n1,2\n".to_vec()))).1["error"]["code"], "invalid_field");
+
+    // Every read and write above is in the audit.
+    let (_, audit) = call(&s, "GET", "/api/v1/audit?limit=200", Some(&admin), None);
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for a in ["case-create", "case-search", "case-read", "case-list", "case-note", "case-verdict", "case-export", "bank-import", "hash-export"] {
+        assert!(actions.contains(&a), "{a} not audited: {actions:?}");
+    }
+    let search = audit.as_array().unwrap().iter().find(|e| e["action"] == "search").unwrap();
+    assert_eq!(search["detail"]["bank_matches"][0]["bank"], "known-ads");
 }

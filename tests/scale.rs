@@ -113,8 +113,37 @@ fn contract(cat: &dyn Catalog, reopen: &dyn Fn() -> Box<dyn Catalog>) {
     assert_eq!(cat.jobs(10).unwrap().iter().map(|j| j.id).collect::<Vec<_>>(), vec![failed.id, job.id]);
     assert!(matches!(cat.job(99_999), Err(CatalogError::NoJob(_))));
 
+    // Cases: owned, journalled in order, bodies kept as JSON.
+    let case = cat.create_case("Ad 7", "inv-1").unwrap();
+    let other = cat.create_case("Ad 8", "inv-2").unwrap();
+    assert_eq!(cat.case(case.id).unwrap(), case);
+    assert!(matches!(cat.case(99_999), Err(CatalogError::NoCase(99_999))));
+    assert_eq!(cat.cases(Some("inv-1")).unwrap(), vec![case.clone()]);
+    assert_eq!(cat.cases(None).unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), vec![other.id, case.id], "newest first");
+    let body = serde_json::json!({"hotels": [{"hotel_id": a, "probability": 0.9}], "text": "ünïcode ' \" ;--"});
+    let e1 = cat.add_case_entry(case.id, "inv-1", "search", &body).unwrap();
+    let e2 = cat.add_case_entry(case.id, "inv-1", "note", &serde_json::json!({"text": "x"})).unwrap();
+    assert!(matches!(cat.add_case_entry(99_999, "inv-1", "note", &body), Err(CatalogError::NoCase(99_999))));
+    let entries = cat.case_entries(case.id).unwrap();
+    assert_eq!(entries, vec![e1.clone(), e2]);
+    assert_eq!(entries[0].body, body);
+    assert!(cat.case_entries(other.id).unwrap().is_empty());
+
+    // Hash banks: unique names, a hash once per bank.
+    let bank = cat.create_bank("partner", "adm").unwrap();
+    assert!(matches!(cat.create_bank("partner", "adm"), Err(CatalogError::BankExists(_))));
+    let h1: PdqHash = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22".parse().unwrap();
+    let h2: PdqHash = "e64cc9d91c623882f8d1f1d9a398e78c9f199b3bd83924f2b7e11e0bf861b064".parse().unwrap();
+    assert_eq!(cat.add_bank_hashes(bank.id, &[(h1, "one".into()), (h2, String::new()), (h1, "again".into())]).unwrap(), 2);
+    assert_eq!(cat.add_bank_hashes(bank.id, &[(h2, String::new())]).unwrap(), 0);
+    assert_eq!(cat.banks().unwrap().iter().map(|b| (b.name.as_str(), b.hashes)).collect::<Vec<_>>(), vec![("partner", 2)]);
+    let held = cat.bank_hashes().unwrap();
+    assert_eq!(held.iter().map(|h| (h.pdq, h.label.as_str(), h.bank_id)).collect::<Vec<_>>(), vec![(h1, "one", bank.id), (h2, "", bank.id)]);
+
     // Everything is still there through a new connection.
     let again = reopen();
+    assert_eq!(again.case_entries(case.id).unwrap()[0], e1);
+    assert_eq!(again.bank_hashes().unwrap().len(), 2);
     assert_eq!(again.image(i1).unwrap().status, Status::Deleted);
     assert_eq!(again.last_change().unwrap(), feed[2].seq);
     assert_eq!(again.hotel(b).unwrap().name, "Renamed");

@@ -168,3 +168,115 @@ fn hits_from_the_compact_index_carry_exact_similarities() {
         assert!((e.similarity - exact).abs() < 1e-5, "image {}: {} vs exact {exact}", e.image_id, e.similarity);
     }
 }
+
+/// A hotel per external id, with the given photos, in a fresh in-memory engine.
+fn with_hotels(engine: &Engine, hotels: &[(&str, &[&str])]) -> Vec<i64> {
+    hotels
+        .iter()
+        .map(|(ext, photos)| {
+            let h = engine.create_hotel(&Hotel { external_id: Some(ext.to_string()), name: ext.to_string(), city: Some("Reno".into()), ..Default::default() }, "admin").unwrap();
+            for p in *photos {
+                assert!(matches!(engine.ingest(&photo(p), &new_photo(h.id), "up").unwrap(), Ingested::Added { .. }));
+            }
+            h.id
+        })
+        .collect()
+}
+
+#[test]
+fn a_case_keeps_searches_notes_and_verdicts_for_its_owner_and_confirmations_recalibrate() {
+    use hotelmatch::engine::{Verdict, Viewer};
+    let engine = in_memory("cases");
+    let ids = with_hotels(&engine, &[("h-a", &["h-aurora-101-0.jpg", "h-aurora-101-1.jpg"]), ("h-b", &["h-desert-141-0.jpg"]), ("h-c", &["h-maple-151-0.jpg"])]);
+    let (me, other, admin) = (Viewer { key_id: "inv-1", admin: false }, Viewer { key_id: "inv-2", admin: false }, Viewer { key_id: "adm", admin: true });
+    let case = engine.create_case("  Ad 7 ", me).unwrap();
+    assert_eq!((case.title.as_str(), case.owner.as_str()), ("Ad 7", "inv-1"));
+    assert_eq!(engine.create_case(" ", me).unwrap_err().kind(), (ErrorKind::Invalid, "invalid_field"));
+    // Twelve searches with photos of hotel A saved into the case.
+    let queries = ["h-aurora-101-2.jpg", "h-aurora-101-3.jpg", "h-aurora-204-0.jpg", "h-aurora-204-1.jpg"];
+    let mut entries = Vec::new();
+    for i in 0..12 {
+        let bytes = photo(queries[i % queries.len()]);
+        let (res, entry) = engine.search_into_case(&Query { bytes: &bytes, save_case: i == 0, ..Default::default() }, case.id, me).unwrap();
+        assert_eq!(res.hotels[0].hotel.id, ids[0]);
+        let p: f32 = res.hotels.iter().map(|h| h.probability).sum();
+        assert!(p <= 1.0 + 1e-5 && res.hotels.windows(2).all(|w| w[0].probability >= w[1].probability), "probabilities sum to {p}");
+        assert_eq!(entry.body["hotels"][0]["hotel_id"], ids[0]);
+        assert_eq!(entry.body["query_kept"], i == 0);
+        entries.push(entry.id);
+    }
+    // Another investigator sees nothing of it, an admin sees all.
+    assert_eq!(engine.case(case.id, other).unwrap_err().kind(), (ErrorKind::NotFound, "no_such_case"));
+    let bytes = photo(queries[0]);
+    assert_eq!(engine.search_into_case(&Query { bytes: &bytes, ..Default::default() }, case.id, other).unwrap_err().kind().1, "no_such_case");
+    assert!(engine.cases(other).unwrap().is_empty());
+    assert_eq!(engine.cases(admin).unwrap().len(), 1);
+    engine.add_case_note(case.id, "seen on site X", me).unwrap();
+    assert_eq!(engine.add_case_note(case.id, "", me).unwrap_err().kind().0, ErrorKind::Invalid);
+    engine.set_verdict(case.id, ids[0], Verdict::Confirmed, Some(entries[0]), me).unwrap();
+    engine.set_verdict(case.id, ids[1], Verdict::RuledOut, None, me).unwrap();
+    engine.set_verdict(case.id, ids[2], Verdict::RuledOut, None, me).unwrap();
+    engine.set_verdict(case.id, ids[2], Verdict::Open, None, admin).unwrap();
+    assert_eq!(engine.set_verdict(case.id, 999, Verdict::Confirmed, None, me).unwrap_err().kind().1, "no_such_hotel");
+    assert_eq!(engine.set_verdict(case.id, ids[0], Verdict::Confirmed, Some(9999), me).unwrap_err().kind().0, ErrorKind::Invalid);
+    let view = engine.case(case.id, admin).unwrap();
+    let verdicts: Vec<(i64, Verdict)> = view.verdicts.iter().map(|v| (v.hotel_id, v.verdict)).collect();
+    assert_eq!(verdicts, vec![(ids[0], Verdict::Confirmed), (ids[1], Verdict::RuledOut)], "the latest verdict per hotel; 'open' withdraws");
+    assert_eq!(view.entries.len(), 12 + 1 + 4, "the journal keeps every entry");
+    // The confirmations are labelled searches for the next calibration.
+    let samples = engine.confirmed_samples().unwrap();
+    assert_eq!(samples.len(), 12);
+    assert!(samples.iter().all(|s| s.right == Some(0) && s.scores.len() == 3));
+    let fitted = engine.recalibrate(&samples, "cases", "adm").unwrap();
+    assert_eq!(engine.calibration().source, "cases");
+    assert_eq!(hotelmatch::calibrate::Calibration::load(&engine.settings().data_dir).unwrap(), Some(fitted));
+    // The report holds the searches, thumbnails of the evidence and the kept query.
+    let report = engine.case_report(case.id, "html", me).unwrap();
+    assert!(!report.thumbnails.is_empty() && report.queries.len() == 1);
+    let html = hotelmatch::report::html(&report);
+    assert!(html.contains("Ad 7") && html.contains("seen on site X") && html.contains("data:image/jpeg;base64,") && !html.contains("src=\"http"));
+    let csv = hotelmatch::report::csv(&report);
+    assert_eq!(csv.lines().count(), 1 + 12 * 3, "a header and a row per ranked hotel per search");
+    assert!(csv.lines().nth(1).unwrap().ends_with(",confirmed"), "{csv}");
+    let audit: Vec<String> = engine.catalog().audit_entries(200).unwrap().into_iter().map(|e| e.action).collect();
+    for action in ["case-create", "case-search", "case-read", "case-list", "case-note", "case-verdict", "calibrate", "case-export"] {
+        assert!(audit.iter().any(|a| a == action), "{action} not audited: {audit:?}");
+    }
+}
+
+#[test]
+fn hash_banks_read_threatexchange_lists_and_flag_uploads_and_searches() {
+    let engine = in_memory("banks");
+    let te = std::fs::read_to_string(root().join("tests/fixtures/threatexchange-pdq-examples.txt")).unwrap();
+    let r = engine.import_bank("te-samples", &te, "adm").unwrap();
+    assert_eq!((r.read, r.added, r.other_signal_types, r.rejected.len(), r.bank.hashes), (16, 16, 1, 1, 16), "{r:?}");
+    assert_eq!(engine.import_bank("te-samples", &te, "adm").unwrap().added, 0, "a hash a bank holds is not added twice");
+    assert_eq!(engine.import_bank("bad", "foo,bar\n1,2\n", "adm").unwrap_err().kind().0, ErrorKind::Invalid);
+    // A gallery photo: no bank holds it.
+    let ids = with_hotels(&engine, &[("h-a", &["h-aurora-101-0.jpg"])]);
+    let shared = engine.export_hashes(hotelmatch::engine::HashFormat::Tx, "adm").unwrap();
+    assert_eq!(shared.lines().count(), 1);
+    let csv = engine.export_hashes(hotelmatch::engine::HashFormat::Csv, "adm").unwrap();
+    assert!(csv.starts_with("pdq,quality,image_id,hotel_id\n") && csv.lines().nth(1).unwrap().ends_with(&format!(",{}", ids[0])));
+    let bytes = photo("h-aurora-101-0.jpg");
+    assert!(engine.search(&Query { bytes: &bytes, ..Default::default() }, "inv").unwrap().bank_matches.is_empty());
+    // Another deployment imports the shared list; the same photo is flagged there, on upload and in search.
+    let partner = in_memory("banks-partner");
+    let r = partner.import_bank("partner", &shared, "adm").unwrap();
+    assert_eq!((r.read, r.added), (1, 1));
+    let h = partner.create_hotel(&Hotel { name: "P".into(), ..Default::default() }, "adm").unwrap();
+    let Ingested::Added { bank_matches, pdq, .. } = partner.ingest(&bytes, &new_photo(h.id), "up").unwrap() else { panic!("not added") };
+    assert_eq!((bank_matches.len(), bank_matches[0].bank.as_str(), bank_matches[0].distance), (1, "partner", 0));
+    let res = partner.search(&Query { bytes: &bytes, ..Default::default() }, "inv").unwrap();
+    assert_eq!(res.bank_matches.len(), 1);
+    let audit = partner.catalog().audit_entries_of(Some("search"), 1).unwrap();
+    assert_eq!(audit[0].detail["bank_matches"][0]["bank"], "partner");
+    let upload = partner.catalog().audit_entries_of(Some("upload"), 1).unwrap();
+    assert_eq!(upload[0].detail["bank_matches"][0]["bank"], "partner");
+    // Near-copies match within PDQ's distance of 31; far ones do not.
+    let flip = |n: usize| pdq.chars().enumerate().map(|(i, c)| if i < n { format!("{:x}", c.to_digit(16).unwrap() ^ 0xf) } else { c.to_string() }).collect::<String>();
+    let third = in_memory("banks-near");
+    third.import_bank("near", &format!("{},12 bits\n{},40 bits\n", flip(3), flip(10)), "adm").unwrap();
+    let m = third.bank_matches(&[pdq.parse().unwrap()]);
+    assert_eq!(m.iter().map(|x| (x.label.as_str(), x.distance)).collect::<Vec<_>>(), vec![("12 bits", 12)]);
+}

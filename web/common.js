@@ -5,9 +5,11 @@ const HM = {
   setKey(k) { sessionStorage.setItem("hotelmatch-key", k.trim()); },
   headers() { return { "Authorization": "Bearer " + HM.key() }; },
   async json(method, path, body) {
-    const r = await fetch(path, { method, headers: HM.headers(), body });
+    const headers = HM.headers();
+    if (body && !(body instanceof FormData) && typeof body !== "string") { body = JSON.stringify(body); headers["Content-Type"] = "application/json"; }
+    const r = await fetch(path, { method, headers, body });
     const j = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error((j.error && j.error.message) || ("HTTP " + r.status));
+    if (!r.ok) { const e = new Error((j.error && j.error.message) || ("HTTP " + r.status)); e.status = r.status; e.code = j.error && j.error.code; throw e; }
     return j;
   },
   async imageUrl(path) {
@@ -15,12 +17,33 @@ const HM = {
     if (!r.ok) throw new Error("HTTP " + r.status);
     return URL.createObjectURL(await r.blob());
   },
-  keyBox(onReady) {
+  // An article for a role's name: "an investigator", "an uploader", "an admin".
+  roleName(r) { return (/^[aeiou]/.test(r) ? "an " : "a ") + r; },
+  // The key box: the key is checked against the server when entered, and its role shown.
+  // `roles` are the roles this page needs; `onReady(who)` runs once a fitting key is set.
+  keyBox(roles, onReady) {
     const box = document.getElementById("keybox");
-    const input = box.querySelector("input");
-    const show = () => { box.querySelector(".state").textContent = HM.key() ? "key set for this browser session" : "no key yet"; };
-    box.querySelector("button").onclick = () => { HM.setKey(input.value); input.value = ""; show(); onReady && onReady(); };
-    show();
+    const input = box.querySelector("input"), state = box.querySelector(".state");
+    const check = async () => {
+      if (!HM.key()) { state.textContent = "no key yet"; state.className = "state muted"; return; }
+      state.textContent = "checking…"; state.className = "state muted";
+      try {
+        const who = await HM.json("GET", "/api/v1/whoami");
+        if (!roles.includes(who.role)) {
+          state.textContent = `This is ${HM.roleName(who.role)} key (${who.key_id}); this page needs ${roles.map(HM.roleName).join(" or ")} key.`;
+          state.className = "state err"; return;
+        }
+        state.textContent = `Key ${who.key_id} · ${who.role}`; state.className = "state ok";
+        HM.who = who; onReady && onReady(who);
+      } catch (e) {
+        state.textContent = e.status === 401 ? "This key is not valid (unknown or revoked)." : `Could not check the key: ${e.message}`;
+        state.className = "state err";
+      }
+    };
+    const use = () => { HM.setKey(input.value); input.value = ""; check(); };
+    box.querySelector("button").onclick = use;
+    input.addEventListener("keydown", e => { if (e.key === "Enter") { e.preventDefault(); use(); } });
+    check();
   },
   esc(s) { return String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c])); },
 };

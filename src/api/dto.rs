@@ -168,8 +168,9 @@ impl From<catalog::AuditEntry> for AuditEntry {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Ingested {
-    /// Stored and indexed.
-    Added { image_id: i64, pdq: String, pdq_quality: u8 },
+    /// Stored and indexed; `bank_matches` lists the hash-bank entries it matches (flagged
+    /// in the audit too).
+    Added { image_id: i64, pdq: String, pdq_quality: u8, bank_matches: Vec<BankMatch> },
     /// A near-copy of a photo of the same hotel already stored; not stored again.
     Duplicate { of_image_id: i64, distance: u32, pdq: String },
     /// The very same photo is stored for another hotel: nothing is added and an admin
@@ -180,7 +181,9 @@ pub enum Ingested {
 impl From<engine::Ingested> for Ingested {
     fn from(i: engine::Ingested) -> Self {
         match i {
-            engine::Ingested::Added { image_id, pdq, pdq_quality } => Ingested::Added { image_id, pdq, pdq_quality },
+            engine::Ingested::Added { image_id, pdq, pdq_quality, bank_matches } => {
+                Ingested::Added { image_id, pdq, pdq_quality, bank_matches: bank_matches.into_iter().map(BankMatch::from).collect() }
+            }
             engine::Ingested::Duplicate { of_image_id, distance, pdq } => Ingested::Duplicate { of_image_id, distance, pdq },
             engine::Ingested::CrossHotelDuplicate { of_image_id, of_hotel_id, pdq } => Ingested::CrossHotelDuplicate { of_image_id, of_hotel_id, pdq },
         }
@@ -207,6 +210,9 @@ pub struct Evidence {
     /// when the photo was among those geometrically verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched_points: Option<usize>,
+    /// Some of those matches as `[x, y]` on the query then `[x, y]` on this photo, in
+    /// fractions of each picture's width and height: the matched regions, on both sides.
+    pub matched_pairs: Vec<[f32; 4]>,
     /// The query's cells most similar to this photo, best first (grid in `grid`).
     pub query_cells: Vec<Cell>,
 }
@@ -221,11 +227,39 @@ pub struct Reuse {
     pub variant: String,
 }
 
+/// How far a probability can be trusted, in words.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// At or above the calibration's `strong` probability: worth acting on, after checking the evidence.
+    Strong,
+    /// A lead to check.
+    Possible,
+    /// Below the cut-off: shown folded under "weak matches".
+    Weak,
+}
+
+impl From<engine::Confidence> for Confidence {
+    fn from(c: engine::Confidence) -> Self {
+        match c {
+            engine::Confidence::Strong => Confidence::Strong,
+            engine::Confidence::Possible => Confidence::Possible,
+            engine::Confidence::Weak => Confidence::Weak,
+        }
+    }
+}
+
 /// A candidate hotel.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HotelHit {
     pub rank: usize,
+    /// The raw score (the best photo's similarity, plus the geometric verification bonus).
     pub score: f32,
+    /// Calibrated probability that this is the right hotel (`calibration` says on what).
+    pub probability: f32,
+    pub confidence: Confidence,
+    /// Its score minus the next hotel's; absent for the last one.
+    pub gap: Option<f32>,
     pub hotel: Hotel,
     pub evidence: Vec<Evidence>,
 }
@@ -260,7 +294,44 @@ pub struct SearchResult {
     /// was given); absent when nothing was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_mask: Option<f32>,
+    /// What the probabilities are calibrated on, and where the labels change.
+    pub calibration: CalibrationInfo,
+    /// Entries of the imported hash banks the query matches (also in the audit).
+    pub bank_matches: Vec<BankMatch>,
+    /// The saved case entry, when the search was saved into a case (`case_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_entry: Option<i64>,
     pub millis: f64,
+}
+
+/// Where a search's probabilities come from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CalibrationInfo {
+    /// What it was fitted on.
+    pub source: String,
+    /// Labelled searches it was fitted on.
+    pub samples: usize,
+    /// At or above this probability a candidate is strong.
+    pub strong: f32,
+    /// Below this it is weak (the cut-off under which candidates fold).
+    pub possible: f32,
+}
+
+/// A hash-bank entry that an upload or query matched.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BankMatch {
+    pub bank: String,
+    /// The label the hash came with.
+    pub label: String,
+    pub pdq: String,
+    pub distance: u32,
+}
+
+impl From<engine::BankMatch> for BankMatch {
+    fn from(m: engine::BankMatch) -> Self {
+        let engine::BankMatch { bank, label, pdq, distance } = m;
+        BankMatch { bank, label, pdq, distance }
+    }
 }
 
 impl From<engine::SearchResult> for SearchResult {
@@ -271,6 +342,9 @@ impl From<engine::SearchResult> for SearchResult {
             .map(|h| HotelHit {
                 rank: h.rank,
                 score: h.score,
+                probability: h.probability,
+                confidence: h.confidence.into(),
+                gap: h.gap,
                 hotel: h.hotel.into(),
                 evidence: h
                     .evidence
@@ -281,6 +355,7 @@ impl From<engine::SearchResult> for SearchResult {
                         room: e.room,
                         similarity: e.similarity,
                         matched_points: e.matched_points,
+                        matched_pairs: e.matched_pairs,
                         query_cells: e.query_cells.into_iter().map(|c| Cell { x: c.x, y: c.y, score: c.score }).collect(),
                     })
                     .collect(),
@@ -299,7 +374,150 @@ impl From<engine::SearchResult> for SearchResult {
             query_sha256: r.query_sha256,
             saved_case_image: r.saved_case_image,
             auto_mask: r.auto_mask,
+            calibration: CalibrationInfo { source: r.calibration.source, samples: r.calibration.samples, strong: r.calibration.strong, possible: r.calibration.possible },
+            bank_matches: r.bank_matches.into_iter().map(BankMatch::from).collect(),
+            case_entry: None,
             millis: r.millis,
         }
+    }
+}
+
+/// A case: an investigation that searches, notes and verdicts are saved into.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Case {
+    pub id: i64,
+    pub title: String,
+    /// The key id that opened it: with admins, the only one that may read it.
+    pub owner: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+impl From<catalog::Case> for Case {
+    fn from(c: catalog::Case) -> Self {
+        let catalog::Case { id, title, owner, created } = c;
+        Case { id, title, owner, created }
+    }
+}
+
+/// One entry of a case's journal: a saved search, a note or a verdict.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseEntry {
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// The key id that wrote it.
+    pub actor: String,
+    /// "search", "note" or "verdict".
+    pub kind: String,
+    /// A search: `query_sha256`, `query_kept`, `mask`, `filters`, `model`, `index`,
+    /// `calibration`, `hotels` (rank, hotel_id, name, score, probability, confidence, gap,
+    /// evidence), `candidates`, `reuse`, `bank_matches`. A note: `text`. A verdict:
+    /// `hotel_id`, `verdict`, `search_entry`.
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+}
+
+impl From<catalog::CaseEntry> for CaseEntry {
+    fn from(e: catalog::CaseEntry) -> Self {
+        CaseEntry { id: e.id, at: e.at, actor: e.actor, kind: e.kind, body: e.body }
+    }
+}
+
+/// What an investigator concluded about a hotel.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Confirmed,
+    RuledOut,
+    /// Withdraws an earlier verdict (the journal keeps both).
+    Open,
+}
+
+impl From<Verdict> for engine::Verdict {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Confirmed => engine::Verdict::Confirmed,
+            Verdict::RuledOut => engine::Verdict::RuledOut,
+            Verdict::Open => engine::Verdict::Open,
+        }
+    }
+}
+
+impl From<engine::Verdict> for Verdict {
+    fn from(v: engine::Verdict) -> Self {
+        match v {
+            engine::Verdict::Confirmed => Verdict::Confirmed,
+            engine::Verdict::RuledOut => Verdict::RuledOut,
+            engine::Verdict::Open => Verdict::Open,
+        }
+    }
+}
+
+/// A hotel's current verdict in a case (the latest recorded).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HotelVerdict {
+    pub hotel_id: i64,
+    pub verdict: Verdict,
+    pub by: String,
+    pub at: i64,
+    pub search_entry: Option<i64>,
+}
+
+/// A case with its journal, its current verdicts and the hotels it names.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseView {
+    pub case: Case,
+    pub entries: Vec<CaseEntry>,
+    pub verdicts: Vec<HotelVerdict>,
+    pub hotels: Vec<Hotel>,
+}
+
+impl From<engine::CaseView> for CaseView {
+    fn from(v: engine::CaseView) -> Self {
+        CaseView {
+            case: v.case.into(),
+            entries: v.entries.into_iter().map(CaseEntry::from).collect(),
+            verdicts: v.verdicts.into_iter().map(|x| HotelVerdict { hotel_id: x.hotel_id, verdict: x.verdict.into(), by: x.by, at: x.at, search_entry: x.search_entry }).collect(),
+            hotels: v.hotels.into_values().map(Hotel::from).collect(),
+        }
+    }
+}
+
+/// A hash bank.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Bank {
+    pub id: i64,
+    pub name: String,
+    pub created: i64,
+    pub created_by: String,
+    pub hashes: i64,
+}
+
+impl From<catalog::Bank> for Bank {
+    fn from(b: catalog::Bank) -> Self {
+        let catalog::Bank { id, name, created, created_by, hashes } = b;
+        Bank { id, name, created, created_by, hashes }
+    }
+}
+
+/// How a hash list import went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BankImport {
+    pub bank: Bank,
+    /// PDQ hashes read.
+    pub read: usize,
+    /// Of those, new to the bank.
+    pub added: usize,
+    /// Lines of other signal types, left out.
+    pub other_signal_types: usize,
+    /// (line number, line) of lines without a valid hash (the first 20).
+    #[schema(value_type = Vec<Object>)]
+    pub rejected: Vec<(usize, String)>,
+}
+
+impl From<engine::BankImport> for BankImport {
+    fn from(b: engine::BankImport) -> Self {
+        BankImport { bank: b.bank.into(), read: b.read, added: b.added, other_signal_types: b.other_signal_types, rejected: b.rejected }
     }
 }

@@ -21,12 +21,14 @@ use crate::engine::{Engine, EngineError, ErrorKind, NewPhoto, Query};
 use crate::jobs;
 
 mod admin;
+mod cases;
 pub mod dto;
 mod hotels;
 mod photos;
 mod search;
 
 use admin::*;
+use cases::*;
 use dto::{AuditEntry, Hotel, Image, Ingested, Job, SearchResult, Status};
 use hotels::*;
 use photos::*;
@@ -55,11 +57,15 @@ pub struct ServeOptions {
     /// How often, in milliseconds, the catalog's change feed is read (uploads and status
     /// changes made through other replicas show up in searches within about this long).
     pub follow_ms: u64,
+    /// A map tile server's URL template (`https://…/{z}/{x}/{y}.png`) for the investigate
+    /// page's map. Empty (the default): the map is drawn offline from the country outlines
+    /// built into the binary, and the page contacts no one.
+    pub map_tiles: String,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { bind: "127.0.0.1:8080".into(), workers: 0, queue: 64, uploads_per_minute: 30, searches_per_minute: 120, pixel_budget_mp: 0, follow_ms: 200 }
+        ServeOptions { bind: "127.0.0.1:8080".into(), workers: 0, queue: 64, uploads_per_minute: 30, searches_per_minute: 120, pixel_budget_mp: 0, follow_ms: 200, map_tiles: String::new() }
     }
 }
 
@@ -221,6 +227,7 @@ struct AppState {
     pixels: Arc<Semaphore>,
     pixel_budget: u32,
     metrics: Metrics,
+    map_tiles: String,
 }
 
 type Shared = Arc<AppState>;
@@ -333,6 +340,8 @@ fn page(name: &'static str) -> Response {
         "investigate" => ("text/html; charset=utf-8", include_str!("../../web/investigate.html")),
         "docs" => ("text/html; charset=utf-8", include_str!("../../web/docs.html")),
         "common.js" => ("text/javascript; charset=utf-8", include_str!("../../web/common.js")),
+        "map.js" => ("text/javascript; charset=utf-8", include_str!("../../web/map.js")),
+        "world.json" => ("application/json", include_str!("../../web/world.json")),
         _ => ("text/css; charset=utf-8", include_str!("../../web/style.css")),
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
@@ -368,7 +377,7 @@ impl utoipa::Modify for ApiKeys {
 #[openapi(
     info(title = "hotelmatch", description = "Which hotel was this room photo taken in? Upload crowdsourced room photos; search with a (masked) case photo; ranked hotels with the matching photos as evidence."),
     modifiers(&ApiKeys),
-    tags((name = "hotels"), (name = "photos"), (name = "search"), (name = "admin"), (name = "operations"))
+    tags((name = "hotels"), (name = "photos"), (name = "search"), (name = "cases"), (name = "banks"), (name = "admin"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -391,17 +400,27 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
         pixels: Arc::new(Semaphore::new(pixel_budget as usize)),
         pixel_budget,
         metrics: Metrics::default(),
+        map_tiles: opts.map_tiles.clone(),
     });
     let (api, openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .routes(routes!(healthz))
         .routes(routes!(ready))
         .routes(routes!(metrics))
-        .merge(guarded(&state, EVERYONE, OpenApiRouter::new().routes(routes!(list_hotels))))
+        .merge(guarded(&state, EVERYONE, OpenApiRouter::new().routes(routes!(list_hotels)).routes(routes!(whoami))))
         .merge(guarded(&state, UPLOADERS, OpenApiRouter::new().routes(routes!(upload))))
         .merge(guarded(
             &state,
             INVESTIGATORS,
-            OpenApiRouter::new().routes(routes!(search)).routes(routes!(photo)).routes(routes!(hotel_photos)).routes(routes!(case_image)),
+            OpenApiRouter::new()
+                .routes(routes!(search))
+                .routes(routes!(photo))
+                .routes(routes!(hotel_photos))
+                .routes(routes!(case_image))
+                .routes(routes!(create_case, list_cases))
+                .routes(routes!(get_case))
+                .routes(routes!(add_note))
+                .routes(routes!(add_verdict))
+                .routes(routes!(case_report)),
         ))
         .merge(guarded(
             &state,
@@ -413,7 +432,11 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
                 .routes(routes!(audit))
                 .routes(routes!(start_reindex))
                 .routes(routes!(list_jobs))
-                .routes(routes!(get_job)),
+                .routes(routes!(get_job))
+                .routes(routes!(list_banks))
+                .routes(routes!(import_bank))
+                .routes(routes!(export_hashes))
+                .routes(routes!(recalibrate)),
         ))
         .split_for_parts();
     let doc = openapi.to_json().unwrap_or_default();
@@ -425,6 +448,8 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
         .route("/docs", get(|| async { page("docs") }))
         .route("/static/common.js", get(|| async { page("common.js") }))
         .route("/static/style.css", get(|| async { page("style.css") }))
+        .route("/static/map.js", get(|| async { page("map.js") }))
+        .route("/static/world.json", get(|| async { page("world.json") }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /docs") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /docs") })
         .layer(DefaultBodyLimit::max(body_limit))

@@ -1,6 +1,7 @@
 //! Search: the query form, results, and the case images investigators keep.
 
 use super::*;
+use crate::engine::Viewer;
 
 /// The search form (multipart/form-data).
 #[derive(utoipa::ToSchema)]
@@ -30,6 +31,10 @@ pub(super) struct SearchForm {
     /// The graph search's candidate list, 10–1000 (default: the server's `index.ef_search`):
     /// larger finds more of the nearest photos, slower. Exact scans ignore it.
     ef: Option<usize>,
+    /// Save the search into this case (one of the key's own, or any for an admin): the query's
+    /// sha256 (the photo itself only with `save_case`), the mask, the filters and the ranked
+    /// hotels with probabilities and evidence ids. The result's `case_entry` names the entry.
+    case_id: Option<i64>,
 }
 
 /// Ranked hotels for a query photo, with the matching photos as evidence.
@@ -60,6 +65,7 @@ pub(super) async fn search(State(s): State<Shared>, Extension(key): Extension<Ke
         return Err(ApiError::bad_request("invalid_field", "ef: 10 to 1000"));
     }
     let skip_auto_mask = !parse_field::<bool>(&form, "auto_mask")?.unwrap_or(true);
+    let case_id = parse_field::<i64>(&form, "case_id")?;
     let _pixels = pixel_permit(&s, &[&bytes, mask_bytes.as_deref().unwrap_or_default()])?;
     let _slot = queue_slot(&s).await?;
     let engine = s.engine.clone();
@@ -69,17 +75,22 @@ pub(super) async fn search(State(s): State<Shared>, Extension(key): Extension<Ke
             Some(m) => Some(Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))?),
             None => None,
         };
-        engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask, ef }, &key.id)
+        let q = Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask, ef };
+        match case_id {
+            Some(id) => engine.search_into_case(&q, id, Viewer { key_id: &key.id, admin: key.role == Role::Admin }).map(|(r, e)| (r, Some(e.id))),
+            None => engine.search(&q, &key.id).map(|r| (r, None)),
+        }
     })
     .await?;
-    Ok(Json(SearchResult::from(res)).into_response())
+    let (res, entry) = res;
+    Ok(Json(SearchResult { case_entry: entry, ..SearchResult::from(res) }).into_response())
 }
 
 
 /// A case image an investigator kept (`save_case`), byte for byte. The access is audited.
 ///
 /// Roles: investigator, admin.
-#[utoipa::path(get, path = "/api/v1/cases/{sha256}", tag = "search", security(("api_key" = [])),
+#[utoipa::path(get, path = "/api/v1/case-images/{sha256}", tag = "search", security(("api_key" = [])),
     params(("sha256" = String, Path, description = "The query's sha256, as in the search result and the audit")),
     responses((status = 200, description = "The query photo as it was sent"), (status = 404, body = ErrorBody)))]
 pub(super) async fn case_image(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(sha256)): Checked<Path<String>>) -> Result<Response, ApiError> {

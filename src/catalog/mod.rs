@@ -39,6 +39,12 @@ pub enum CatalogError {
     /// No such job.
     #[error("no job with id {0}")]
     NoJob(i64),
+    /// No such case.
+    #[error("no case with id {0}")]
+    NoCase(i64),
+    /// A hash bank of this name exists already.
+    #[error("a hash bank named {0:?} exists already")]
+    BankExists(String),
     /// A job of this kind is already running.
     #[error("a {kind} job is already running (job {id})")]
     JobRunning { kind: String, id: i64 },
@@ -523,8 +529,75 @@ pub trait ImportJournal {
     fn record_import(&self, key: &str, image_id: Option<i64>, outcome: &str, detail: &str) -> Result<(), CatalogError>;
 }
 
+/// A case: an investigation that searches, notes and verdicts are saved into.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Case {
+    pub id: i64,
+    pub title: String,
+    /// The key that created it: with admins, the only one that may read it.
+    pub owner: String,
+    pub created: i64,
+}
+
+/// One entry of a case's journal (append-only: a later verdict supersedes, never erases).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseEntry {
+    pub id: i64,
+    pub case_id: i64,
+    pub at: i64,
+    pub actor: String,
+    /// "search", "note" or "verdict".
+    pub kind: String,
+    pub body: serde_json::Value,
+}
+
+/// Cases and their journals.
+pub trait CaseStore {
+    /// Opens a case owned by `owner`.
+    fn create_case(&self, title: &str, owner: &str) -> Result<Case, CatalogError>;
+    /// One case.
+    fn case(&self, id: i64) -> Result<Case, CatalogError>;
+    /// The cases of `owner` (every case when `None`), newest first.
+    fn cases(&self, owner: Option<&str>) -> Result<Vec<Case>, CatalogError>;
+    /// Appends to a case's journal.
+    fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<CaseEntry, CatalogError>;
+    /// A case's journal, oldest first.
+    fn case_entries(&self, case_id: i64) -> Result<Vec<CaseEntry>, CatalogError>;
+}
+
+/// A named list of PDQ hashes (known advertisement photos, a partner's list).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bank {
+    pub id: i64,
+    pub name: String,
+    pub created: i64,
+    pub created_by: String,
+    pub hashes: i64,
+}
+
+/// One hash of a bank, with the label it came with (an id or tag of the sharing party).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BankHash {
+    pub id: i64,
+    pub bank_id: i64,
+    pub pdq: PdqHash,
+    pub label: String,
+}
+
+/// Hash banks (ThreatExchange / Hasher-Matcher-Actioner lists).
+pub trait HashBanks {
+    /// Creates an empty bank; refuses a name in use.
+    fn create_bank(&self, name: &str, created_by: &str) -> Result<Bank, CatalogError>;
+    /// Every bank, with its number of hashes.
+    fn banks(&self) -> Result<Vec<Bank>, CatalogError>;
+    /// Adds hashes to a bank (a hash it holds already is skipped); returns how many were new.
+    fn add_bank_hashes(&self, bank_id: i64, hashes: &[(PdqHash, String)]) -> Result<usize, CatalogError>;
+    /// Every hash of every bank.
+    fn bank_hashes(&self) -> Result<Vec<BankHash>, CatalogError>;
+}
+
 /// The whole catalog: every concern, behind one handle shared by threads.
-pub trait Catalog: HotelStore + PhotoCatalog + AuditLog + KeyStore + JobStore + ImportJournal + Send + Sync {
+pub trait Catalog: HotelStore + PhotoCatalog + AuditLog + KeyStore + JobStore + ImportJournal + CaseStore + HashBanks + Send + Sync {
     /// Which database holds it ("sqlite", "postgres"), for logs and `/ready`.
     fn backend(&self) -> &'static str;
 }

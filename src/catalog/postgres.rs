@@ -8,7 +8,7 @@ use ::postgres::{Client, GenericClient, NoTls, Row};
 use super::*;
 
 /// Schema migrations, in order; the `schema_migrations` table records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_catalog.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_catalog.sql"), include_str!("../../migrations/postgres/0002_cases_banks.sql")];
 
 /// Any number below 2^63 that no other program takes an advisory lock on: replicas
 /// starting together migrate one at a time.
@@ -407,5 +407,76 @@ impl ImportJournal for PgCatalog {
             &[&key, &image_id, &outcome, &detail],
         )?;
         Ok(())
+    }
+}
+
+fn case_from_row(r: &Row) -> Case {
+    Case { id: r.get(0), title: r.get(1), owner: r.get(2), created: r.get(3) }
+}
+
+fn entry_from_row(r: &Row) -> CaseEntry {
+    CaseEntry { id: r.get(0), case_id: r.get(1), at: r.get(2), actor: r.get(3), kind: r.get(4), body: serde_json::from_str(r.get(5)).unwrap_or(serde_json::Value::Null) }
+}
+
+impl CaseStore for PgCatalog {
+    fn create_case(&self, title: &str, owner: &str) -> Result<Case, CatalogError> {
+        let r = self.client()?.query_one("INSERT INTO cases (title, owner, created) VALUES ($1, $2, $3) RETURNING id, title, owner, created", &[&title, &owner, &now()])?;
+        Ok(case_from_row(&r))
+    }
+
+    fn case(&self, id: i64) -> Result<Case, CatalogError> {
+        let r = self.client()?.query_opt("SELECT id, title, owner, created FROM cases WHERE id = $1", &[&id])?;
+        r.map(|r| case_from_row(&r)).ok_or(CatalogError::NoCase(id))
+    }
+
+    fn cases(&self, owner: Option<&str>) -> Result<Vec<Case>, CatalogError> {
+        let rows = self.client()?.query("SELECT id, title, owner, created FROM cases WHERE $1::TEXT IS NULL OR owner = $1 ORDER BY id DESC", &[&owner])?;
+        Ok(rows.iter().map(case_from_row).collect())
+    }
+
+    fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<CaseEntry, CatalogError> {
+        let r = self.client()?.query_opt(
+            "INSERT INTO case_entries (case_id, at, actor, kind, body) SELECT id, $2, $3, $4, $5 FROM cases WHERE id = $1 RETURNING id, case_id, at, actor, kind, body",
+            &[&case_id, &now(), &actor, &kind, &body.to_string()],
+        )?;
+        r.map(|r| entry_from_row(&r)).ok_or(CatalogError::NoCase(case_id))
+    }
+
+    fn case_entries(&self, case_id: i64) -> Result<Vec<CaseEntry>, CatalogError> {
+        let rows = self.client()?.query("SELECT id, case_id, at, actor, kind, body FROM case_entries WHERE case_id = $1 ORDER BY id", &[&case_id])?;
+        Ok(rows.iter().map(entry_from_row).collect())
+    }
+}
+
+impl HashBanks for PgCatalog {
+    fn create_bank(&self, name: &str, created_by: &str) -> Result<Bank, CatalogError> {
+        let created = now();
+        match self.client()?.query_one("INSERT INTO hash_banks (name, created, created_by) VALUES ($1, $2, $3) RETURNING id", &[&name, &created, &created_by]) {
+            Ok(r) => Ok(Bank { id: r.get(0), name: name.into(), created, created_by: created_by.into(), hashes: 0 }),
+            Err(e) if is(&e, &SqlState::UNIQUE_VIOLATION) => Err(CatalogError::BankExists(name.into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn banks(&self) -> Result<Vec<Bank>, CatalogError> {
+        let rows = self.client()?.query("SELECT b.id, b.name, b.created, b.created_by, (SELECT COUNT(*) FROM bank_hashes h WHERE h.bank_id = b.id) FROM hash_banks b ORDER BY b.id", &[])?;
+        Ok(rows.iter().map(|r| Bank { id: r.get(0), name: r.get(1), created: r.get(2), created_by: r.get(3), hashes: r.get(4) }).collect())
+    }
+
+    fn add_bank_hashes(&self, bank_id: i64, hashes: &[(PdqHash, String)]) -> Result<usize, CatalogError> {
+        let mut c = self.client()?;
+        let mut tx = c.transaction()?;
+        let st = tx.prepare("INSERT INTO bank_hashes (bank_id, pdq, label) VALUES ($1, $2, $3) ON CONFLICT (bank_id, pdq) DO NOTHING")?;
+        let mut added = 0;
+        for (pdq, label) in hashes {
+            added += tx.execute(&st, &[&bank_id, &pdq.to_string(), label])? as usize;
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    fn bank_hashes(&self) -> Result<Vec<BankHash>, CatalogError> {
+        let rows = self.client()?.query("SELECT id, bank_id, pdq, label FROM bank_hashes ORDER BY id", &[])?;
+        Ok(rows.iter().map(|r| BankHash { id: r.get(0), bank_id: r.get(1), pdq: r.get::<_, &str>(2).parse().unwrap_or_default(), label: r.get(3) }).collect())
     }
 }

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_api_keys.sql"),
     include_str!("../../migrations/0003_jobs.sql"),
     include_str!("../../migrations/0004_job_lease.sql"),
+    include_str!("../../migrations/0005_cases_banks.sql"),
 ];
 
 const IMAGE_COLUMNS: &str = "id, sha256, hotel_id, room, source, uploader_key_id, created, width, height, pdq, pdq_quality, status";
@@ -462,5 +463,94 @@ mod tests {
         cat.conn().execute("UPDATE jobs SET heartbeat = heartbeat - ?2 WHERE id = ?1", params![next.id, JOB_LEASE_SECS + 1]).unwrap();
         assert!(cat.start_job("reindex", "x").is_ok(), "a job whose lease ran out no longer blocks");
         assert_eq!(cat.job(next.id).unwrap().state, JobState::Interrupted);
+    }
+}
+
+fn case_from_row(r: &rusqlite::Row) -> rusqlite::Result<Case> {
+    Ok(Case { id: r.get(0)?, title: r.get(1)?, owner: r.get(2)?, created: r.get(3)? })
+}
+
+impl CaseStore for SqliteCatalog {
+    fn create_case(&self, title: &str, owner: &str) -> Result<Case, CatalogError> {
+        let conn = self.conn();
+        let created = now();
+        conn.execute("INSERT INTO cases (title, owner, created) VALUES (?1, ?2, ?3)", params![title, owner, created])?;
+        Ok(Case { id: conn.last_insert_rowid(), title: title.into(), owner: owner.into(), created })
+    }
+
+    fn case(&self, id: i64) -> Result<Case, CatalogError> {
+        self.conn().query_row("SELECT id, title, owner, created FROM cases WHERE id = ?1", [id], case_from_row).optional()?.ok_or(CatalogError::NoCase(id))
+    }
+
+    fn cases(&self, owner: Option<&str>) -> Result<Vec<Case>, CatalogError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id, title, owner, created FROM cases WHERE ?1 IS NULL OR owner = ?1 ORDER BY id DESC")?;
+        let rows = st.query_map([owner], case_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<CaseEntry, CatalogError> {
+        let conn = self.conn();
+        let at = now();
+        conn.execute("INSERT INTO case_entries (case_id, at, actor, kind, body) SELECT id, ?2, ?3, ?4, ?5 FROM cases WHERE id = ?1", params![case_id, at, actor, kind, body.to_string()])?;
+        if conn.changes() == 0 {
+            return Err(CatalogError::NoCase(case_id));
+        }
+        Ok(CaseEntry { id: conn.last_insert_rowid(), case_id, at, actor: actor.into(), kind: kind.into(), body: body.clone() })
+    }
+
+    fn case_entries(&self, case_id: i64) -> Result<Vec<CaseEntry>, CatalogError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id, case_id, at, actor, kind, body FROM case_entries WHERE case_id = ?1 ORDER BY id")?;
+        let rows = st.query_map([case_id], |r| {
+            let body: String = r.get(5)?;
+            Ok(CaseEntry { id: r.get(0)?, case_id: r.get(1)?, at: r.get(2)?, actor: r.get(3)?, kind: r.get(4)?, body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null) })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl HashBanks for SqliteCatalog {
+    fn create_bank(&self, name: &str, created_by: &str) -> Result<Bank, CatalogError> {
+        let conn = self.conn();
+        let created = now();
+        match conn.execute("INSERT INTO hash_banks (name, created, created_by) VALUES (?1, ?2, ?3)", params![name, created, created_by]) {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(CatalogError::BankExists(name.into())),
+            r => {
+                r?;
+                Ok(Bank { id: conn.last_insert_rowid(), name: name.into(), created, created_by: created_by.into(), hashes: 0 })
+            }
+        }
+    }
+
+    fn banks(&self) -> Result<Vec<Bank>, CatalogError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT b.id, b.name, b.created, b.created_by, (SELECT COUNT(*) FROM bank_hashes h WHERE h.bank_id = b.id) FROM hash_banks b ORDER BY b.id")?;
+        let rows = st.query_map([], |r| Ok(Bank { id: r.get(0)?, name: r.get(1)?, created: r.get(2)?, created_by: r.get(3)?, hashes: r.get(4)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn add_bank_hashes(&self, bank_id: i64, hashes: &[(PdqHash, String)]) -> Result<usize, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut added = 0;
+        {
+            let mut st = tx.prepare("INSERT OR IGNORE INTO bank_hashes (bank_id, pdq, label) VALUES (?1, ?2, ?3)")?;
+            for (pdq, label) in hashes {
+                added += st.execute(params![bank_id, pdq.to_string(), label])?;
+            }
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    fn bank_hashes(&self) -> Result<Vec<BankHash>, CatalogError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id, bank_id, pdq, label FROM bank_hashes ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            let pdq: String = r.get(2)?;
+            Ok(BankHash { id: r.get(0)?, bank_id: r.get(1)?, pdq: pdq.parse().unwrap_or_default(), label: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -63,7 +63,8 @@ impl Engine {
             self.store.put(&p.clean)?;
         }
         self.catch_up()?;
-        Ok(Ingested::Added { image_id, pdq: p.pdq.hash.to_string(), pdq_quality: p.pdq.quality })
+        let bank_matches = if p.pdq.trusted() { self.bank_matches(&[p.pdq.hash]) } else { Vec::new() };
+        Ok(Ingested::Added { image_id, pdq: p.pdq.hash.to_string(), pdq_quality: p.pdq.quality, bank_matches })
     }
 
     /// Adds one photo (prepare + add), audited as `actor`.

@@ -4,6 +4,8 @@
 //! and `maintenance`. Every use case writes its own audit entry, whoever calls it (the
 //! API, the CLI or an import).
 
+mod banks;
+mod cases;
 mod ingest;
 mod maintenance;
 mod moderation;
@@ -14,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 
+use crate::calibrate::Calibration;
 use crate::catalog::{self, Catalog, CatalogError, Hotel, HotelFilter, Image, Source};
 use crate::decode::{DecodeError, Limits};
 use crate::embed::EmbedError;
@@ -25,6 +28,8 @@ use crate::pool::{Mask, PoolError};
 use crate::rank::Aggregation;
 use crate::store::{self, BlobStore, StoreError, StoreOptions};
 
+pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat};
+pub use cases::{CaseView, HotelVerdict, Verdict, Viewer};
 pub use maintenance::Followed;
 
 /// Why an engine operation failed.
@@ -40,6 +45,8 @@ pub enum EngineError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Calibration(#[from] crate::calibrate::CalibrationError),
     /// The data directory could not be prepared.
     #[error("data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
@@ -89,6 +96,8 @@ impl EngineError {
                 CatalogError::NoHotel(_) => (K::NotFound, "no_such_hotel"),
                 CatalogError::NoImage(_) => (K::NotFound, "no_such_photo"),
                 CatalogError::NoJob(_) => (K::NotFound, "no_such_job"),
+                CatalogError::NoCase(_) => (K::NotFound, "no_such_case"),
+                CatalogError::BankExists(_) => (K::Conflict, "bank_exists"),
                 CatalogError::Invalid { .. } => (K::Invalid, "invalid_field"),
                 CatalogError::JobRunning { .. } => (K::Conflict, "job_running"),
                 CatalogError::HotelExists { .. } => (K::Conflict, "hotel_exists"),
@@ -103,6 +112,10 @@ impl EngineError {
             },
             EngineError::Index(IndexError::Io { .. } | IndexError::BadDump(_) | IndexError::Dimension { .. }) => (K::Internal, "internal"),
             EngineError::DataDir { .. } => (K::Internal, "internal"),
+            EngineError::Calibration(c) => match c {
+                crate::calibrate::CalibrationError::TooFew(_) => (K::Invalid, "too_few_samples"),
+                crate::calibrate::CalibrationError::Io { .. } | crate::calibrate::CalibrationError::Format { .. } => (K::Internal, "internal"),
+            },
         }
     }
 }
@@ -171,6 +184,18 @@ pub struct SearchOptions {
     pub verify_cap: usize,
 }
 
+impl SearchOptions {
+    /// What makes a hotel score, in short: a calibration holds for one scoring only.
+    pub fn scoring(&self) -> String {
+        let agg = match self.aggregation {
+            Aggregation::Best => "best".to_string(),
+            Aggregation::Vote => "vote".to_string(),
+            Aggregation::SumTop { n } => format!("sum{n}"),
+        };
+        if self.verify == 0 { agg } else { format!("{agg}+verify{}", self.verify) }
+    }
+}
+
 impl Default for SearchOptions {
     fn default() -> Self {
         SearchOptions {
@@ -207,6 +232,8 @@ pub struct Query<'a> {
     pub ef: usize,
 }
 
+pub use crate::calibrate::Confidence;
+
 /// A feature-map cell of the query that resembles a matched photo.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Cell {
@@ -227,6 +254,9 @@ pub struct Evidence {
     /// when the photo was among those geometrically verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched_points: Option<usize>,
+    /// Some of those matches, `[x, y]` on the query then on this photo, in fractions of each
+    /// picture's width and height: the matched regions, drawn on both.
+    pub matched_pairs: Vec<[f32; 4]>,
     /// The query's cells most similar to this photo, best first (grid in `SearchResult::grid`).
     pub query_cells: Vec<Cell>,
 }
@@ -247,6 +277,12 @@ pub struct Reuse {
 pub struct HotelHit {
     pub rank: usize,
     pub score: f32,
+    /// Calibrated probability that this is the right hotel.
+    pub probability: f32,
+    /// The probability in words: strong, possible or weak (folded under "weak matches").
+    pub confidence: Confidence,
+    /// Its score minus the next hotel's (`None` for the last one ranked).
+    pub gap: Option<f32>,
     pub hotel: Hotel,
     pub evidence: Vec<Evidence>,
 }
@@ -272,15 +308,35 @@ pub struct SearchResult {
     /// was given); absent when nothing was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_mask: Option<f32>,
+    /// The calibration the probabilities come from.
+    pub calibration: CalibrationInfo,
+    /// Hashes of the imported banks (hash lists) that the query matches.
+    pub bank_matches: Vec<BankMatch>,
+    /// (hotel id, score) of the candidates the probabilities are spread over, best first:
+    /// what a saved search keeps for the next calibration.
+    #[serde(skip)]
+    pub candidates: Vec<(i64, f32)>,
     pub millis: f64,
+}
+
+/// Where a search's probabilities come from and where its labels change.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CalibrationInfo {
+    pub source: String,
+    /// Labelled searches it was fitted on.
+    pub samples: usize,
+    /// Probabilities at or above this are `strong`.
+    pub strong: f32,
+    /// Below this a candidate is `weak` and folded (the cut-off).
+    pub possible: f32,
 }
 
 /// Outcome of adding one photo.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Ingested {
-    /// Stored and indexed.
-    Added { image_id: i64, pdq: String, pdq_quality: u8 },
+    /// Stored and indexed; `bank_matches` lists the hash-bank entries it matches (flagged).
+    Added { image_id: i64, pdq: String, pdq_quality: u8, bank_matches: Vec<BankMatch> },
     /// A near-copy of a photo of the same hotel already stored; not stored again.
     Duplicate { of_image_id: i64, distance: u32, pdq: String },
     /// The very same photo is stored for another hotel: one of the two is wrong, so nothing
@@ -337,9 +393,13 @@ pub struct Engine {
     /// Swapped whole on a rebuild; searches hold their own `Arc`, so a swap waits for none.
     index: RwLock<Arc<dyn VectorIndex>>,
     hashes: RwLock<HammingIndex>,
+    /// The imported hash banks, matched against uploads and queries.
+    banks: RwLock<banks::BankIndex>,
     /// The last finished re-index this process's index reflects; held while catching up, so
     /// that one thread at a time applies the feed.
     generation: Mutex<i64>,
+    /// Turns hotel scores into probabilities; replaced whole by a recalibration.
+    calibration: RwLock<Arc<Calibration>>,
 }
 
 impl Engine {
@@ -362,18 +422,39 @@ impl Engine {
         let model_id = catalog.model_id(embedder.model(), &embedder.pooling(), embedder.dim(), &embedder.settings())?;
         let generation = catalog.last_done(crate::jobs::REINDEX)?;
         let index = crate::index::new_index(embedder.dim(), settings.index.clone());
+        let calibration = match Calibration::load(&settings.data_dir) {
+            Ok(Some(c)) => c,
+            Ok(None) => Calibration::default(),
+            Err(e) => {
+                tracing::warn!("{e}; using the built-in calibration");
+                Calibration::default()
+            }
+        };
+        let scoring = settings.search.scoring();
+        if calibration.model != embedder.model() || calibration.scoring != scoring {
+            tracing::warn!(
+                "calibration {:?} was fitted for {} / {}, not {} / {scoring}: run `hotelmatch calibrate` for trustworthy probabilities",
+                calibration.source,
+                calibration.model,
+                calibration.scoring,
+                embedder.model()
+            );
+        }
         let engine = Engine {
+            calibration: RwLock::new(Arc::new(calibration)),
             catalog,
             store,
             cases,
             model_id,
             index: RwLock::new(Arc::from(index)),
             hashes: RwLock::new(HammingIndex::new()),
+            banks: RwLock::new(Default::default()),
             generation: Mutex::new(generation),
             embedder,
             settings,
         };
         engine.load_index()?;
+        engine.load_banks()?;
         let missing = engine.catalog.images_without_embedding(model_id)?.len();
         if missing > 0 {
             tracing::warn!("{missing} photos have no embedding for model {} yet: run `hotelmatch reindex`", engine.embedder.model());
@@ -390,6 +471,11 @@ impl Engine {
 
     fn swap_index(&self, index: Arc<dyn VectorIndex>) {
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+    }
+
+    /// The calibration in use.
+    pub fn calibration(&self) -> Arc<Calibration> {
+        self.calibration.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn hashes(&self) -> RwLockReadGuard<'_, HammingIndex> {

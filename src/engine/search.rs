@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::{Cell, Engine, EngineError, Evidence, HotelHit, Query, Reuse, SearchResult};
+use super::{CalibrationInfo, Cell, Engine, EngineError, Evidence, HotelHit, Query, Reuse, SearchResult};
+use crate::calibrate;
 use crate::catalog::Status;
 use crate::decode;
 use crate::index::{Found, VectorIndex};
@@ -24,11 +25,16 @@ impl Engine {
         let auto_mask = opts.auto_mask && !q.skip_auto_mask;
         let emb = self.embedder.embed(crate::Input { bytes: q.bytes, mask: q.mask, auto_mask })?;
         // After the embedding, not beside it: ONNX Runtime already uses every core.
-        let hashes = if opts.reuse { Some(query_hashes(q.bytes, &self.settings.limits)?) } else { None };
+        let banked = !self.banks.read().unwrap_or_else(|e| e.into_inner()).is_empty();
+        let hashes = if opts.reuse || banked { Some(query_hashes(q.bytes, &self.settings.limits)?) } else { None };
+        let bank_matches = match &hashes {
+            Some(h) if h.quality >= pdq::MIN_TRUSTED_QUALITY => self.bank_matches(&h.named().map(|(_, x)| x)),
+            _ => Vec::new(),
+        };
         let hotels = if q.filter.is_empty() { None } else { Some(self.catalog.hotels_matching(&q.filter)?) };
         let reuse = match hashes {
-            Some(h) => self.reuse_of(&h, hotels.as_deref())?,
-            None => Vec::new(),
+            Some(h) if opts.reuse => self.reuse_of(&h, hotels.as_deref())?,
+            _ => Vec::new(),
         };
         let index = self.index();
         let (mut found, mut plan) = index.search(&emb.vector, opts.top_images, hotels.as_deref(), q.ef)?;
@@ -49,7 +55,14 @@ impl Engine {
         }
         let verified = self.verify(q.bytes, emb.mask.as_ref(), &mut found)?;
         let top = if q.top == 0 { opts.top_hotels } else { q.top };
-        let ranked = rank::rank_hotels(&found, opts.aggregation, top);
+        // Probabilities are spread over the same number of candidates whatever `top` shows.
+        let mut ranked = rank::rank_hotels(&found, opts.aggregation, top.max(calibrate::CANDIDATES));
+        let calibration = self.calibration();
+        let scores: Vec<f32> = ranked.iter().take(calibrate::CANDIDATES).map(|r| r.score).collect();
+        let probabilities = calibration.probabilities(&scores);
+        let candidates: Vec<(i64, f32)> = ranked.iter().take(calibrate::CANDIDATES).map(|r| (r.hotel_id, r.score)).collect();
+        let gaps: Vec<Option<f32>> = (0..ranked.len()).map(|i| ranked.get(i + 1).map(|n| ranked[i].score - n.score)).collect();
+        ranked.truncate(top);
         let grid = emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height));
         let cat = &self.catalog;
         let mut hits = Vec::with_capacity(ranked.len());
@@ -62,10 +75,17 @@ impl Engine {
                     (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), &v, 3),
                     _ => Vec::new(),
                 };
-                let (similarity, matched_points) = verified.get(&f.image_id).map_or((f.similarity, None), |&(cos, n)| (cos, Some(n)));
-                evidence.push(Evidence { image_id: img.id, sha256: img.sha256, room: img.room, similarity, matched_points, query_cells });
+                let (similarity, matched) = match verified.get(&f.image_id) {
+                    Some((cos, m)) => (*cos, Some(m)),
+                    None => (f.similarity, None),
+                };
+                let matched_points = matched.map(|m| m.inliers);
+                let matched_pairs = matched.map(|m| m.pairs.clone()).unwrap_or_default();
+                evidence.push(Evidence { image_id: img.id, sha256: img.sha256, room: img.room, similarity, matched_points, matched_pairs, query_cells });
             }
-            hits.push(HotelHit { rank: r.rank, score: r.score, hotel, evidence });
+            let probability = probabilities.get(r.rank - 1).copied().unwrap_or(0.0);
+            let confidence = calibration.confidence(probability);
+            hits.push(HotelHit { rank: r.rank, score: r.score, probability, confidence, gap: gaps[r.rank - 1], hotel, evidence });
         }
         let query_sha256 = store::sha256_hex(q.bytes);
         if q.save_case {
@@ -78,11 +98,14 @@ impl Engine {
             "auto_mask": emb.auto_mask,
             "saved_case_image": q.save_case,
             "hotel_ids": hits.iter().map(|h| h.hotel.id).collect::<Vec<_>>(),
+            "probabilities": hits.iter().map(|h| h.probability).collect::<Vec<_>>(),
             "image_ids": hits.iter().flat_map(|h| h.evidence.iter().map(|e| e.image_id)).collect::<Vec<_>>(),
             "reuse_image_ids": reuse.iter().map(|r| r.image_id).collect::<Vec<_>>(),
+            "bank_matches": bank_matches,
         });
         cat.audit(actor, "search", &detail)?;
-        Ok(SearchResult { hotels: hits, reuse, images: found, grid, plan, query_sha256, saved_case_image: q.save_case, auto_mask: emb.auto_mask, millis: t.elapsed().as_secs_f64() * 1e3 })
+        let calibration = CalibrationInfo { source: calibration.source.clone(), samples: calibration.samples, strong: calibration.strong, possible: calibration.possible };
+        Ok(SearchResult { hotels: hits, reuse, images: found, grid, plan, query_sha256, saved_case_image: q.save_case, auto_mask: emb.auto_mask, calibration, bank_matches, candidates, millis: t.elapsed().as_secs_f64() * 1e3 })
     }
 
     /// Re-scores what a compact index found with the exact f32 vectors the catalog keeps,
@@ -106,8 +129,8 @@ impl Engine {
 
     /// Geometric verification of the top `verify` photos of `found`: each gets a bonus for
     /// the keypoint matches it shares with the query in one consistent geometry, and `found`
-    /// is re-sorted. Returns, per verified image, its cosine similarity and inlier count.
-    fn verify(&self, query: &[u8], mask: Option<&Mask>, found: &mut [Found]) -> Result<std::collections::HashMap<i64, (f32, usize)>, EngineError> {
+    /// is re-sorted. Returns, per verified image, its cosine similarity and the matches.
+    fn verify(&self, query: &[u8], mask: Option<&Mask>, found: &mut [Found]) -> Result<HashMap<i64, (f32, verify::Matched)>, EngineError> {
         let opts = &self.settings.search;
         let k = opts.verify.min(found.len());
         if k == 0 {
@@ -130,26 +153,27 @@ impl Engine {
             let cat = &self.catalog;
             found[..k].iter().map(|f| cat.image(f.image_id).map(|i| i.sha256)).collect::<Result<_, _>>()?
         };
-        let inliers: Vec<usize> = shas
+        let matched: Vec<verify::Matched> = shas
             .par_iter()
             .map(|sha| {
                 // A stored photo that cannot be read again is not verified (and logged): the
                 // search still answers from the vectors.
                 let points = self.store.get(sha).map_err(EngineError::from).and_then(|b| Ok(decode::decode(&b, &self.settings.limits, Some((side, side)))?));
                 match points {
-                    Ok(d) => verify::inliers(&query_points, &verify::keypoints(&d.rgb, None)),
+                    Ok(d) => verify::matched(&query_points, &verify::keypoints(&d.rgb, None)),
                     Err(e) => {
                         tracing::warn!(photo = %sha, "geometric verification skipped: {e}");
-                        0
+                        verify::Matched::default()
                     }
                 }
             })
             .collect();
         let cap = opts.verify_cap.max(1);
-        let mut verified = std::collections::HashMap::with_capacity(k);
-        for (f, n) in found[..k].iter_mut().zip(inliers) {
-            verified.insert(f.image_id, (f.similarity, n));
-            f.similarity += opts.verify_weight * n.min(cap) as f32 / cap as f32;
+        let mut verified = HashMap::with_capacity(k);
+        for (f, m) in found[..k].iter_mut().zip(matched) {
+            let cosine = f.similarity;
+            f.similarity += opts.verify_weight * m.inliers.min(cap) as f32 / cap as f32;
+            verified.insert(f.image_id, (cosine, m));
         }
         found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         Ok(verified)

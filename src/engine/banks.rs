@@ -1,0 +1,254 @@
+//! Hash banks: named lists of PDQ hashes shared in ThreatExchange's formats (known
+//! advertisement photos, a partner's list), matched against every upload and query; and the
+//! gallery's own hashes exported for sharing.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{Engine, EngineError};
+use crate::catalog::{Bank, CatalogError};
+use crate::hamming::HammingIndex;
+use crate::pdq::{self, PdqHash};
+
+/// A bank hash an upload or query matched.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BankMatch {
+    pub bank: String,
+    /// The label the hash came with (the sharing party's id or tag; may be empty).
+    pub label: String,
+    pub pdq: String,
+    pub distance: u32,
+}
+
+/// The banks' hashes, searchable by Hamming distance.
+#[derive(Default)]
+pub(super) struct BankIndex {
+    index: HammingIndex,
+    /// Per bank hash id: its bank's name and its label.
+    about: HashMap<u64, (String, String, PdqHash)>,
+}
+
+impl BankIndex {
+    /// Whether no bank holds a hash.
+    pub(super) fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+/// How an import went.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BankImport {
+    pub bank: Bank,
+    /// PDQ hashes read from the file.
+    pub read: usize,
+    /// Of those, new to the bank.
+    pub added: usize,
+    /// Lines of other signal types (ThreatExchange files mix them), left out.
+    pub other_signal_types: usize,
+    /// Lines that hold no valid hash, with their line numbers (the first 20).
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Formats the gallery's hashes can be exported in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashFormat {
+    /// python-threatexchange's signal file: `pdq <hash>` per line (`tx` reads it).
+    Tx,
+    /// CSV with a header: `pdq,quality,image_id,hotel_id` (pdq-photo-hasher's order first).
+    Csv,
+}
+
+impl std::str::FromStr for HashFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tx" | "te" | "txt" => Ok(HashFormat::Tx),
+            "csv" => Ok(HashFormat::Csv),
+            _ => Err(format!("unknown hash list format {s:?} (tx, csv)")),
+        }
+    }
+}
+
+/// The largest hash list read in one import.
+const MAX_LINES: usize = 1_000_000;
+
+impl Engine {
+    /// Reloads the banks' hashes from the catalog (at open, and after an import).
+    pub(super) fn load_banks(&self) -> Result<(), EngineError> {
+        let names: HashMap<i64, String> = self.catalog.banks()?.into_iter().map(|b| (b.id, b.name)).collect();
+        let mut fresh = BankIndex::default();
+        for h in self.catalog.bank_hashes()? {
+            fresh.index.add(h.id as u64, &h.pdq);
+            fresh.about.insert(h.id as u64, (names.get(&h.bank_id).cloned().unwrap_or_default(), h.label, h.pdq));
+        }
+        *self.banks.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// Bank hashes within PDQ's match distance of any of `hashes` (a photo's hash, or a
+    /// query's eight rotations and mirrors), closest first, one per bank hash.
+    pub fn bank_matches(&self, hashes: &[PdqHash]) -> Vec<BankMatch> {
+        let banks = self.banks.read().unwrap_or_else(|e| e.into_inner());
+        let mut best: HashMap<u64, u32> = HashMap::new();
+        for h in hashes {
+            for hit in banks.index.within(h, pdq::MATCH_DISTANCE) {
+                let d = best.entry(hit.id).or_insert(hit.distance);
+                *d = (*d).min(hit.distance);
+            }
+        }
+        let mut out: Vec<BankMatch> = best
+            .into_iter()
+            .filter_map(|(id, distance)| banks.about.get(&id).map(|(bank, label, pdq)| BankMatch { bank: bank.clone(), label: label.clone(), pdq: pdq.to_string(), distance }))
+            .collect();
+        out.sort_by(|a, b| a.distance.cmp(&b.distance).then_with(|| a.bank.cmp(&b.bank)).then_with(|| a.pdq.cmp(&b.pdq)));
+        out
+    }
+
+    /// Imports a hash list (ThreatExchange's formats, see `parse_hash_list`) into the bank
+    /// `name`, creating it when new. Audited.
+    pub fn import_bank(&self, name: &str, text: &str, actor: &str) -> Result<BankImport, EngineError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(CatalogError::Invalid { field: "name", message: "a bank name of 1 to 100 printable characters".into() }.into());
+        }
+        let parsed = parse_hash_list(text)?;
+        let bank = match self.catalog.banks()?.into_iter().find(|b| b.name == name) {
+            Some(b) => b,
+            None => self.catalog.create_bank(name, actor)?,
+        };
+        let added = self.catalog.add_bank_hashes(bank.id, &parsed.hashes)?;
+        self.load_banks()?;
+        let bank = self.catalog.banks()?.into_iter().find(|b| b.id == bank.id).unwrap_or(bank);
+        let out = BankImport { bank, read: parsed.hashes.len(), added, other_signal_types: parsed.other_signal_types, rejected: parsed.rejected };
+        self.catalog.audit(actor, "bank-import", &serde_json::json!({"bank": name, "read": out.read, "added": added, "rejected": out.rejected.len()}))?;
+        Ok(out)
+    }
+
+    /// Every bank.
+    pub fn banks(&self) -> Result<Vec<Bank>, EngineError> {
+        Ok(self.catalog.banks()?)
+    }
+
+    /// The gallery's active, trustworthy hashes, for sharing. Audited.
+    pub fn export_hashes(&self, format: HashFormat, actor: &str) -> Result<String, EngineError> {
+        let mut out = String::new();
+        let hashes = self.catalog.active_pdq()?;
+        if format == HashFormat::Csv {
+            out.push_str("pdq,quality,image_id,hotel_id\n");
+        }
+        let mut n = 0;
+        for (id, hash) in hashes {
+            let img = self.catalog.image(id)?;
+            if img.pdq_quality < pdq::MIN_TRUSTED_QUALITY {
+                continue;
+            }
+            n += 1;
+            match format {
+                HashFormat::Tx => out.push_str(&format!("pdq {hash}\n")),
+                HashFormat::Csv => out.push_str(&format!("{hash},{},{id},{}\n", img.pdq_quality, img.hotel_id)),
+            }
+        }
+        self.catalog.audit(actor, "hash-export", &serde_json::json!({"hashes": n, "format": format!("{format:?}").to_lowercase()}))?;
+        Ok(out)
+    }
+}
+
+/// A hash list, read.
+#[derive(Debug, Default, PartialEq)]
+pub struct ParsedList {
+    pub hashes: Vec<(PdqHash, String)>,
+    pub other_signal_types: usize,
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Reads the hash list formats ThreatExchange tools write:
+/// - python-threatexchange's signal file (`tx`, HMA): `pdq <hash>` per line, or bare hashes;
+/// - CSV or TSV with a header naming the hash column (`hash`, `signal`, `pdq`, `indicator`,
+///   `pdq_hash`), optionally a type column (`signal_type`, `type`, `hash_type`: rows of
+///   other types are left out) and a label column (`label`, `id`, `name`, `filename`,
+///   `descriptor_id`, `tags`);
+/// - headerless CSV or TSV such as pdq-photo-hasher's `hash,quality,filename`: the 64-hex
+///   field is the hash, the last other non-numeric field the label.
+///
+/// Blank lines and `#` comments are skipped.
+pub fn parse_hash_list(text: &str) -> Result<ParsedList, EngineError> {
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect();
+    if lines.len() > MAX_LINES {
+        return Err(CatalogError::Invalid { field: "hashes", message: format!("at most {MAX_LINES} lines per import") }.into());
+    }
+    let mut out = ParsedList::default();
+    let Some(&(_, first)) = lines.first() else { return Ok(out) };
+    let sep = if first.contains('\t') { '\t' } else if first.contains(',') { ',' } else { ' ' };
+    let split = |l: &str| -> Vec<String> { l.split(sep).map(|f| f.trim().trim_matches('"').to_string()).collect() };
+    let is_hash = |f: &str| f.len() == 64 && f.bytes().all(|b| b.is_ascii_hexdigit());
+    let header = split(first);
+    let has_header = sep != ' ' && !header.iter().any(|f| is_hash(f));
+    let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.to_ascii_lowercase().as_str()));
+    let (hash_col, type_col, label_col) = if has_header {
+        let Some(h) = col(&["hash", "signal", "pdq", "indicator", "pdq_hash", "hash_value"]) else {
+            return Err(CatalogError::Invalid { field: "hashes", message: format!("the header {first:?} names no hash column (hash, signal, pdq, indicator)") }.into());
+        };
+        (Some(h), col(&["signal_type", "type", "hash_type", "indicator_type"]), col(&["label", "id", "name", "filename", "descriptor_id", "tags"]))
+    } else {
+        (None, None, None)
+    };
+    for &(no, line) in lines.iter().skip(usize::from(has_header)) {
+        let fields = split(line);
+        if let Some(t) = type_col.and_then(|t| fields.get(t)) {
+            if !t.to_ascii_lowercase().contains("pdq") {
+                out.other_signal_types += 1;
+                continue;
+            }
+        }
+        // python-threatexchange's file: "<signal type> <signal>".
+        if sep == ' ' && fields.len() == 2 && !is_hash(&fields[0]) {
+            if !fields[0].eq_ignore_ascii_case("pdq") {
+                out.other_signal_types += 1;
+                continue;
+            }
+        }
+        let hash = match hash_col {
+            Some(h) => fields.get(h).filter(|f| is_hash(f)),
+            None => fields.iter().find(|f| is_hash(f)),
+        };
+        let Some(hash) = hash else {
+            if out.rejected.len() < 20 {
+                out.rejected.push((no, line.chars().take(80).collect()));
+            }
+            continue;
+        };
+        let label = match (has_header, label_col) {
+            (true, Some(l)) => fields.get(l).cloned().unwrap_or_default(),
+            (true, None) => String::new(),
+            (false, _) => fields.iter().rev().find(|f| !is_hash(f) && f.parse::<f64>().is_err() && !f.eq_ignore_ascii_case("pdq")).cloned().unwrap_or_default(),
+        };
+        match PdqHash::from_hex(hash) {
+            Ok(h) => out.hashes.push((h, label)),
+            Err(_) => out.rejected.push((no, line.chars().take(80).collect())),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+    const B: &str = "e64cc9d91c623882f8d1f1d9a398e78c9f199b3bd83924f2b7e11e0bf861b064";
+
+    #[test]
+    fn reads_the_threatexchange_formats() {
+        let tx = parse_hash_list(&format!("# comment\npdq {A}\nmd5 0123456789abcdef0123456789abcdef\n\npdq {B}\npdq nothex\n")).unwrap();
+        assert_eq!(tx.hashes.len(), 2);
+        assert_eq!((tx.other_signal_types, tx.rejected.len()), (1, 1));
+        let bare = parse_hash_list(&format!("{A}\n{B}\n")).unwrap();
+        assert_eq!(bare.hashes.len(), 2);
+        let hasher = parse_hash_list(&format!("{A},100,bridge-1.jpg\n{B},87,small.jpg\n")).unwrap();
+        assert_eq!(hasher.hashes[1].1, "small.jpg");
+        let tsv = parse_hash_list(&format!("indicator_type\tindicator\tdescriptor_id\nHASH_PDQ\t{A}\t42\nHASH_MD5\tabc\t43\n")).unwrap();
+        assert_eq!((tsv.hashes.len(), tsv.hashes[0].1.as_str(), tsv.other_signal_types), (1, "42", 1));
+        assert!(parse_hash_list("foo,bar\n1,2\n").is_err(), "a header without a hash column");
+    }
+}

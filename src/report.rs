@@ -1,0 +1,250 @@
+//! Report: a case written out for handing over — one self-contained HTML file that prints
+//! cleanly to PDF (thumbnails embedded as data URIs, no external assets, no script), a CSV
+//! of every ranked hotel of every saved search, and JSON. Knows nothing of HTTP.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::engine::CaseView;
+
+/// A case with everything its report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseReport {
+    #[serde(flatten)]
+    pub view: CaseView,
+    /// Unix seconds.
+    pub generated_at: i64,
+    /// The key id that exported it.
+    pub generated_by: String,
+    /// The model and index serving when it was exported (each search records its own).
+    pub model: String,
+    pub index: serde_json::Value,
+    /// JPEG thumbnails of the evidence photos, as data URIs, by image id.
+    pub thumbnails: BTreeMap<i64, String>,
+    /// The query photos kept with consent, as data URIs, by sha256.
+    pub queries: BTreeMap<String, String>,
+}
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// A JSON object's non-null fields as `key value, …` ("none" when there are none).
+fn fields(v: &serde_json::Value) -> String {
+    let parts: Vec<String> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, x)| !x.is_null())
+        .map(|(k, x)| format!("{k} {}", x.as_str().map_or_else(|| x.to_string(), str::to_string)))
+        .collect();
+    if parts.is_empty() { "none".into() } else { parts.join(", ") }
+}
+
+/// A search's calibration in words.
+fn calibration(v: &serde_json::Value) -> String {
+    let pct = |k: &str| v[k].as_f64().map_or("?".into(), |p| format!("{:.0} %", p * 100.0));
+    format!("{}, {} labelled searches; strong from {}, weak below {}", v["source"].as_str().unwrap_or("?"), v["samples"], pct("strong"), pct("possible"))
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (the civil-from-days algorithm of H. Hinnant).
+pub fn utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+const STYLE: &str = "body{font:12pt/1.4 system-ui,sans-serif;color:#111;max-width:60rem;margin:1rem auto;padding:0 1rem}\
+h1{font-size:1.5rem}h2{font-size:1.2rem;border-bottom:1px solid #999;margin-top:2rem}h3{font-size:1rem}\
+table{border-collapse:collapse;width:100%;margin:.5rem 0}td,th{border:1px solid #bbb;padding:.25rem .4rem;text-align:left;vertical-align:top}\
+th{background:#eee}.meta td:first-child{font-weight:600;width:12rem}.ev{display:flex;flex-wrap:wrap;gap:.5rem}\
+figure{margin:0;width:10rem}figure img{width:10rem;border:1px solid #999}figcaption{font-size:.8rem}\
+.q{display:flex;gap:1rem;flex-wrap:wrap}.q img{max-width:16rem;border:1px solid #999}.note{white-space:pre-wrap;border-left:3px solid #555;padding-left:.6rem}\
+.strong{font-weight:700}.search,.hotel{break-inside:avoid;page-break-inside:avoid}\
+@media print{body{margin:0;max-width:none}h2{break-before:auto}a{color:#000;text-decoration:none}}";
+
+/// The report as one HTML document.
+pub fn html(r: &CaseReport) -> String {
+    let v = &r.view;
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Case {id}: {title}</title><style>{STYLE}</style></head><body>\
+<h1>Case {id}: {title}</h1><table class=\"meta\">\
+<tr><td>Opened</td><td>{opened} by key {owner}</td></tr>\
+<tr><td>Exported</td><td>{gen} by key {by}</td></tr>\
+<tr><td>Model</td><td>{model}</td></tr><tr><td>Index</td><td>{index}</td></tr>\
+<tr><td>Saved searches</td><td>{searches}</td></tr></table>",
+        id = v.case.id,
+        title = esc(&v.case.title),
+        opened = utc(v.case.created),
+        owner = esc(&v.case.owner),
+        gen = utc(r.generated_at),
+        by = esc(&r.generated_by),
+        model = esc(&r.model),
+        index = esc(&fields(&r.index)),
+        searches = v.entries.iter().filter(|e| e.kind == "search").count(),
+    );
+    if !v.verdicts.is_empty() {
+        o.push_str("<h2>Verdicts</h2><table><tr><th>Hotel</th><th>Verdict</th><th>By</th><th>When</th></tr>");
+        for x in &v.verdicts {
+            let name = v.hotels.get(&x.hotel_id).map_or(format!("hotel {}", x.hotel_id), |h| h.name.clone());
+            let _ = write!(o, "<tr><td>{}</td><td class=\"strong\">{}</td><td>{}</td><td>{}</td></tr>", esc(&name), verdict_word(&x.verdict), esc(&x.by), utc(x.at));
+        }
+        o.push_str("</table>");
+    }
+    o.push_str("<h2>Journal</h2>");
+    for e in &v.entries {
+        match e.kind.as_str() {
+            "search" => search_section(&mut o, r, e),
+            "note" => {
+                let _ = write!(o, "<h3>Note {} — {} by key {}</h3><p class=\"note\">{}</p>", e.id, utc(e.at), esc(&e.actor), esc(e.body["text"].as_str().unwrap_or("")));
+            }
+            "verdict" => {
+                let hotel = e.body["hotel_id"].as_i64().unwrap_or(0);
+                let name = v.hotels.get(&hotel).map_or(format!("hotel {hotel}"), |h| h.name.clone());
+                let _ = write!(o, "<h3>Verdict {} — {} by key {}</h3><p>{}: <b>{}</b></p>", e.id, utc(e.at), esc(&e.actor), esc(&name), esc(e.body["verdict"].as_str().unwrap_or("")));
+            }
+            _ => {}
+        }
+    }
+    o.push_str("<p><small>Probabilities are calibrated estimates that the hotel is the right one; check the evidence photos before acting on any.</small></p></body></html>\n");
+    o
+}
+
+fn verdict_word(v: &crate::engine::Verdict) -> &'static str {
+    match v {
+        crate::engine::Verdict::Confirmed => "confirmed",
+        crate::engine::Verdict::RuledOut => "ruled out",
+        crate::engine::Verdict::Open => "open",
+    }
+}
+
+fn search_section(o: &mut String, r: &CaseReport, e: &crate::catalog::CaseEntry) {
+    let b = &e.body;
+    let sha = b["query_sha256"].as_str().unwrap_or("");
+    let _ = write!(o, "<section class=\"search\"><h3>Search {} — {} by key {}</h3><div class=\"q\">", e.id, utc(e.at), esc(&e.actor));
+    match r.queries.get(sha) {
+        Some(uri) => {
+            let _ = write!(o, "<figure style=\"width:16rem\"><img src=\"{uri}\" alt=\"Query photo, kept with the investigator's consent\"><figcaption>Query photo (kept)</figcaption></figure>");
+        }
+        None => o.push_str("<p>Query photo not kept (the investigator did not ask to keep it).</p>"),
+    }
+    if let Some(png) = b["mask"]["png_base64"].as_str() {
+        let _ = write!(o, "<figure style=\"width:16rem\"><img src=\"data:image/png;base64,{png}\" alt=\"Mask: white is what was left out of matching\"><figcaption>Mask (white = left out)</figcaption></figure>");
+    } else if let Some(rects) = b["mask"]["rects"].as_array() {
+        let _ = write!(o, "<p>Mask: rectangles {}</p>", esc(&serde_json::Value::Array(rects.clone()).to_string()));
+    }
+    let _ = write!(
+        o,
+        "</div><table class=\"meta\"><tr><td>Query sha256</td><td><code>{}</code></td></tr><tr><td>Filters</td><td>{}</td></tr><tr><td>Model / index</td><td>{} / {}</td></tr><tr><td>Calibration</td><td>{}</td></tr>",
+        esc(sha),
+        esc(&fields(&b["filters"])),
+        esc(b["model"].as_str().unwrap_or("")),
+        esc(&fields(&b["index"])),
+        esc(&calibration(&b["calibration"])),
+    );
+    if let Some(m) = b["bank_matches"].as_array().filter(|m| !m.is_empty()) {
+        let _ = write!(o, "<tr><td>Hash-bank matches</td><td class=\"strong\">{}</td></tr>", esc(&serde_json::Value::Array(m.clone()).to_string()));
+    }
+    o.push_str("</table><table><tr><th>#</th><th>Hotel</th><th>Place</th><th>Probability</th><th>Confidence</th><th>Score</th><th>Gap to next</th></tr>");
+    let hotels = b["hotels"].as_array().cloned().unwrap_or_default();
+    for h in &hotels {
+        let id = h["hotel_id"].as_i64().unwrap_or(0);
+        let place = r.view.hotels.get(&id).map(|x| [x.city.clone(), x.country.clone()].into_iter().flatten().collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{} <small>(id {id})</small></td><td>{}</td><td>{:.0} %</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
+            h["rank"],
+            esc(h["name"].as_str().unwrap_or("")),
+            esc(&place),
+            h["probability"].as_f64().unwrap_or(0.0) * 100.0,
+            esc(h["confidence"].as_str().unwrap_or("")),
+            h["score"].as_f64().unwrap_or(0.0),
+            h["gap"].as_f64().map_or("—".to_string(), |g| format!("{g:.3}")),
+        );
+    }
+    o.push_str("</table>");
+    for h in hotels.iter().filter(|h| h["confidence"].as_str() != Some("weak")).take(3) {
+        let _ = write!(o, "<div class=\"hotel\"><p>Evidence for {}:</p><div class=\"ev\">", esc(h["name"].as_str().unwrap_or("")));
+        for ev in h["evidence"].as_array().into_iter().flatten() {
+            let id = ev["image_id"].as_i64().unwrap_or(0);
+            let room = ev["room"].as_str().unwrap_or("?");
+            let img = r.thumbnails.get(&id).map_or(String::from("<p>(photo no longer available)</p>"), |uri| format!("<img src=\"{uri}\" alt=\"Stored photo {id}, room {}\">", esc(room)));
+            let points = ev["matched_points"].as_u64().map_or(String::new(), |n| format!(", {n} matching points"));
+            let _ = write!(o, "<figure>{img}<figcaption>Stored photo {id}, room {}, similarity {:.3}{points}</figcaption></figure>", esc(room), ev["similarity"].as_f64().unwrap_or(0.0));
+        }
+        o.push_str("</div></div>");
+    }
+    o.push_str("</section>");
+}
+
+/// One CSV row per ranked hotel of every saved search.
+pub fn csv(r: &CaseReport) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(["case_id", "search_entry", "searched_at_utc", "key_id", "query_sha256", "query_kept", "model", "rank", "hotel_id", "hotel", "city", "country", "probability", "confidence", "score", "gap", "evidence_image_ids", "verdict"]);
+    for e in r.view.entries.iter().filter(|e| e.kind == "search") {
+        let b = &e.body;
+        for h in b["hotels"].as_array().into_iter().flatten() {
+            let id = h["hotel_id"].as_i64().unwrap_or(0);
+            let hotel = r.view.hotels.get(&id);
+            let verdict = r.view.verdicts.iter().find(|v| v.hotel_id == id).map_or("", |v| verdict_word(&v.verdict));
+            let evidence: Vec<String> = h["evidence"].as_array().into_iter().flatten().filter_map(|x| x["image_id"].as_i64()).map(|x| x.to_string()).collect();
+            let _ = w.write_record([
+                r.view.case.id.to_string(),
+                e.id.to_string(),
+                utc(e.at),
+                e.actor.clone(),
+                b["query_sha256"].as_str().unwrap_or("").to_string(),
+                b["query_kept"].as_bool().unwrap_or(false).to_string(),
+                b["model"].as_str().unwrap_or("").to_string(),
+                h["rank"].to_string(),
+                id.to_string(),
+                h["name"].as_str().unwrap_or("").to_string(),
+                hotel.and_then(|x| x.city.clone()).unwrap_or_default(),
+                hotel.and_then(|x| x.country.clone()).unwrap_or_default(),
+                format!("{:.4}", h["probability"].as_f64().unwrap_or(0.0)),
+                h["confidence"].as_str().unwrap_or("").to_string(),
+                format!("{:.4}", h["score"].as_f64().unwrap_or(0.0)),
+                h["gap"].as_f64().map_or(String::new(), |g| format!("{g:.4}")),
+                evidence.join(" "),
+                verdict.to_string(),
+            ]);
+        }
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_795_000_000), "2026-11-18 11:06:40 UTC");
+    }
+
+    #[test]
+    fn json_fields_read_as_words() {
+        assert_eq!(fields(&serde_json::json!({"near": null, "country": "US", "top": 3})), "country US, top 3");
+        assert_eq!(fields(&serde_json::json!({"near": null})), "none");
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(esc("<b a=\"x\">&'"), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
+    }
+}
