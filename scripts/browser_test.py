@@ -229,6 +229,13 @@ def main():
         ok = ("Ad 2026-114" in text and "Lone Star Lodge" in text and "confirmed" in text and "sscd" in text and "%" in text and "key" in text
               and len(imgs) >= 3 and all(s == "data:" and w > 0 and a for s, w, a in imgs) and not external)
         t.check(ok, f"the exported report opens offline: {len(imgs)} embedded images, no external requests ({external}), verdict, model and key")
+        from selenium.webdriver.common.print_page_options import PrintOptions
+        import base64
+        pdf = base64.b64decode(driver.print_page(PrintOptions()))
+        with open(os.path.join(OUT, "case-report.pdf"), "wb") as f:
+            f.write(pdf)
+        pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
+        t.check(pdf.startswith(b"%PDF") and pages >= 1, f"the report prints to PDF ({pages} pages, {len(pdf) // 1024} kB)")
 
         # 7. Contrast and alt text on the results page.
         driver.get(base + "/investigate")

@@ -301,12 +301,15 @@ mod tests {
 
     #[test]
     fn saved_and_loaded_round_trip_and_garbage_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(Calibration::load(dir.path()).unwrap(), None);
+        let dir = std::env::temp_dir().join(format!("hm-calibration-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = std::fs::remove_file(dir.join(FILE));
+        assert_eq!(Calibration::load(&dir).unwrap(), None);
         let c = Calibration { temperature: 0.03, source: "test".into(), ..Default::default() };
-        c.save(dir.path()).unwrap();
-        assert_eq!(Calibration::load(dir.path()).unwrap(), Some(c));
-        std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
-        assert!(matches!(Calibration::load(dir.path()), Err(CalibrationError::Format { .. })));
+        c.save(&dir).unwrap();
+        assert_eq!(Calibration::load(&dir).unwrap(), Some(c));
+        std::fs::write(dir.join(FILE), b"{not json").unwrap();
+        assert!(matches!(Calibration::load(&dir), Err(CalibrationError::Format { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -598,6 +598,13 @@ fn cmd_calibrate(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl W
         }
         writeln!(out, "\nexpected calibration error: {ece:.3}")?;
     }
+    writeln!(out, "\nThe labels, held out:\n\n| label | searches | top candidate right |\n|---|---|---|")?;
+    for label in [calibrate::Confidence::Strong, calibrate::Confidence::Possible, calibrate::Confidence::Weak] {
+        let of: Vec<bool> = samples.iter().zip(&held).filter(|(_, p)| p.first().is_some_and(|&p| fitted.confidence(p) == label)).map(|(s, _)| s.right == Some(0)).collect();
+        let right = of.iter().filter(|&&r| r).count();
+        let share = if of.is_empty() { "—".to_string() } else { format!("{:.2}", right as f64 / of.len() as f64) };
+        writeln!(out, "| {label:?} | {} | {right} ({share}) |", of.len())?;
+    }
     writeln!(out, "\n(baseline: the raw score read as a probability has an expected calibration error of {:.3})", calibrate::raw_score_ece(&samples, &edges))?;
     if dry_run {
         return Ok(());
@@ -691,6 +698,9 @@ fn cmd_search(cfg: &Config, init: bool, args: SearchArgs, out: &mut impl Write) 
         for r in &res.reuse {
             writeln!(out, "  the query is a copy of image {} (hotel {}; PDQ distance {}, {})", r.image_id, r.hotel_id, r.distance, r.variant)?;
         }
+        for b in &res.bank_matches {
+            writeln!(out, "  the query matches hash bank {:?} ({}; PDQ distance {})", b.bank, b.label, b.distance)?;
+        }
         if res.saved_case_image {
             writeln!(out, "  kept as case image {}", res.query_sha256)?;
         }
@@ -699,7 +709,7 @@ fn cmd_search(cfg: &Config, init: bool, args: SearchArgs, out: &mut impl Write) 
         }
         for h in &res.hotels {
             let place = [h.hotel.city.as_deref(), h.hotel.country.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(", ");
-            writeln!(out, "{:>2}. {:.3}  {} ({place})", h.rank, h.score, h.hotel.name)?;
+            writeln!(out, "{:>2}. {:>3.0} % {:<8} score {:.3}  {} ({place})", h.rank, h.probability * 100.0, format!("{:?}", h.confidence).to_lowercase(), h.score, h.hotel.name)?;
             for e in &h.evidence {
                 writeln!(out, "      image {} room {} similarity {:.3}", e.image_id, e.room.as_deref().unwrap_or("?"), e.similarity)?;
             }

@@ -280,6 +280,12 @@ mod tests {
         let same = inliers(&ka, &kb);
         let different = inliers(&ka, &ko);
         assert!(same >= 50 && different <= 15, "same {same}, different {different}");
+        // The matched pairs say where: b is a shifted by (60, 40) pixels of 800 x 600.
+        let m = matched(&ka, &kb);
+        assert_eq!((m.inliers, m.pairs.len()), (same, same.min(MAX_PAIRS)));
+        let off: Vec<(f32, f32)> = m.pairs.iter().map(|p| ((p[0] - p[2]) * 800.0, (p[1] - p[3]) * 600.0)).collect();
+        let near = off.iter().filter(|(dx, dy)| (dx - 60.0).abs() < 4.0 && (dy - 40.0).abs() < 4.0).count();
+        assert!(near * 10 >= off.len() * 9, "{near} of {} pairs at the shift: {off:?}", off.len());
     }
 
     #[test]

@@ -72,3 +72,45 @@ fn a_missing_data_directory_is_refused_and_unknown_keys_fail() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no active key"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn calibrate_writes_a_calibration_and_banks_import_threatexchange_lists() {
+    let dir = std::env::temp_dir().join(format!("hm-cli-calibrate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hotelmatch")).arg("--data-dir").arg(&dir).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let gallery = root().join("data-sample/images.csv").display().to_string();
+    let queries = root().join("data-sample/queries.csv").display().to_string();
+    // The sample's queries twice over: enough labelled searches to fit two parameters.
+    let samples = dir.with_extension("samples.json");
+    let (ok, out, err) = run(&["calibrate", "--gallery", &gallery, "--queries", &queries, "--queries", &queries, "--samples-out", &samples.display().to_string()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("held out") && out.contains("in sample") && out.contains("| probability | searches |") && out.contains("expected calibration error"), "{out}");
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("calibration.json")).unwrap()).unwrap();
+    assert!(written["source"].as_str().unwrap().starts_with("eval: ") && written["temperature"].as_f64().unwrap() > 0.0, "{written}");
+    let n = written["samples"].as_u64().unwrap();
+    let saved: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&samples).unwrap()).unwrap();
+    assert_eq!(saved.len() as u64, n);
+    // Refitting from the saved searches gives the same fit; too few searches are refused.
+    let (ok, again, _) = run(&["calibrate", "--samples", &samples.display().to_string(), "--dry-run"]);
+    assert!(ok && again.lines().nth(1) == out.lines().nth(1), "{again}");
+    std::fs::write(&samples, serde_json::to_vec(&saved[..3]).unwrap()).unwrap();
+    let (ok, _, err) = run(&["calibrate", "--samples", &samples.display().to_string()]);
+    assert!(!ok && err.contains("at least 10"), "{err}");
+
+    let te = root().join("tests/fixtures/threatexchange-pdq-examples.txt").display().to_string();
+    let (ok, out, err) = run(&["--init", "banks", "import", "te-samples", &te]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((r["read"].as_u64(), r["added"].as_u64(), r["bank"]["hashes"].as_i64()), (Some(16), Some(16), Some(16)));
+    let (_, list, _) = run(&["banks", "list"]);
+    assert!(list.contains("\"te-samples\""));
+    let (ok, export, _) = run(&["banks", "export", "--format", "csv"]);
+    assert!(ok && export.starts_with("pdq,quality,image_id,hotel_id"));
+    let (ok, _, err) = run(&["banks", "export", "--format", "xml"]);
+    assert!(!ok && err.contains("unknown hash list format"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&samples);
+}

@@ -132,6 +132,14 @@ fn two_engines_on_one_catalog_follow_each_other() {
     assert_eq!(a.generation(), job.id);
     assert_eq!(b.follow().unwrap(), hotelmatch::engine::Followed { changes: 0, rebuilt: true });
     assert_eq!((b.generation(), b.follow().unwrap().rebuilt), (job.id, false));
+    // A hash bank imported through A flags B's searches once B looks again (every 5 s).
+    let photo2 = photo("h-maple-151-0.jpg");
+    let hash = hotelmatch::pdq::hash(&image::load_from_memory(&photo2).unwrap().to_rgb8()).hash;
+    a.import_bank("ads", &format!("pdq {hash}\n"), "adm").unwrap();
+    assert!(b.search(&Query { bytes: &photo2, ..Default::default() }, "inv").unwrap().bank_matches.is_empty(), "not followed yet");
+    std::thread::sleep(std::time::Duration::from_millis(5100));
+    b.follow().unwrap();
+    assert_eq!(b.search(&Query { bytes: &photo2, ..Default::default() }, "inv").unwrap().bank_matches.len(), 1);
     // The shared store is what both read: the purge by A's re-index removed the file.
     assert!(!store::open(&shared.display().to_string(), "photos", &StoreOptions::default()).unwrap().exists(&a.image(image_id).unwrap().sha256).unwrap());
     drop((a, b));

@@ -27,7 +27,13 @@ pub(super) struct BankIndex {
     index: HammingIndex,
     /// Per bank hash id: its bank's name and its label.
     about: HashMap<u64, (String, String, PdqHash)>,
+    /// When another replica's imports were last looked for.
+    checked: Option<std::time::Instant>,
 }
+
+/// How often a serving replica looks for hashes imported through another one: banks change
+/// rarely, and counting them is not free.
+const BANK_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl BankIndex {
     /// Whether no bank holds a hash.
@@ -82,7 +88,26 @@ impl Engine {
             fresh.index.add(h.id as u64, &h.pdq);
             fresh.about.insert(h.id as u64, (names.get(&h.bank_id).cloned().unwrap_or_default(), h.label, h.pdq));
         }
+        fresh.checked = Some(std::time::Instant::now());
         *self.banks.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// Reloads the banks when another replica imported hashes (banks only grow, so a count
+    /// tells); at most every `BANK_CHECK`.
+    pub(super) fn follow_banks(&self) -> Result<(), EngineError> {
+        let (due, held) = {
+            let b = self.banks.read().unwrap_or_else(|e| e.into_inner());
+            (b.checked.is_none_or(|t| t.elapsed() >= BANK_CHECK), b.about.len() as i64)
+        };
+        if !due {
+            return Ok(());
+        }
+        let total: i64 = self.catalog.banks()?.iter().map(|b| b.hashes).sum();
+        if total != held {
+            return self.load_banks();
+        }
+        self.banks.write().unwrap_or_else(|e| e.into_inner()).checked = Some(std::time::Instant::now());
         Ok(())
     }
 
@@ -202,11 +227,9 @@ pub fn parse_hash_list(text: &str) -> Result<ParsedList, EngineError> {
             }
         }
         // python-threatexchange's file: "<signal type> <signal>".
-        if sep == ' ' && fields.len() == 2 && !is_hash(&fields[0]) {
-            if !fields[0].eq_ignore_ascii_case("pdq") {
-                out.other_signal_types += 1;
-                continue;
-            }
+        if sep == ' ' && fields.len() == 2 && !is_hash(&fields[0]) && !fields[0].eq_ignore_ascii_case("pdq") {
+            out.other_signal_types += 1;
+            continue;
         }
         let hash = match hash_col {
             Some(h) => fields.get(h).filter(|f| is_hash(f)),

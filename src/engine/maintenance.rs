@@ -87,6 +87,7 @@ impl Engine {
     /// replica), or rebuilds the index from the catalog when a re-index job finished since
     /// the last look. A replica calls this every `serve.follow_ms`.
     pub fn follow(&self) -> Result<Followed, EngineError> {
+        self.follow_banks()?;
         let done = self.catalog.last_done(crate::jobs::REINDEX)?;
         let seen = *self.generation.lock().unwrap_or_else(|e| e.into_inner());
         if done > seen {

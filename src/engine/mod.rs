@@ -1,7 +1,7 @@
 //! Engine: photos in (decode → hash → embed → store → index), queries out (search → rank).
 //! Knows nothing of HTTP: it talks to ports (the catalog, the blob stores, the embedder, the
-//! vector index) and its use cases live one per file: `ingest`, `search`, `moderation`
-//! and `maintenance`. Every use case writes its own audit entry, whoever calls it (the
+//! vector index) and its use cases live one per file: `ingest`, `search`, `moderation`,
+//! `maintenance`, `cases` and `banks`. Every use case writes its own audit entry, whoever calls it (the
 //! API, the CLI or an import).
 
 mod banks;
