@@ -244,6 +244,8 @@ def main():
         wait.until(lambda d: d.execute_script("return document.getElementById('photo').height > 100"))
         driver.find_element(By.ID, "go").click()
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#top .card.top")))
+        foreign = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith(location.origin) && !n.startsWith('blob:') && !n.startsWith('data:'))")
+        t.check(not foreign, f"without a tile server configured the page contacts nothing but the server ({foreign})")
         low = driver.execute_script(CONTRAST_JS)
         no_alt = driver.execute_script("return [...document.images].filter(i => !i.hasAttribute('alt')).length + [...document.querySelectorAll('canvas')].filter(c => !c.getAttribute('aria-label') && c.getAttribute('aria-hidden') !== 'true').length")
         t.check(not low and no_alt == 0, f"contrast ≥ 4.5:1 everywhere ({low[:3]}) and every image and canvas labelled ({no_alt} unlabelled)")
@@ -258,6 +260,8 @@ def main():
         canvas_w = driver.execute_script("return document.getElementById('mask').getBoundingClientRect().width")
         scroll = driver.execute_script("return document.documentElement.scrollWidth")
         t.check(canvas_w <= width and scroll <= width + 1, f"at 390 px the mask canvas fits ({canvas_w:.0f} of {width} px, page {scroll} px wide)")
+        driver.execute_script("document.getElementById('stage').scrollIntoView()")
+        t.shot("investigate-390-mask.png")
         mask_el = driver.find_element(By.ID, "mask")
         driver.execute_script("arguments[0].focus()", mask_el)
         keys = ActionChains(driver)
@@ -288,7 +292,55 @@ def main():
         t.shot("investigate-390.png")
         t.check(scroll <= width + 1, f"the results fit the phone's width too ({scroll} px)")
 
-        # 9. The API reference renders the server's own OpenAPI document, offline.
+        # 9. With a tile server configured (a loopback one here), the map draws its tiles.
+        tile_port, hits = free_port(), []
+        import http.server, threading, io
+        from PIL import Image as PILImage
+        buf = io.BytesIO()
+        PILImage.new("RGB", (256, 256), (0, 200, 0)).save(buf, "PNG")
+        tile = buf.getvalue()
+
+        class Tiles(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.end_headers()
+                self.wfile.write(tile)
+
+            def log_message(self, *a):
+                pass
+
+        tiles = http.server.ThreadingHTTPServer(("127.0.0.1", tile_port), Tiles)
+        threading.Thread(target=tiles.serve_forever, daemon=True).start()
+        cfg = os.path.join(data, "tiles.toml")
+        with open(cfg, "w") as f:
+            f.write(f'[serve]\nmap_tiles = "http://127.0.0.1:{tile_port}/{{z}}/{{x}}/{{y}}.png"\n')
+        port2 = free_port()
+        server2 = subprocess.Popen([BIN, "--data-dir", data, "--config", cfg, "serve", "--bind", f"127.0.0.1:{port2}"], stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port2}/readyz", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            driver.get(f"http://127.0.0.1:{port2}/investigate")
+            use_key(driver, wait, investigator, "investigator")  # another origin: the key is asked again
+            driver.find_element(By.CSS_SELECTOR, "#filters summary").click()
+            driver.find_element(By.ID, "pickmap").click()
+            wait.until(lambda d: len(hits) > 0)
+            time.sleep(1)
+            green = driver.execute_script("const c=document.getElementById('pickcanvas'),d=c.getContext('2d').getImageData(0,0,c.width,c.height).data;let n=0;for(let i=0;i<d.length;i+=4)if(d[i]<40&&d[i+1]>170&&d[i+2]<40)n++;return n;")
+            t.shot("map-tiles.png")
+            t.check(len(hits) > 0 and all(h.endswith(".png") for h in hits) and green > 1000, f"a configured tile server's tiles are drawn ({len(hits)} tiles asked for, {green} px of them)")
+        finally:
+            server2.terminate()
+            server2.wait(timeout=20)
+            tiles.shutdown()
+
+        # 10. The API reference renders the server's own OpenAPI document, offline.
         driver.set_window_size(1400, 1000)
         driver.get(base + "/docs")
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#ops .op .method")) > 0)

@@ -215,8 +215,11 @@ fn upload_search_and_audit_through_http() {
 
 #[test]
 fn uploads_and_searches_are_rate_limited_per_key_and_metrics_count_requests() {
-    let s = start_with("limits", hotelmatch::api::ServeOptions { uploads_per_minute: 2, searches_per_minute: 1, ..Default::default() });
+    let tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png".to_string();
+    let s = start_with("limits", hotelmatch::api::ServeOptions { uploads_per_minute: 2, searches_per_minute: 1, map_tiles: tiles.clone(), ..Default::default() });
     let up = s.tokens.iter().find(|(r, _)| *r == Role::Uploader).unwrap().1.clone();
+    // A configured tile server is handed to the pages (the default is none: tested above).
+    assert_eq!(call(&s, "GET", "/api/v1/whoami", Some(&up), None).1["map_tiles"].as_str(), Some(tiles.as_str()));
     let admin = s.tokens.iter().find(|(r, _)| *r == Role::Admin).unwrap().1.clone();
     let photos = ["data-sample/imagenet/cat.jpg", "data-sample/imagenet/espresso.jpg", "tests/fixtures/pdq/noise.png"];
     let statuses: Vec<u16> = photos
