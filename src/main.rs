@@ -559,6 +559,8 @@ fn evaluate_in_scratch(cfg: &Config, gallery: &Path, sets: &[eval::QuerySet]) ->
 
 fn cmd_calibrate(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl Write) -> Result<()> {
     let CalibrateArgs { gallery, queries, from_cases, folds, dry_run, samples_out, samples } = args;
+    // (label, searches) of each query file, in order, for a table per file.
+    let mut files: Vec<(String, usize)> = Vec::new();
     let (samples, source, engine) = if let Some(path) = samples {
         let s: Vec<calibrate::Sample> = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
         (s, format!("samples: {}", path.display()), None)
@@ -570,6 +572,7 @@ fn cmd_calibrate(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl W
         let sets = queries.iter().map(|q| eval::QuerySet::read(q)).collect::<Result<Vec<_>, _>>()?;
         let reports = evaluate_in_scratch(cfg, &gallery, &sets)?;
         let names: Vec<String> = queries.iter().map(|q| q.display().to_string()).collect();
+        files = names.iter().cloned().zip(reports.iter().map(|r| r.samples.len())).collect();
         (reports.into_iter().flat_map(|r| r.samples).collect(), format!("eval: {}", names.join(", ")), None)
     };
     if let Some(path) = samples_out {
@@ -604,6 +607,23 @@ fn cmd_calibrate(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl W
         let right = of.iter().filter(|&&r| r).count();
         let share = if of.is_empty() { "—".to_string() } else { format!("{:.2}", right as f64 / of.len() as f64) };
         writeln!(out, "| {label:?} | {} | {right} ({share}) |", of.len())?;
+    }
+    if files.len() > 1 {
+        writeln!(out, "\nBy query file, held out:\n\n| queries | searches | top candidate right | mean probability | strong (right) | weak (right) |\n|---|---|---|---|---|---|")?;
+        let mut at = 0;
+        for (name, n) in &files {
+            let (s, p) = (&samples[at..at + n], &held[at..at + n]);
+            at += n;
+            let top: Vec<f32> = p.iter().map(|x| x.first().copied().unwrap_or(0.0)).collect();
+            let right = |f: &dyn Fn(f32) -> bool| {
+                let of: Vec<bool> = s.iter().zip(&top).filter(|(_, &q)| f(q)).map(|(x, _)| x.right == Some(0)).collect();
+                format!("{} ({})", of.len(), of.iter().filter(|&&r| r).count())
+            };
+            let mean = top.iter().map(|&x| f64::from(x)).sum::<f64>() / (*n).max(1) as f64;
+            let strong = right(&|q| fitted.confidence(q) == calibrate::Confidence::Strong);
+            let weak = right(&|q| fitted.confidence(q) == calibrate::Confidence::Weak);
+            writeln!(out, "| {name} | {n} | {} | {mean:.2} | {strong} | {weak} |", s.iter().filter(|x| x.right == Some(0)).count())?;
+        }
     }
     writeln!(out, "\n(baseline: the raw score read as a probability has an expected calibration error of {:.3})", calibrate::raw_score_ece(&samples, &edges))?;
     if dry_run {
