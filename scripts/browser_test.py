@@ -237,7 +237,15 @@ def main():
         pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
         t.check(pdf.startswith(b"%PDF") and pages >= 1, f"the report prints to PDF ({pages} pages, {len(pdf) // 1024} kB)")
 
-        # 7. Contrast and alt text on the results page.
+        # 7. A link to the case opens it; contrast and alt text on every page.
+        driver.get(f"{base}/investigate#case={case_id}")
+        title = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#casepanel h2") and d.find_element(By.CSS_SELECTOR, "#casepanel h2").text)
+        t.check("Ad 2026-114" in title and driver.find_element(By.ID, "case").get_attribute("value") == case_id, f"a link to the case opens it: {title!r}")
+        for page in ["/", "/contribute", "/docs"]:
+            driver.get(base + page)
+            time.sleep(1)
+            low = driver.execute_script(CONTRAST_JS)
+            t.check(not low, f"contrast ≥ 4.5:1 on {page} ({low[:3]})")
         driver.get(base + "/investigate")
         wait.until(lambda d: "investigator" in d.find_element(By.CSS_SELECTOR, "#keybox .state").text)
         driver.find_element(By.ID, "file").send_keys(QUERY)
