@@ -242,6 +242,76 @@ pub fn cross_validated(base: &Calibration, samples: &[Sample], folds: usize) -> 
     samples.iter().enumerate().map(|(i, s)| softmax(&s.scores, fitted[i % folds].0, fitted[i % folds].1)).collect()
 }
 
+/// What `hotelmatch calibrate` prints about a fit: reliability held out and in sample, the
+/// labels, each query file, and the raw-score baseline, as Markdown tables.
+pub struct Summary<'a> {
+    fitted: &'a Calibration,
+    samples: &'a [Sample],
+    /// (name, searches) of each query file, in the order of `samples`.
+    files: &'a [(String, usize)],
+    folds: usize,
+    held: Vec<Vec<f32>>,
+}
+
+/// The bins of the reliability tables.
+const EDGES: [f32; 7] = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0001];
+
+impl<'a> Summary<'a> {
+    /// The summary of `fitted` over `samples`, held out with `folds` folds.
+    pub fn new(fitted: &'a Calibration, samples: &'a [Sample], files: &'a [(String, usize)], folds: usize) -> Self {
+        Summary { fitted, samples, files, folds, held: cross_validated(fitted, samples, folds) }
+    }
+
+    /// Of the searches whose held-out top probability passes `keep`: how many, and how many
+    /// had the right hotel first.
+    fn count(samples: &[Sample], held: &[Vec<f32>], keep: impl Fn(f32) -> bool) -> (usize, usize) {
+        let of: Vec<bool> = samples.iter().zip(held).filter(|(_, p)| keep(p.first().copied().unwrap_or(0.0))).map(|(s, _)| s.right == Some(0)).collect();
+        (of.len(), of.iter().filter(|&&r| r).count())
+    }
+}
+
+impl std::fmt::Display for Summary<'_> {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (c, samples, held) = (self.fitted, self.samples, &self.held);
+        let right_first = samples.iter().filter(|s| s.right == Some(0)).count();
+        writeln!(out, "{} labelled searches ({}); the top candidate was right in {right_first}.", samples.len(), c.source)?;
+        writeln!(out, "fit: temperature {:.4}, none-of-these score {:.4}", c.temperature, c.none_score)?;
+        let tables = [
+            (format!("held out ({}-fold cross-validation)", self.folds), reliability(samples, &EDGES, |i, _| held[i].clone())),
+            ("in sample (the fit written)".to_string(), reliability(samples, &EDGES, |_, s| c.probabilities(&s.scores))),
+        ];
+        for (name, (bins, ece)) in &tables {
+            writeln!(out, "\nReliability of the top candidate's probability, {name}:\n")?;
+            writeln!(out, "| probability | searches | mean probability | right | accuracy |\n|---|---|---|---|---|")?;
+            for b in bins {
+                let (mean, acc) = if b.searches == 0 { ("—".into(), "—".into()) } else { (format!("{:.2}", b.mean_probability), format!("{:.2}", b.right as f64 / b.searches as f64)) };
+                writeln!(out, "| {:.1}–{:.1} | {} | {mean} | {} | {acc} |", b.from, b.to.min(1.0), b.searches, b.right)?;
+            }
+            writeln!(out, "\nexpected calibration error: {ece:.3}")?;
+        }
+        writeln!(out, "\nThe labels, held out:\n\n| label | searches | top candidate right |\n|---|---|---|")?;
+        for label in [Confidence::Strong, Confidence::Possible, Confidence::Weak] {
+            let (n, right) = Self::count(samples, held, |p| c.confidence(p) == label);
+            let share = if n == 0 { "—".to_string() } else { format!("{:.2}", right as f64 / n as f64) };
+            writeln!(out, "| {label:?} | {n} | {right} ({share}) |")?;
+        }
+        if self.files.len() > 1 {
+            writeln!(out, "\nBy query file, held out:\n\n| queries | searches | top candidate right | mean probability | strong (right) | weak (right) |\n|---|---|---|---|---|---|")?;
+            let mut at = 0;
+            for (name, n) in self.files {
+                let (s, p) = (&samples[at..at + n], &held[at..at + n]);
+                at += n;
+                let mean = p.iter().map(|x| f64::from(x.first().copied().unwrap_or(0.0))).sum::<f64>() / (*n).max(1) as f64;
+                let strong = Self::count(s, p, |q| c.confidence(q) == Confidence::Strong);
+                let weak = Self::count(s, p, |q| c.confidence(q) == Confidence::Weak);
+                let right = s.iter().filter(|x| x.right == Some(0)).count();
+                writeln!(out, "| {name} | {n} | {right} | {mean:.2} | {} ({}) | {} ({}) |", strong.0, strong.1, weak.0, weak.1)?;
+            }
+        }
+        writeln!(out, "\n(baseline: the raw score read as a probability has an expected calibration error of {:.3})", raw_score_ece(samples, &EDGES))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +354,19 @@ mod tests {
         let held = cross_validated(&fitted, &train, 5);
         let (_, ece_cv) = reliability(&train, &edges, |i, _| held[i].clone());
         assert!(ece_cv < 0.1, "cross-validated ECE {ece_cv:.3}");
+    }
+
+    #[test]
+    fn the_summary_has_every_table_and_a_row_per_query_file() {
+        let samples = synthetic(60, 5);
+        let fitted = Calibration::default().fit(&samples, "synthetic").unwrap();
+        let files = [("a.csv".to_string(), 20), ("b.csv".to_string(), 40)];
+        let text = Summary::new(&fitted, &samples, &files, 5).to_string();
+        for part in ["60 labelled searches (synthetic)", "held out (5-fold", "in sample", "| Strong |", "| a.csv | 20 |", "| b.csv | 40 |", "baseline"] {
+            assert!(text.contains(part), "{part:?} missing from\n{text}");
+        }
+        let rows = text.lines().filter(|l| l.starts_with("| 0.") && l.contains('–')).count();
+        assert_eq!(rows, 12, "six bins in each of two reliability tables");
     }
 
     #[test]

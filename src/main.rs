@@ -581,51 +581,7 @@ fn cmd_calibrate(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl W
     let model = cfg.embedder()?.model().to_string();
     let base = calibrate::Calibration { model, scoring: cfg.search.scoring(), ..Default::default() };
     let fitted = base.fit(&samples, &source)?;
-    let edges = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0001];
-    let held = calibrate::cross_validated(&fitted, &samples, folds);
-    let tables = [
-        (format!("held out ({folds}-fold cross-validation)"), calibrate::reliability(&samples, &edges, |i, _| held[i].clone())),
-        ("in sample (the fit written)".to_string(), calibrate::reliability(&samples, &edges, |_, s| fitted.probabilities(&s.scores))),
-    ];
-    let right_first = samples.iter().filter(|s| s.right == Some(0)).count();
-    writeln!(out, "{} labelled searches ({source}); the top candidate was right in {right_first}.", samples.len())?;
-    writeln!(out, "fit: temperature {:.4}, none-of-these score {:.4}", fitted.temperature, fitted.none_score)?;
-    for (name, (bins, ece)) in &tables {
-        writeln!(out, "\nReliability of the top candidate's probability, {name}:\n")?;
-        writeln!(out, "| probability | searches | mean probability | right | accuracy |")?;
-        writeln!(out, "|---|---|---|---|---|")?;
-        for b in bins {
-            let acc = if b.searches == 0 { "—".to_string() } else { format!("{:.2}", b.right as f64 / b.searches as f64) };
-            let mean = if b.searches == 0 { "—".to_string() } else { format!("{:.2}", b.mean_probability) };
-            writeln!(out, "| {:.1}–{:.1} | {} | {mean} | {} | {acc} |", b.from, b.to.min(1.0), b.searches, b.right)?;
-        }
-        writeln!(out, "\nexpected calibration error: {ece:.3}")?;
-    }
-    writeln!(out, "\nThe labels, held out:\n\n| label | searches | top candidate right |\n|---|---|---|")?;
-    for label in [calibrate::Confidence::Strong, calibrate::Confidence::Possible, calibrate::Confidence::Weak] {
-        let of: Vec<bool> = samples.iter().zip(&held).filter(|(_, p)| p.first().is_some_and(|&p| fitted.confidence(p) == label)).map(|(s, _)| s.right == Some(0)).collect();
-        let right = of.iter().filter(|&&r| r).count();
-        let share = if of.is_empty() { "—".to_string() } else { format!("{:.2}", right as f64 / of.len() as f64) };
-        writeln!(out, "| {label:?} | {} | {right} ({share}) |", of.len())?;
-    }
-    if files.len() > 1 {
-        writeln!(out, "\nBy query file, held out:\n\n| queries | searches | top candidate right | mean probability | strong (right) | weak (right) |\n|---|---|---|---|---|---|")?;
-        let mut at = 0;
-        for (name, n) in &files {
-            let (s, p) = (&samples[at..at + n], &held[at..at + n]);
-            at += n;
-            let top: Vec<f32> = p.iter().map(|x| x.first().copied().unwrap_or(0.0)).collect();
-            let right = |f: &dyn Fn(f32) -> bool| {
-                let of: Vec<bool> = s.iter().zip(&top).filter(|(_, &q)| f(q)).map(|(x, _)| x.right == Some(0)).collect();
-                format!("{} ({})", of.len(), of.iter().filter(|&&r| r).count())
-            };
-            let mean = top.iter().map(|&x| f64::from(x)).sum::<f64>() / (*n).max(1) as f64;
-            let strong = right(&|q| fitted.confidence(q) == calibrate::Confidence::Strong);
-            let weak = right(&|q| fitted.confidence(q) == calibrate::Confidence::Weak);
-            writeln!(out, "| {name} | {n} | {} | {mean:.2} | {strong} | {weak} |", s.iter().filter(|x| x.right == Some(0)).count())?;
-        }
-    }
-    writeln!(out, "\n(baseline: the raw score read as a probability has an expected calibration error of {:.3})", calibrate::raw_score_ece(&samples, &edges))?;
+    write!(out, "{}", calibrate::Summary::new(&fitted, &samples, &files, folds))?;
     if dry_run {
         return Ok(());
     }
