@@ -445,8 +445,8 @@ pub trait PhotoCatalog {
     fn set_status(&self, id: i64, status: Status) -> Result<(), CatalogError>;
     /// Changes after `since`, in order, with each image's current state and its vector for `model_id`.
     fn changes_since(&self, since: i64, model_id: i64) -> Result<Vec<Change>, CatalogError>;
-    /// (image id, PDQ) of every active image.
-    fn active_pdq(&self) -> Result<Vec<(i64, PdqHash)>, CatalogError>;
+    /// The PDQ hash of every active image, with its hotel and quality.
+    fn active_pdq(&self) -> Result<Vec<ActivePdq>, CatalogError>;
     /// The last change's sequence number (0 if none).
     fn last_change(&self) -> Result<i64, CatalogError>;
     /// Active images that lack an embedding for `model_id` (for re-embedding).
@@ -527,6 +527,15 @@ pub trait ImportJournal {
     fn import_outcome(&self, key: &str) -> Result<Option<(Option<i64>, String)>, CatalogError>;
     /// Records how an import line was handled.
     fn record_import(&self, key: &str, image_id: Option<i64>, outcome: &str, detail: &str) -> Result<(), CatalogError>;
+}
+
+/// An active image's PDQ hash, where it belongs and how trustworthy it is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActivePdq {
+    pub image_id: i64,
+    pub hotel_id: i64,
+    pub pdq: PdqHash,
+    pub quality: u8,
 }
 
 /// A case: an investigation that searches, notes and verdicts are saved into.

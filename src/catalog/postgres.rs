@@ -280,9 +280,12 @@ impl PhotoCatalog for PgCatalog {
             .collect())
     }
 
-    fn active_pdq(&self) -> Result<Vec<(i64, PdqHash)>, CatalogError> {
-        let rows = self.client()?.query("SELECT id, pdq FROM images WHERE status = 'active'", &[])?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get::<_, &str>(1).parse().unwrap_or_default())).collect())
+    fn active_pdq(&self) -> Result<Vec<ActivePdq>, CatalogError> {
+        let rows = self.client()?.query("SELECT id, hotel_id, pdq, pdq_quality FROM images WHERE status = 'active'", &[])?;
+        Ok(rows
+            .iter()
+            .map(|r| ActivePdq { image_id: r.get(0), hotel_id: r.get(1), pdq: r.get::<_, &str>(2).parse().unwrap_or_default(), quality: r.get::<_, i16>(3) as u8 })
+            .collect())
     }
 
     fn last_change(&self) -> Result<i64, CatalogError> {

@@ -301,10 +301,10 @@ impl PhotoCatalog for SqliteCatalog {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn active_pdq(&self) -> Result<Vec<(i64, PdqHash)>, CatalogError> {
+    fn active_pdq(&self) -> Result<Vec<ActivePdq>, CatalogError> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT id, pdq FROM images WHERE status = 'active'")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?.parse().unwrap_or_default())))?;
+        let mut st = conn.prepare("SELECT id, hotel_id, pdq, pdq_quality FROM images WHERE status = 'active'")?;
+        let rows = st.query_map([], |r| Ok(ActivePdq { image_id: r.get(0)?, hotel_id: r.get(1)?, pdq: r.get::<_, String>(2)?.parse().unwrap_or_default(), quality: r.get(3)? }))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

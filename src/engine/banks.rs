@@ -163,15 +163,11 @@ impl Engine {
             out.push_str("pdq,quality,image_id,hotel_id\n");
         }
         let mut n = 0;
-        for (id, hash) in hashes {
-            let img = self.catalog.image(id)?;
-            if img.pdq_quality < pdq::MIN_TRUSTED_QUALITY {
-                continue;
-            }
+        for a in hashes.iter().filter(|a| a.quality >= pdq::MIN_TRUSTED_QUALITY) {
             n += 1;
             match format {
-                HashFormat::Tx => out.push_str(&format!("pdq {hash}\n")),
-                HashFormat::Csv => out.push_str(&format!("{hash},{},{id},{}\n", img.pdq_quality, img.hotel_id)),
+                HashFormat::Tx => out.push_str(&format!("pdq {}\n", a.pdq)),
+                HashFormat::Csv => out.push_str(&format!("{},{},{},{}\n", a.pdq, a.quality, a.image_id, a.hotel_id)),
             }
         }
         self.catalog.audit(actor, "hash-export", &serde_json::json!({"hashes": n, "format": format!("{format:?}").to_lowercase()}))?;

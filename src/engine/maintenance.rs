@@ -49,8 +49,8 @@ impl Engine {
         if from_dump {
             let active = self.catalog.active_pdq()?;
             let mut hashes = self.hashes_mut();
-            for (image_id, pdq) in active {
-                hashes.add(image_id as u64, &pdq);
+            for a in active {
+                hashes.add(a.image_id as u64, &a.pdq);
             }
         }
         self.catch_up()?;
