@@ -198,11 +198,6 @@ fn epipolar_error(f: &Matrix3<f64>, p: &[f64; 2], q: &[f64; 2]) -> f64 {
     (e / (l.x * l.x + l.y * l.y).sqrt().max(1e-12)).max(e / (m.x * m.x + m.y * m.y).sqrt().max(1e-12))
 }
 
-/// How many matches two photos share consistent with one scene seen by two cameras.
-pub fn inliers(a: &Keypoints, b: &Keypoints) -> usize {
-    matched(a, b).inliers
-}
-
 /// The matches two photos share consistent with one scene seen by two cameras.
 pub fn matched(a: &Keypoints, b: &Keypoints) -> Matched {
     let m = matches(a, b);
@@ -277,8 +272,8 @@ mod tests {
         let other = scene(800, 600, 99);
         let (ka, kb, ko) = (keypoints(&a, None), keypoints(&b, None), keypoints(&other, None));
         assert!(ka.xy.len() > 200, "{} keypoints", ka.xy.len());
-        let same = inliers(&ka, &kb);
-        let different = inliers(&ka, &ko);
+        let same = matched(&ka, &kb).inliers;
+        let different = matched(&ka, &ko).inliers;
         assert!(same >= 50 && different <= 15, "same {same}, different {different}");
         // The matched pairs say where: b is a shifted by (60, 40) pixels of 800 x 600.
         let m = matched(&ka, &kb);

@@ -58,9 +58,8 @@ impl Engine {
         // Probabilities are spread over the same number of candidates whatever `top` shows.
         let mut ranked = rank::rank_hotels(&found, opts.aggregation, top.max(calibrate::CANDIDATES));
         let calibration = self.calibration();
-        let scores: Vec<f32> = ranked.iter().take(calibrate::CANDIDATES).map(|r| r.score).collect();
-        let probabilities = calibration.probabilities(&scores);
         let candidates: Vec<(i64, f32)> = ranked.iter().take(calibrate::CANDIDATES).map(|r| (r.hotel_id, r.score)).collect();
+        let probabilities = calibration.probabilities(&candidates.iter().map(|c| c.1).collect::<Vec<_>>());
         let gaps: Vec<Option<f32>> = (0..ranked.len()).map(|i| ranked.get(i + 1).map(|n| ranked[i].score - n.score)).collect();
         ranked.truncate(top);
         let grid = emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height));
