@@ -65,11 +65,16 @@ fn fvecs(path: &Path) -> Vec<Vec<f32>> {
 }
 
 fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok())).map_or(0, |p| p * 4096)
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
+        .map_or(0, |p| p * 4096)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map_or(0, |rd| rd.flatten().map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) }).sum())
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.flatten().map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) }).sum()
+    })
 }
 
 /// Queries/s and recall@10 for one setting, one query at a time on this thread.
@@ -100,7 +105,15 @@ fn main() {
     let changes: Vec<Change> = base
         .into_iter()
         .enumerate()
-        .map(|(i, v)| Change { seq: i as i64 + 1, image_id: i as i64 + 1, hotel_id: 0, status: Status::Active, pdq: Default::default(), pdq_quality: 0, vector: Some(v) })
+        .map(|(i, v)| Change {
+            seq: i as i64 + 1,
+            image_id: i as i64 + 1,
+            hotel_id: 0,
+            status: Status::Active,
+            pdq: Default::default(),
+            pdq_quality: 0,
+            vector: Some(v),
+        })
         .collect();
     let opts = IndexOptions { kind, format, hnsw_min: 0, exact_max: 0, m: a.m, ef_construction: a.ef_construction, ..Default::default() };
 

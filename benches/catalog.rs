@@ -10,13 +10,36 @@ use hotelmatch::catalog::{self, Catalog, Hotel, NewImage, Source};
 const DIM: usize = 512;
 
 fn fill(cat: &dyn Catalog, n: usize) -> f64 {
-    let hotels: Vec<i64> = (0..n.div_ceil(50)).map(|i| cat.upsert_hotel(&Hotel { external_id: Some(format!("h{i}")), name: format!("Hotel {i}"), city: Some("Denver".into()), country: Some("US".into()), latitude: Some(39.7), longitude: Some(-105.0), ..Default::default() }).unwrap()).collect();
+    let hotels: Vec<i64> = (0..n.div_ceil(50))
+        .map(|i| {
+            cat.upsert_hotel(&Hotel {
+                external_id: Some(format!("h{i}")),
+                name: format!("Hotel {i}"),
+                city: Some("Denver".into()),
+                country: Some("US".into()),
+                latitude: Some(39.7),
+                longitude: Some(-105.0),
+                ..Default::default()
+            })
+            .unwrap()
+        })
+        .collect();
     let model = cat.model_id("sscd-distilled", "embedding", DIM, "{}").unwrap();
     let t = Instant::now();
     for i in 0..n {
         let sha = format!("{:064x}", i as u128 * 0x9E37_79B9_7F4A_7C15);
         let pdq = format!("{:064x}", (i as u128).wrapping_mul(0xD6E8_FEB8_6659_FD93)).parse().unwrap_or_default();
-        let img = NewImage { sha256: sha.clone(), hotel_id: hotels[i / 50], room: Some(format!("{}", 100 + i % 400)), source: Source::Crowd, uploader_key_id: Some("0123456789ab".into()), width: 4032, height: 3024, pdq, pdq_quality: 90 };
+        let img = NewImage {
+            sha256: sha.clone(),
+            hotel_id: hotels[i / 50],
+            room: Some(format!("{}", 100 + i % 400)),
+            source: Source::Crowd,
+            uploader_key_id: Some("0123456789ab".into()),
+            width: 4032,
+            height: 3024,
+            pdq,
+            pdq_quality: 90,
+        };
         // Pseudo-random, as real embeddings are: compression (PostgreSQL's TOAST) gains nothing.
         let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let v: Vec<f32> = (0..DIM)
@@ -44,7 +67,10 @@ fn main() {
     let rate = fill(sqlite.as_ref(), n);
     drop(sqlite);
     let bytes: u64 = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.metadata().map_or(0, |m| m.len())).sum();
-    println!("{}", serde_json::json!({"backend": "sqlite", "photos": n, "dim": DIM, "bytes_per_photo": bytes / n as u64, "adds_per_s": rate.round()}));
+    println!(
+        "{}",
+        serde_json::json!({"backend": "sqlite", "photos": n, "dim": DIM, "bytes_per_photo": bytes / n as u64, "adds_per_s": rate.round()})
+    );
     std::fs::remove_dir_all(&dir).ok();
     if let Ok(url) = std::env::var("BENCH_PG_URL") {
         let pg = catalog::open(&url).unwrap();
@@ -58,6 +84,9 @@ fn main() {
             .iter()
             .map(|r| (r.get(0), r.get::<_, i64>(1) / n as i64))
             .collect();
-        println!("{}", serde_json::json!({"backend": "postgres", "photos": n, "dim": DIM, "bytes_per_photo": bytes / n as i64, "bytes_per_photo_by_table": tables, "adds_per_s": rate.round()}));
+        println!(
+            "{}",
+            serde_json::json!({"backend": "postgres", "photos": n, "dim": DIM, "bytes_per_photo": bytes / n as i64, "bytes_per_photo_by_table": tables, "adds_per_s": rate.round()})
+        );
     }
 }

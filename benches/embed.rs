@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use hotelmatch::{Config, Input};
 
 fn main() {
-    let dir = std::env::var("BENCH_PHOTOS").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/bench-photos"));
+    let dir = std::env::var("BENCH_PHOTOS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/bench-photos"));
     let seconds: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8.0);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e} (run scripts/bench_embed.sh)", dir.display()))

@@ -20,7 +20,12 @@ use common::{multipart, Running};
 /// Peak resident memory of this process (server and load generator), in MB.
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     kb / 1024.0
 }
 
@@ -64,9 +69,16 @@ fn main() {
         let stop = AtomicBool::new(false);
         let start = Instant::now();
         let limit = Duration::from_secs(40);
-        let agent = || -> ureq::Agent { ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(120))).build().into() };
+        let agent = || -> ureq::Agent {
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(120))).build().into()
+        };
         let post = |a: &ureq::Agent, body: &(String, Vec<u8>)| {
-            a.post(&url).header("Authorization", &format!("Bearer {token}")).header("Content-Type", &body.0).send(&body.1[..]).map(|r| r.status().as_u16()).unwrap_or(0)
+            a.post(&url)
+                .header("Authorization", &format!("Bearer {token}"))
+                .header("Content-Type", &body.0)
+                .send(&body.1[..])
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
         };
         let (ordinary, flood): (Vec<f64>, Vec<u16>) = std::thread::scope(|s| {
             let flooders: Vec<_> = (0..16)

@@ -42,7 +42,14 @@ fn agent() -> ureq::Agent {
 }
 
 /// Runs `clients` threads posting bodies from `make` until `total` requests or `limit` time.
-fn load(url: &str, token: &str, clients: usize, total: usize, limit: Duration, make: &(dyn Fn(usize) -> (String, Vec<u8>) + Sync)) -> (f64, Vec<f64>, usize) {
+fn load(
+    url: &str,
+    token: &str,
+    clients: usize,
+    total: usize,
+    limit: Duration,
+    make: &(dyn Fn(usize) -> (String, Vec<u8>) + Sync),
+) -> (f64, Vec<f64>, usize) {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let start = Instant::now();
     let results: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
@@ -58,7 +65,13 @@ fn load(url: &str, token: &str, clients: usize, total: usize, limit: Duration, m
                         }
                         let (ct, body) = make(i);
                         let t = Instant::now();
-                        let ok = agent.post(url).header("Authorization", &format!("Bearer {token}")).header("Content-Type", &ct).send(&body[..]).map(|r| r.status().as_u16() < 300).unwrap_or(false);
+                        let ok = agent
+                            .post(url)
+                            .header("Authorization", &format!("Bearer {token}"))
+                            .header("Content-Type", &ct)
+                            .send(&body[..])
+                            .map(|r| r.status().as_u16() < 300)
+                            .unwrap_or(false);
                         lat.push(t.elapsed().as_secs_f64() * 1e3);
                         errors += usize::from(!ok);
                     }
@@ -126,13 +139,32 @@ fn searchable(base: &str, uploader: &str, investigator: &str, per_pair: usize, h
                     for i in 0..per_pair as u64 {
                         let bytes = distinct_photo(pair * 1_000_000 + i + 1);
                         let (ct, body) = multipart(&[("photo", &bytes)], &[("hotel_id", &hotel.to_string())]);
-                        let Some((201, v)) = json(up.post(format!("{base}/api/v1/photos")).header("Authorization", &format!("Bearer {uploader}")).header("Content-Type", &ct).send(&body[..])) else { continue };
+                        let Some((201, v)) = json(
+                            up.post(format!("{base}/api/v1/photos"))
+                                .header("Authorization", &format!("Bearer {uploader}"))
+                                .header("Content-Type", &ct)
+                                .send(&body[..]),
+                        ) else {
+                            continue;
+                        };
                         let at = Instant::now();
                         let Some(id) = v["image_id"].as_i64() else { continue };
                         let found = (0..20).any(|_| {
                             let (ct, body) = multipart(&[("photo", &bytes)], &[("top", "3"), ("auto_mask", "false")]);
-                            let Some((200, v)) = json(inv.post(format!("{base}/api/v1/search")).header("Authorization", &format!("Bearer {investigator}")).header("Content-Type", &ct).send(&body[..])) else { return false };
-                            v["hotels"].as_array().into_iter().flatten().flat_map(|h| h["evidence"].as_array().into_iter().flatten()).any(|e| e["image_id"].as_i64() == Some(id))
+                            let Some((200, v)) = json(
+                                inv.post(format!("{base}/api/v1/search"))
+                                    .header("Authorization", &format!("Bearer {investigator}"))
+                                    .header("Content-Type", &ct)
+                                    .send(&body[..]),
+                            ) else {
+                                return false;
+                            };
+                            v["hotels"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .flat_map(|h| h["evidence"].as_array().into_iter().flatten())
+                                .any(|e| e["image_id"].as_i64() == Some(id))
                         });
                         if found {
                             lat.push(at.elapsed().as_secs_f64() * 1e3);
@@ -175,9 +207,16 @@ fn main() {
         .collect();
     let t = Instant::now();
     for chunk in (0..n.saturating_sub(sample.len())).collect::<Vec<_>>().chunks(256) {
-        let prepared: Vec<_> = chunk.par_iter().map(|&i| (i, engine.prepare(&variant(&sample[i % sample.len()].0, i as u64 + 1)).unwrap())).collect();
+        let prepared: Vec<_> =
+            chunk.par_iter().map(|&i| (i, engine.prepare(&variant(&sample[i % sample.len()].0, i as u64 + 1)).unwrap())).collect();
         for (i, p) in prepared {
-            engine.add(&NewPhoto { hotel_id: sample[i % sample.len()].1, room: None, source: Source::Import, uploader_key_id: None }, p, "bench").unwrap();
+            engine
+                .add(
+                    &NewPhoto { hotel_id: sample[i % sample.len()].1, room: None, source: Source::Import, uploader_key_id: None },
+                    p,
+                    "bench",
+                )
+                .unwrap();
         }
     }
     let embedded = engine.indexed();
@@ -191,14 +230,30 @@ fn main() {
         for i in 0..extra {
             let c = &real[i % real.len()];
             let img = engine.catalog().image(c.image_id).unwrap();
-            let mut v: Vec<f32> = c.vector.as_ref().unwrap().iter().map(|x| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                x + 0.02 * ((seed % 2001) as f32 / 1000.0 - 1.0)
-            }).collect();
+            let mut v: Vec<f32> = c
+                .vector
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|x| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    x + 0.02 * ((seed % 2001) as f32 / 1000.0 - 1.0)
+                })
+                .collect();
             hotelmatch::pool::l2_normalize(&mut v);
-            let row = NewImage { sha256: img.sha256.clone(), hotel_id: img.hotel_id, room: None, source: Source::Import, uploader_key_id: None, width: img.width, height: img.height, pdq: c.pdq, pdq_quality: c.pdq_quality };
+            let row = NewImage {
+                sha256: img.sha256.clone(),
+                hotel_id: img.hotel_id,
+                room: None,
+                source: Source::Import,
+                uploader_key_id: None,
+                width: img.width,
+                height: img.height,
+                pdq: c.pdq,
+                pdq_quality: c.pdq_quality,
+            };
             engine.catalog().add_image(&row, model, &v).unwrap();
         }
     }
@@ -217,7 +272,12 @@ fn main() {
     drop(engine);
     let queries: Vec<(Vec<u8>, Vec<u8>)> = ["h-aurora", "h-harbor", "h-desert", "h-maple", "h-lonestar", "h-pinecrest"]
         .iter()
-        .map(|h| (std::fs::read(root.join(format!("data-sample/queries/{h}-query.jpg"))).unwrap(), std::fs::read(root.join(format!("data-sample/queries/{h}-query-mask.png"))).unwrap()))
+        .map(|h| {
+            (
+                std::fs::read(root.join(format!("data-sample/queries/{h}-query.jpg"))).unwrap(),
+                std::fs::read(root.join(format!("data-sample/queries/{h}-query-mask.png"))).unwrap(),
+            )
+        })
         .collect();
     let search = |i: usize| {
         let (q, m) = &queries[i % queries.len()];
@@ -245,7 +305,8 @@ fn main() {
         }
         if verify == 0 && reuse {
             // A hotel of its own, so its evidence is these photos.
-            let hotel = engine.create_hotel(&hotelmatch::catalog::Hotel { name: "searchable".into(), ..Default::default() }, "bench").unwrap().id;
+            let hotel =
+                engine.create_hotel(&hotelmatch::catalog::Hotel { name: "searchable".into(), ..Default::default() }, "bench").unwrap().id;
             let (lat, missed) = searchable(&base, &uploader, &investigator, 25, hotel);
             println!(
                 "{{\"bench\": \"searchable\", \"verify\": {verify}, \"photos\": {}, \"clients\": 8, \"found\": {}, \"missed\": {missed}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}, \"max_ms\": {:.1}}}",

@@ -11,7 +11,13 @@ use hotelmatch::hamming::HammingIndex;
 use hotelmatch::pdq::{self, PdqHash};
 
 fn photos(dir: &str, limit: usize) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "jpg")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
     v.sort();
     v.truncate(limit);
     v
@@ -34,7 +40,8 @@ fn main() {
     let seconds: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4.0);
     // 1. Hashing.
     for (set, dir, limit) in [("phone-4032x3024", ".cache/bench-photos", 8), ("indoor-1280x720", "../shared/data/indoor-dev/images", 64)] {
-        let imgs: Vec<_> = photos(dir, limit).iter().map(|p| decode::decode(&std::fs::read(p).unwrap(), &Limits::default(), None).unwrap().rgb).collect();
+        let imgs: Vec<_> =
+            photos(dir, limit).iter().map(|p| decode::decode(&std::fs::read(p).unwrap(), &Limits::default(), None).unwrap().rgb).collect();
         if imgs.is_empty() {
             continue;
         }
@@ -45,7 +52,10 @@ fn main() {
                 n += 1;
             }
         }
-        println!("{{\"bench\": \"pdq-hash\", \"impl\": \"rust\", \"set\": \"{set}\", \"images_per_s\": {:.2}}}", n as f64 / t0.elapsed().as_secs_f64());
+        println!(
+            "{{\"bench\": \"pdq-hash\", \"impl\": \"rust\", \"set\": \"{set}\", \"images_per_s\": {:.2}}}",
+            n as f64 / t0.elapsed().as_secs_f64()
+        );
     }
     // 2. Hamming search: random hashes plus planted near-duplicates of half the queries.
     let mut seed = 42u64;

@@ -12,7 +12,10 @@ use hotelmatch::index::{new_index, Format, IndexOptions};
 use hotelmatch::{Config, Input};
 
 fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok())).map_or(0, |p| p * 4096)
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
+        .map_or(0, |p| p * 4096)
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -21,7 +24,8 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "10000,100000".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let sizes: Vec<usize> =
+        std::env::var("BENCH_SIZES").unwrap_or_else(|_| "10000,100000".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files: Vec<_> = std::fs::read_dir(root.join("data-sample/images")).unwrap().flatten().map(|e| e.path()).collect();
     files.sort();
@@ -42,7 +46,8 @@ fn main() {
         // (so there are as many distinct hotels as hotels); its photos are noisy copies of it.
         let centres: Vec<Vec<f32>> = (0..n / 10 + 1)
             .map(|_| {
-                let (a, b) = (((rnd() + 0.5) * real.len() as f32) as usize % real.len(), ((rnd() + 0.5) * real.len() as f32) as usize % real.len());
+                let (a, b) =
+                    (((rnd() + 0.5) * real.len() as f32) as usize % real.len(), ((rnd() + 0.5) * real.len() as f32) as usize % real.len());
                 let w = rnd() + 0.5;
                 let mut c: Vec<f32> = real[a].iter().zip(&real[b]).map(|(x, y)| w * x + (1.0 - w) * y + 0.01 * rnd()).collect();
                 hotelmatch::pool::l2_normalize(&mut c);
@@ -55,7 +60,15 @@ fn main() {
                 let base = &centres[i / 10];
                 let mut v: Vec<f32> = base.iter().map(|x| x + noise * rnd()).collect();
                 hotelmatch::pool::l2_normalize(&mut v);
-                Change { seq: i as i64 + 1, image_id: i as i64 + 1, hotel_id: (i / 10) as i64, status: Status::Active, pdq: Default::default(), pdq_quality: 0, vector: Some(v) }
+                Change {
+                    seq: i as i64 + 1,
+                    image_id: i as i64 + 1,
+                    hotel_id: (i / 10) as i64,
+                    status: Status::Active,
+                    pdq: Default::default(),
+                    pdq_quality: 0,
+                    vector: Some(v),
+                }
             })
             .collect();
         let queries: Vec<Vec<f32>> = (0..200)
@@ -72,11 +85,14 @@ fn main() {
         for (name, hnsw_min) in [("exact", usize::MAX), ("hnsw", 0)] {
             let before = rss_bytes();
             let t = Instant::now();
-            let idx = new_index(dim, IndexOptions { hnsw_min, exact_max: if hnsw_min == 0 { 5_000 } else { usize::MAX }, ..Default::default() });
+            let idx =
+                new_index(dim, IndexOptions { hnsw_min, exact_max: if hnsw_min == 0 { 5_000 } else { usize::MAX }, ..Default::default() });
             idx.apply(&changes).unwrap();
             let build_s = t.elapsed().as_secs_f64();
             let bytes_per_image = rss_bytes().saturating_sub(before) / n;
-            for (filter_name, filter) in [("none", None), ("50%", Some(&half[..])), ("10%", Some(&ten_percent[..])), ("1%", Some(&one_percent[..]))] {
+            for (filter_name, filter) in
+                [("none", None), ("50%", Some(&half[..])), ("10%", Some(&ten_percent[..])), ("1%", Some(&one_percent[..]))]
+            {
                 let mut lat = Vec::new();
                 let mut plan = None;
                 for q in &queries {
@@ -96,7 +112,8 @@ fn main() {
             }
             if name == "hnsw" {
                 // recall@10 of the graph against an exact scan of the same vectors
-                let exact = new_index(dim, IndexOptions { format: Format::F32, hnsw_min: usize::MAX, exact_max: usize::MAX, ..Default::default() });
+                let exact =
+                    new_index(dim, IndexOptions { format: Format::F32, hnsw_min: usize::MAX, exact_max: usize::MAX, ..Default::default() });
                 exact.apply(&changes).unwrap();
                 let mut hit = 0;
                 for q in &queries {

@@ -236,7 +236,11 @@ pub fn cross_validated(base: &Calibration, samples: &[Sample], folds: usize) -> 
     let fitted: Vec<(f32, f32)> = (0..folds)
         .map(|f| {
             let train: Vec<Sample> = samples.iter().enumerate().filter(|(i, _)| i % folds != f).map(|(_, s)| s.clone()).collect();
-            if train.is_empty() { (base.temperature, base.none_score) } else { fit(&train) }
+            if train.is_empty() {
+                (base.temperature, base.none_score)
+            } else {
+                fit(&train)
+            }
         })
         .collect();
     samples.iter().enumerate().map(|(i, s)| softmax(&s.scores, fitted[i % folds].0, fitted[i % folds].1)).collect()
@@ -265,7 +269,8 @@ impl<'a> Summary<'a> {
     /// Of the searches whose held-out top probability passes `keep`: how many, and how many
     /// had the right hotel first.
     fn count(samples: &[Sample], held: &[Vec<f32>], keep: impl Fn(f32) -> bool) -> (usize, usize) {
-        let of: Vec<bool> = samples.iter().zip(held).filter(|(_, p)| keep(p.first().copied().unwrap_or(0.0))).map(|(s, _)| s.right == Some(0)).collect();
+        let of: Vec<bool> =
+            samples.iter().zip(held).filter(|(_, p)| keep(p.first().copied().unwrap_or(0.0))).map(|(s, _)| s.right == Some(0)).collect();
         (of.len(), of.iter().filter(|&&r| r).count())
     }
 }
@@ -284,7 +289,11 @@ impl std::fmt::Display for Summary<'_> {
             writeln!(out, "\nReliability of the top candidate's probability, {name}:\n")?;
             writeln!(out, "| probability | searches | mean probability | right | accuracy |\n|---|---|---|---|---|")?;
             for b in bins {
-                let (mean, acc) = if b.searches == 0 { ("—".into(), "—".into()) } else { (format!("{:.2}", b.mean_probability), format!("{:.2}", b.right as f64 / b.searches as f64)) };
+                let (mean, acc) = if b.searches == 0 {
+                    ("—".into(), "—".into())
+                } else {
+                    (format!("{:.2}", b.mean_probability), format!("{:.2}", b.right as f64 / b.searches as f64))
+                };
                 writeln!(out, "| {:.1}–{:.1} | {} | {mean} | {} | {acc} |", b.from, b.to.min(1.0), b.searches, b.right)?;
             }
             writeln!(out, "\nexpected calibration error: {ece:.3}")?;
@@ -308,7 +317,11 @@ impl std::fmt::Display for Summary<'_> {
                 writeln!(out, "| {name} | {n} | {right} | {mean:.2} | {} ({}) | {} ({}) |", strong.0, strong.1, weak.0, weak.1)?;
             }
         }
-        writeln!(out, "\n(baseline: the raw score read as a probability has an expected calibration error of {:.3})", raw_score_ece(samples, &EDGES))
+        writeln!(
+            out,
+            "\n(baseline: the raw score read as a probability has an expected calibration error of {:.3})",
+            raw_score_ece(samples, &EDGES)
+        )
     }
 }
 
@@ -362,7 +375,15 @@ mod tests {
         let fitted = Calibration::default().fit(&samples, "synthetic").unwrap();
         let files = [("a.csv".to_string(), 20), ("b.csv".to_string(), 40)];
         let text = Summary::new(&fitted, &samples, &files, 5).to_string();
-        for part in ["60 labelled searches (synthetic)", "held out (5-fold", "in sample", "| Strong |", "| a.csv | 20 |", "| b.csv | 40 |", "baseline"] {
+        for part in [
+            "60 labelled searches (synthetic)",
+            "held out (5-fold",
+            "in sample",
+            "| Strong |",
+            "| a.csv | 20 |",
+            "| b.csv | 40 |",
+            "baseline",
+        ] {
             assert!(text.contains(part), "{part:?} missing from\n{text}");
         }
         let rows = text.lines().filter(|l| l.starts_with("| 0.") && l.contains('–')).count();

@@ -185,7 +185,10 @@ mod tests {
         assert!(err.to_string().contains("HOTELMATCH_THREADS=lots"));
         std::fs::write(&p, "[index]\nkind = 'hnsw_rs'\nformat = 'f16'\nef_search = 200\n").unwrap();
         let c = Config::load(Some(&p)).unwrap();
-        assert_eq!((c.index.kind, c.index.format, c.index.ef_search, c.index.m), (crate::index::Kind::HnswRs, crate::index::Format::F16, 200, 16));
+        assert_eq!(
+            (c.index.kind, c.index.format, c.index.ef_search, c.index.m),
+            (crate::index::Kind::HnswRs, crate::index::Format::F16, 200, 16)
+        );
         std::fs::write(&p, "[index]\nformat = 'int4'\n").unwrap();
         assert!(Config::load(Some(&p)).unwrap_err().to_string().contains("int4"));
         std::fs::write(&p, "modle = 'x'\n").unwrap();

@@ -330,7 +330,8 @@ mod tests {
 
     #[test]
     fn alpha_becomes_a_transparency_mask() {
-        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_fn(40, 30, |x, _| image::Rgba([200, 10, 10, if x < 10 { 0 } else { 255 }])));
+        let img =
+            DynamicImage::ImageRgba8(image::RgbaImage::from_fn(40, 30, |x, _| image::Rgba([200, 10, 10, if x < 10 { 0 } else { 255 }])));
         let d = decode(&encode(&img, image::ImageFormat::Png), &Limits::default(), None).unwrap();
         let t = d.transparent.expect("transparent pixels reported");
         assert_eq!(t.get_pixel(5, 5)[0], 255);

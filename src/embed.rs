@@ -148,7 +148,11 @@ fn load_runtime(library: &Path) -> Result<ort::environment::Environment, EmbedEr
         return Err(EmbedError::RuntimeLoad { path: library.into(), message });
     }
     let load_err = |message: String| EmbedError::RuntimeLoad { path: library.into(), message };
-    let env = ort::init_from(library).map_err(|e| load_err(e.to_string()))?.with_name("hotelmatch").build().map_err(|e| load_err(e.to_string()))?;
+    let env = ort::init_from(library)
+        .map_err(|e| load_err(e.to_string()))?
+        .with_name("hotelmatch")
+        .build()
+        .map_err(|e| load_err(e.to_string()))?;
     *rt = Some((library.into(), env.clone()));
     Ok(env)
 }
@@ -196,7 +200,8 @@ impl Embedder {
     /// Loads the runtime and the model described by `card`.
     pub fn new(card: ModelCard, ort_library: &Path, opts: EmbedOptions, limits: Limits) -> Result<Self, EmbedError> {
         let onnx = card.onnx_path()?;
-        let resizes = opts.pooling == Pooling::Multiscale || opts.resize == Resize::Aspect || opts.input_size != 0 || !opts.short_side.is_empty();
+        let resizes =
+            opts.pooling == Pooling::Multiscale || opts.resize == Resize::Aspect || opts.input_size != 0 || !opts.short_side.is_empty();
         if resizes && !card.dynamic {
             return Err(EmbedError::Unsupported(format!(
                 "model '{}' has a fixed input size: use --pool gem|gap, resize = \"stretch\" and input_size = 0",
@@ -368,7 +373,9 @@ impl Embedder {
         match (self.card.input_type, self.card.input_layout) {
             (InputType::Uint8, InputLayout::Nhwc) if order == [0, 1, 2] => Pixels::U8(pixels.clone()),
             (InputType::Uint8, InputLayout::Nhwc) => Pixels::U8(pixels.chunks_exact(3).flat_map(|px| order.map(|c| px[c])).collect()),
-            (InputType::Uint8, InputLayout::Nchw) => Pixels::U8((0..3).flat_map(|c| pixels.chunks_exact(3).map(move |px| px[order[c]])).collect()),
+            (InputType::Uint8, InputLayout::Nchw) => {
+                Pixels::U8((0..3).flat_map(|c| pixels.chunks_exact(3).map(move |px| px[order[c]])).collect())
+            }
             (InputType::Float32, InputLayout::Nhwc) => {
                 Pixels::F32(pixels.chunks_exact(3).flat_map(|px| [0, 1, 2].map(|c| self.lut[order[c]][px[order[c]] as usize])).collect())
             }
@@ -397,12 +404,14 @@ impl Embedder {
         let rt = |e: &dyn std::fmt::Display| EmbedError::Runtime(e.to_string());
         let tensor: ort::value::DynValue = match &batch[0].pixels {
             Pixels::F32(_) => {
-                let data: Vec<f32> = batch.iter().flat_map(|p| if let Pixels::F32(v) = &p.pixels { v.as_slice() } else { &[] }).copied().collect();
+                let data: Vec<f32> =
+                    batch.iter().flat_map(|p| if let Pixels::F32(v) = &p.pixels { v.as_slice() } else { &[] }).copied().collect();
                 let array = ndarray::Array4::from_shape_vec(shape, data).map_err(|e| rt(&e))?;
                 ort::value::Tensor::from_array(array).map_err(|e| rt(&e))?.into_dyn()
             }
             Pixels::U8(_) => {
-                let data: Vec<u8> = batch.iter().flat_map(|p| if let Pixels::U8(v) = &p.pixels { v.as_slice() } else { &[] }).copied().collect();
+                let data: Vec<u8> =
+                    batch.iter().flat_map(|p| if let Pixels::U8(v) = &p.pixels { v.as_slice() } else { &[] }).copied().collect();
                 let array = ndarray::Array4::from_shape_vec(shape, data).map_err(|e| rt(&e))?;
                 ort::value::Tensor::from_array(array).map_err(|e| rt(&e))?.into_dyn()
             }
@@ -419,7 +428,8 @@ impl Embedder {
         };
         let mut maps: Vec<Option<FeatureMap>> = match &self.card.feature_map {
             Some(name) => {
-                let (shape, values) = outputs[name.as_str()].try_extract_tensor::<f32>().map_err(|e| EmbedError::BadOutput(e.to_string()))?;
+                let (shape, values) =
+                    outputs[name.as_str()].try_extract_tensor::<f32>().map_err(|e| EmbedError::BadOutput(e.to_string()))?;
                 let stride = self.card.stride as usize;
                 split_feature_maps(&self.card, shape, values, n, w / stride, h / stride)?.into_iter().map(Some).collect()
             }
@@ -459,7 +469,8 @@ impl Embedder {
         if self.card.logits.is_none() {
             return Err(EmbedError::Unsupported(format!("model '{}' has no classifier output", self.card.name)));
         }
-        let (_, logits) = self.run(&[Input::photo(bytes)], true).pop().unwrap_or_else(|| Err(EmbedError::Unsupported("no input".into())))?;
+        let (_, logits) =
+            self.run(&[Input::photo(bytes)], true).pop().unwrap_or_else(|| Err(EmbedError::Unsupported("no input".into())))?;
         let logits = logits.ok_or_else(|| EmbedError::BadOutput("no logits".into()))?;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
@@ -518,7 +529,9 @@ impl Embedder {
                     let out = out.ok_or_else(|| EmbedError::Runtime("missing inference output".into()))?;
                     let mut v = match (out.embedding, &out.feature_map) {
                         (Some(e), _) => e,
-                        (None, Some(fm)) => pool::gem(fm, prep.keep.as_deref(), if self.opts.pooling == Pooling::Gap { 1.0 } else { self.opts.gem_p }),
+                        (None, Some(fm)) => {
+                            pool::gem(fm, prep.keep.as_deref(), if self.opts.pooling == Pooling::Gap { 1.0 } else { self.opts.gem_p })
+                        }
                         (None, None) => return Err(EmbedError::BadOutput("neither an embedding nor a feature map".into())),
                     };
                     pool::l2_normalize(&mut v);
@@ -535,7 +548,15 @@ impl Embedder {
                     }
                 }
                 pool::l2_normalize(&mut vector);
-                let embedding = Embedding { vector, cells_used: cells.0, cells_total: cells.1, photo_size: photo.photo_size, cells: base_map, auto_mask: photo.auto_mask, mask: photo.mask };
+                let embedding = Embedding {
+                    vector,
+                    cells_used: cells.0,
+                    cells_total: cells.1,
+                    photo_size: photo.photo_size,
+                    cells: base_map,
+                    auto_mask: photo.auto_mask,
+                    mask: photo.mask,
+                };
                 Ok((embedding, logits))
             })
             .collect()
@@ -543,7 +564,14 @@ impl Embedder {
 }
 
 /// Splits a batched feature-map tensor into per-image cell-major maps.
-fn split_feature_maps(card: &ModelCard, shape: &[i64], values: &[f32], n: usize, cols: usize, rows: usize) -> Result<Vec<FeatureMap>, EmbedError> {
+fn split_feature_maps(
+    card: &ModelCard,
+    shape: &[i64],
+    values: &[f32],
+    n: usize,
+    cols: usize,
+    rows: usize,
+) -> Result<Vec<FeatureMap>, EmbedError> {
     let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
     let bad = || EmbedError::BadOutput(format!("feature map has shape {shape:?}, card says {:?} with dim {}", card.layout, card.dim));
     let (c, h, w, prefix) = match (card.layout, dims.as_slice()) {

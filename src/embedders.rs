@@ -80,10 +80,14 @@ impl Embed for ColourLayout {
             Some(m) => Some(m.pixels(d.full_width, d.full_height, g, g)?),
             None => None,
         };
-        let mut v: Vec<f32> = small.pixels().enumerate().flat_map(|(i, p)| {
-            let on = keep.as_ref().is_none_or(|k| !k[i]);
-            p.0.map(|c| if on { f32::from(c) / 255.0 } else { f32::NAN })
-        }).collect();
+        let mut v: Vec<f32> = small
+            .pixels()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                let on = keep.as_ref().is_none_or(|k| !k[i]);
+                p.0.map(|c| if on { f32::from(c) / 255.0 } else { f32::NAN })
+            })
+            .collect();
         let kept: Vec<f32> = v.iter().copied().filter(|x| !x.is_nan()).collect();
         if kept.is_empty() {
             return Err(crate::pool::PoolError::MaskCoversEverything.into());

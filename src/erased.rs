@@ -84,7 +84,8 @@ fn mirror_rows(rgb: &mut RgbImage, masked: &[bool]) {
             for i in start..end {
                 let from_left = start > 0 && (end == w || i - start < (end - start).div_ceil(2));
                 // Mirror across the run's edge, staying inside the row and on known pixels.
-                let src = if from_left { start.saturating_sub(1 + (i - start) % start) } else { (end + (end - 1 - i) % (w - end)).min(w - 1) };
+                let src =
+                    if from_left { start.saturating_sub(1 + (i - start) % start) } else { (end + (end - 1 - i) % (w - end)).min(w - 1) };
                 let p = *rgb.get_pixel(src as u32, y as u32);
                 rgb.put_pixel(i as u32, y as u32, p);
             }
@@ -168,7 +169,12 @@ pub fn grow(mask: &mut [bool], width: usize, steps: usize) {
         let prev = mask.to_vec();
         for (i, m) in mask.iter_mut().enumerate() {
             let (x, y) = (i % width, i / width);
-            if !prev[i] && ((x > 0 && prev[i - 1]) || (x + 1 < width && prev[i + 1]) || (y > 0 && prev[i - width]) || (y + 1 < height && prev[i + width])) {
+            if !prev[i]
+                && ((x > 0 && prev[i - 1])
+                    || (x + 1 < width && prev[i + 1])
+                    || (y > 0 && prev[i - width])
+                    || (y + 1 < height && prev[i + width]))
+            {
                 *m = true;
             }
         }
@@ -201,7 +207,12 @@ pub fn find_erased(rgb: &RgbImage) -> Option<(GrayImage, f32)> {
     let scale = (400.0 / f64::from(fw.min(fh))).min(1.0);
     let small;
     let img = if scale < 1.0 {
-        small = image::imageops::resize(rgb, ((f64::from(fw) * scale).round() as u32).max(1), ((f64::from(fh) * scale).round() as u32).max(1), image::imageops::FilterType::Triangle);
+        small = image::imageops::resize(
+            rgb,
+            ((f64::from(fw) * scale).round() as u32).max(1),
+            ((f64::from(fh) * scale).round() as u32).max(1),
+            image::imageops::FilterType::Triangle,
+        );
         &small
     } else {
         rgb

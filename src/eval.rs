@@ -107,7 +107,12 @@ pub fn read_mask(row: &Labelled, limits: &crate::decode::Limits) -> Result<Optio
 /// Queries (`as_queries`) are embedded as a search embeds them: with their mask, or with an
 /// automatic mask of a painted-out region when they have none; gallery photos as imported.
 /// Returns the vectors and how many photos were masked automatically.
-pub fn embed_all(embedder: &Embedder, rows: &[Labelled], as_queries: bool, limits: &crate::decode::Limits) -> Result<(Vec<f32>, usize), EvalError> {
+pub fn embed_all(
+    embedder: &Embedder,
+    rows: &[Labelled],
+    as_queries: bool,
+    limits: &crate::decode::Limits,
+) -> Result<(Vec<f32>, usize), EvalError> {
     let mut out = Vec::with_capacity(rows.len() * embedder.dim());
     let mut auto = 0;
     for chunk in rows.chunks(64) {
@@ -115,8 +120,10 @@ pub fn embed_all(embedder: &Embedder, rows: &[Labelled], as_queries: bool, limit
             .par_iter()
             .map(|r| std::fs::read(&r.path).map_err(|source| EvalError::Io { path: r.path.clone(), source }))
             .collect::<Result<_, _>>()?;
-        let masks: Vec<Option<crate::Mask>> = chunk.iter().map(|r| if as_queries { read_mask(r, limits) } else { Ok(None) }).collect::<Result<_, _>>()?;
-        let inputs: Vec<Input> = bytes.iter().zip(&masks).map(|(b, m)| Input { bytes: b, mask: m.as_ref(), auto_mask: as_queries && m.is_none() }).collect();
+        let masks: Vec<Option<crate::Mask>> =
+            chunk.iter().map(|r| if as_queries { read_mask(r, limits) } else { Ok(None) }).collect::<Result<_, _>>()?;
+        let inputs: Vec<Input> =
+            bytes.iter().zip(&masks).map(|(b, m)| Input { bytes: b, mask: m.as_ref(), auto_mask: as_queries && m.is_none() }).collect();
         for (r, e) in chunk.iter().zip(embedder.embed(&inputs)) {
             let e = e.map_err(|e| EvalError::Embed { path: r.path.clone(), message: e.to_string() })?;
             auto += usize::from(e.auto_mask.is_some());
@@ -166,7 +173,9 @@ impl Tally {
     fn add(&mut self, hotel_rank: Option<usize>, room_rank: Option<usize>) {
         self.queries += 1;
         self.reciprocal_ranks += hotel_rank.map_or(0.0, |r| 1.0 / (r + 1) as f64);
-        for (name, rank, k) in [("h1", hotel_rank, 1), ("h5", hotel_rank, 5), ("h10", hotel_rank, 10), ("r1", room_rank, 1), ("r5", room_rank, 5)] {
+        for (name, rank, k) in
+            [("h1", hotel_rank, 1), ("h5", hotel_rank, 5), ("h10", hotel_rank, 10), ("r1", room_rank, 1), ("r5", room_rank, 5)]
+        {
             if rank.is_some_and(|r| r < k) {
                 *self.hits.entry(name).or_default() += 1;
             }
@@ -178,7 +187,15 @@ impl Tally {
     }
 
     /// The report for `embedder`, with per-photo embedding time and query latencies (ms).
-    fn report(&self, file: &Path, model: (&str, &EmbedOptions), gallery: usize, embed_ms_per_photo: f64, mut latencies: Vec<f64>, path: &str) -> Report {
+    fn report(
+        &self,
+        file: &Path,
+        model: (&str, &EmbedOptions),
+        gallery: usize,
+        embed_ms_per_photo: f64,
+        mut latencies: Vec<f64>,
+        path: &str,
+    ) -> Report {
         latencies.sort_by(|a, b| a.total_cmp(b));
         let (model, opts) = model;
         Report {
@@ -221,7 +238,12 @@ impl QuerySet {
 
 /// Evaluates hotel and room retrieval by exact cosine search, hotels ranked by their best
 /// photo: one report per query set, the gallery embedded once.
-pub fn evaluate_exact(embedder: &Embedder, gallery: &[Labelled], sets: &[QuerySet], limits: &crate::decode::Limits) -> Result<Vec<Report>, EvalError> {
+pub fn evaluate_exact(
+    embedder: &Embedder,
+    gallery: &[Labelled],
+    sets: &[QuerySet],
+    limits: &crate::decode::Limits,
+) -> Result<Vec<Report>, EvalError> {
     let t = Instant::now();
     let (g, _) = embed_all(embedder, gallery, false, limits)?;
     let gallery_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -240,7 +262,14 @@ pub fn evaluate_exact(embedder: &Embedder, gallery: &[Labelled], sets: &[QuerySe
             let rr = rank_of_best(&scored, |r| rooms[r].as_str(), &format!("{}\u{1f}{}", want.hotel, want.room));
             tally.add(hr, rr);
         }
-        reports.push(tally.report(&set.file, (&embedder.card().name, embedder.options()), gallery.len(), embed_ms_per_photo, Vec::new(), "exact"));
+        reports.push(tally.report(
+            &set.file,
+            (&embedder.card().name, embedder.options()),
+            gallery.len(),
+            embed_ms_per_photo,
+            Vec::new(),
+            "exact",
+        ));
     }
     Ok(reports)
 }
@@ -273,37 +302,41 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
     let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / gallery.len() as f64;
     let mut reports = Vec::new();
     for set in sets {
-    let mut tally = Tally::default();
-    let mut latencies = Vec::with_capacity(set.rows.len());
-    let mut samples = Vec::with_capacity(set.rows.len());
-    for q in &set.rows {
-        let bytes = std::fs::read(&q.path).map_err(|source| EvalError::Io { path: q.path.clone(), source })?;
-        let mask = read_mask(q, &cfg.limits)?;
-        let query = crate::engine::Query { bytes: &bytes, mask: mask.as_ref(), top: 10, ..Default::default() };
-        let res = engine.search(&query, "eval").map_err(|e| EvalError::Embed { path: q.path.clone(), message: e.to_string() })?;
-        latencies.push(res.millis);
-        let right_id = engine.catalog().hotel_by_external_id(&q.hotel).map_err(crate::engine::EngineError::from)?.map(|h| h.id);
-        samples.push(crate::calibrate::Sample { scores: res.candidates.iter().map(|c| c.1).collect(), right: res.candidates.iter().position(|c| Some(c.0) == right_id) });
-        tally.auto_masked += usize::from(res.auto_mask.is_some());
-        let want_hotel = res.hotels.iter().find(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str())).map(|h| h.hotel.id);
-        let hotel_rank = res.hotels.iter().position(|h| Some(h.hotel.id) == want_hotel);
-        let mut rooms: Vec<(i64, Option<String>)> = Vec::new();
-        for f in &res.images {
-            let img = engine.image(f.image_id)?;
-            let key = (img.hotel_id, img.room);
-            if !rooms.contains(&key) {
-                rooms.push(key);
+        let mut tally = Tally::default();
+        let mut latencies = Vec::with_capacity(set.rows.len());
+        let mut samples = Vec::with_capacity(set.rows.len());
+        for q in &set.rows {
+            let bytes = std::fs::read(&q.path).map_err(|source| EvalError::Io { path: q.path.clone(), source })?;
+            let mask = read_mask(q, &cfg.limits)?;
+            let query = crate::engine::Query { bytes: &bytes, mask: mask.as_ref(), top: 10, ..Default::default() };
+            let res = engine.search(&query, "eval").map_err(|e| EvalError::Embed { path: q.path.clone(), message: e.to_string() })?;
+            latencies.push(res.millis);
+            let right_id = engine.catalog().hotel_by_external_id(&q.hotel).map_err(crate::engine::EngineError::from)?.map(|h| h.id);
+            samples.push(crate::calibrate::Sample {
+                scores: res.candidates.iter().map(|c| c.1).collect(),
+                right: res.candidates.iter().position(|c| Some(c.0) == right_id),
+            });
+            tally.auto_masked += usize::from(res.auto_mask.is_some());
+            let want_hotel = res.hotels.iter().find(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str())).map(|h| h.hotel.id);
+            let hotel_rank = res.hotels.iter().position(|h| Some(h.hotel.id) == want_hotel);
+            let mut rooms: Vec<(i64, Option<String>)> = Vec::new();
+            for f in &res.images {
+                let img = engine.image(f.image_id)?;
+                let key = (img.hotel_id, img.room);
+                if !rooms.contains(&key) {
+                    rooms.push(key);
+                }
+                if rooms.len() >= 5 {
+                    break;
+                }
             }
-            if rooms.len() >= 5 {
-                break;
-            }
+            let room_rank = rooms.iter().position(|(h, r)| Some(*h) == want_hotel && r.as_deref() == Some(q.room.as_str()));
+            tally.add(hotel_rank, room_rank);
         }
-        let room_rank = rooms.iter().position(|(h, r)| Some(*h) == want_hotel && r.as_deref() == Some(q.room.as_str()));
-        tally.add(hotel_rank, room_rank);
-    }
-    let mut report = tally.report(&set.file, (engine.embedder().model(), &cfg.embed), gallery.len(), embed_ms_per_photo, latencies, "engine");
-    report.samples = samples;
-    reports.push(report);
+        let mut report =
+            tally.report(&set.file, (engine.embedder().model(), &cfg.embed), gallery.len(), embed_ms_per_photo, latencies, "engine");
+        report.samples = samples;
+        reports.push(report);
     }
     Ok(reports)
 }

@@ -96,7 +96,12 @@ pub fn import_hotels(engine: &Engine, csv_path: &Path, actor: &str) -> Result<us
 
 /// Imports photos listed as `path,hotel,room` (paths relative to the CSV; `hotel` is the
 /// hotel's external id), each audited as `actor`. `progress` is called with (done, total).
-pub fn import_images(engine: &Engine, csv_path: &Path, actor: &str, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<ImportReport, ImportError> {
+pub fn import_images(
+    engine: &Engine,
+    csv_path: &Path,
+    actor: &str,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<ImportReport, ImportError> {
     let err = |message: String| ImportError::Csv { path: csv_path.into(), message };
     let base = csv_path.parent().unwrap_or(Path::new("."));
     let mut rdr = csv::Reader::from_path(csv_path).map_err(|e| err(e.to_string()))?;
@@ -133,8 +138,13 @@ pub fn import_images(engine: &Engine, csv_path: &Path, actor: &str, progress: &(
         for ((line, r), p) in todo.into_iter().zip(prepared) {
             let key = source_key(base, r);
             let outcome = p.and_then(|p| {
-                let hotel = engine.catalog().hotel_by_external_id(&r.hotel).map_err(|e| e.to_string())?.ok_or_else(|| format!("unknown hotel {:?}", r.hotel))?;
-                let photo = NewPhoto { hotel_id: hotel.id, room: empty_to_none(r.room.clone()), source: Source::Import, uploader_key_id: None };
+                let hotel = engine
+                    .catalog()
+                    .hotel_by_external_id(&r.hotel)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("unknown hotel {:?}", r.hotel))?;
+                let photo =
+                    NewPhoto { hotel_id: hotel.id, room: empty_to_none(r.room.clone()), source: Source::Import, uploader_key_id: None };
                 engine.add(&photo, p, actor).map_err(|e| e.to_string())
             });
             let record = match &outcome {

@@ -68,7 +68,11 @@ fn finish(engine: &Engine, id: i64, started_by: &str, progress: &(dyn Fn(Step, u
     if error.is_none() {
         engine.mark_reindexed(id);
     }
-    engine.catalog().audit(started_by, "reindex", &serde_json::json!({"job_id": id, "reembedded": outcome.as_ref().ok(), "error": error}))?;
+    engine.catalog().audit(
+        started_by,
+        "reindex",
+        &serde_json::json!({"job_id": id, "reembedded": outcome.as_ref().ok(), "error": error}),
+    )?;
     let reembedded = outcome?;
     Ok((engine.catalog().job(id)?, reembedded))
 }

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use hotelmatch::embed::Resize;
 use hotelmatch::catalog::{HotelFilter, Status};
+use hotelmatch::embed::Resize;
 use hotelmatch::engine::{Engine, Query};
 use hotelmatch::import::{self, ImportReport};
 use hotelmatch::{calibrate, decode, eval, pdq, Config, Input, Mask, ModelCard, Pooling};
@@ -315,7 +315,10 @@ fn parse_point(s: &str) -> Result<(f64, f64), String> {
 }
 
 fn parse_radius(s: &str) -> Result<f64, String> {
-    s.parse::<f64>().ok().and_then(hotelmatch::catalog::valid_radius_km).ok_or_else(|| format!("{s}: a number of km above 0, at most 20038"))
+    s.parse::<f64>()
+        .ok()
+        .and_then(hotelmatch::catalog::valid_radius_km)
+        .ok_or_else(|| format!("{s}: a number of km above 0, at most 20038"))
 }
 
 fn parse_top(s: &str) -> Result<usize, String> {
@@ -431,7 +434,12 @@ fn cmd_serve(cfg: &Config, args: ServeArgs) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&opts.bind).await.with_context(|| format!("cannot listen on {}", opts.bind))?;
-        eprintln!("hotelmatch: serving on http://{} ({} photos indexed, catalog {})", listener.local_addr()?, engine.indexed(), engine.catalog().backend());
+        eprintln!(
+            "hotelmatch: serving on http://{} ({} photos indexed, catalog {})",
+            listener.local_addr()?,
+            engine.indexed(),
+            engine.catalog().backend()
+        );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -528,7 +536,10 @@ fn cmd_eval(cfg: &Config, args: EvalArgs, out: &mut impl Write) -> Result<()> {
         evaluate_in_scratch(cfg, &gallery, &sets)?
     };
     if !json {
-        writeln!(out, "| queries | model | path | n | hotel@1 (95 % CI) | hotel@5 | hotel@10 | MRR | room@1 | auto-masked | query ms p50 | p95 |")?;
+        writeln!(
+            out,
+            "| queries | model | path | n | hotel@1 (95 % CI) | hotel@5 | hotel@10 | MRR | room@1 | auto-masked | query ms p50 | p95 |"
+        )?;
         writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
     }
     for r in &reports {
@@ -540,7 +551,18 @@ fn cmd_eval(cfg: &Config, args: EvalArgs, out: &mut impl Write) -> Result<()> {
         writeln!(
             out,
             "| {} | {} | {} | {} | {:.3} ({lo:.2}–{hi:.2}) | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} | {:.1} |",
-            r.queries_file.display(), r.model, r.path, r.queries, r.hotel_at_1, r.hotel_at_5, r.hotel_at_10, r.mrr, r.room_at_1, r.auto_masked, r.query_ms_p50, r.query_ms_p95
+            r.queries_file.display(),
+            r.model,
+            r.path,
+            r.queries,
+            r.hotel_at_1,
+            r.hotel_at_5,
+            r.hotel_at_10,
+            r.mrr,
+            r.room_at_1,
+            r.auto_masked,
+            r.query_ms_p50,
+            r.query_ms_p95
         )?;
     }
     Ok(())
@@ -562,7 +584,8 @@ fn cmd_calibrate(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl W
     // (label, searches) of each query file, in order, for a table per file.
     let mut files: Vec<(String, usize)> = Vec::new();
     let (samples, source, engine) = if let Some(path) = samples {
-        let s: Vec<calibrate::Sample> = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
+        let s: Vec<calibrate::Sample> =
+            serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
         (s, format!("samples: {}", path.display()), None)
     } else if from_cases {
         let engine = open_engine(cfg, init)?;
@@ -628,7 +651,10 @@ fn cmd_import(cfg: &Config, args: ImportArgs, out: &mut impl Write) -> Result<()
     }
     if let Some(i) = images {
         let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} photos {elapsed} (eta {eta})").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} photos {elapsed} (eta {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         let r = import::import_images(&engine, &i, "cli", &|done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
@@ -639,7 +665,15 @@ fn cmd_import(cfg: &Config, args: ImportArgs, out: &mut impl Write) -> Result<()
     if json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {
-        writeln!(out, "hotels: {}  added: {}  duplicates: {}  already imported: {}  rejected: {}", report.hotels, report.added, report.duplicates, report.skipped_already_imported, report.rejected.len())?;
+        writeln!(
+            out,
+            "hotels: {}  added: {}  duplicates: {}  already imported: {}  rejected: {}",
+            report.hotels,
+            report.added,
+            report.duplicates,
+            report.skipped_already_imported,
+            report.rejected.len()
+        )?;
         for (p, of, d) in &report.duplicate_of {
             writeln!(out, "  duplicate: {} (of image {of}, PDQ distance {d})", p.display())?;
         }
@@ -666,13 +700,20 @@ fn cmd_search(cfg: &Config, init: bool, args: SearchArgs, out: &mut impl Write) 
         hotel_ids: (!hotels.is_empty()).then_some(hotels),
     };
     let bytes = read(&image)?;
-    let res = engine.search(&Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask: no_auto_mask, ef: ef.unwrap_or(0) as usize }, "cli")?;
+    let res = engine.search(
+        &Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask: no_auto_mask, ef: ef.unwrap_or(0) as usize },
+        "cli",
+    )?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&res)?)?;
     } else {
         writeln!(out, "{} hotels ({:.0} ms, {:?})", res.hotels.len(), res.millis, res.plan)?;
         for r in &res.reuse {
-            writeln!(out, "  the query is a copy of image {} (hotel {}; PDQ distance {}, {})", r.image_id, r.hotel_id, r.distance, r.variant)?;
+            writeln!(
+                out,
+                "  the query is a copy of image {} (hotel {}; PDQ distance {}, {})",
+                r.image_id, r.hotel_id, r.distance, r.variant
+            )?;
         }
         for b in &res.bank_matches {
             writeln!(out, "  the query matches hash bank {:?} ({}; PDQ distance {})", b.bank, b.label, b.distance)?;
@@ -685,7 +726,15 @@ fn cmd_search(cfg: &Config, init: bool, args: SearchArgs, out: &mut impl Write) 
         }
         for h in &res.hotels {
             let place = [h.hotel.city.as_deref(), h.hotel.country.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(", ");
-            writeln!(out, "{:>2}. {:>3.0} % {:<8} score {:.3}  {} ({place})", h.rank, h.probability * 100.0, format!("{:?}", h.confidence).to_lowercase(), h.score, h.hotel.name)?;
+            writeln!(
+                out,
+                "{:>2}. {:>3.0} % {:<8} score {:.3}  {} ({place})",
+                h.rank,
+                h.probability * 100.0,
+                format!("{:?}", h.confidence).to_lowercase(),
+                h.score,
+                h.hotel.name
+            )?;
             for e in &h.evidence {
                 writeln!(out, "      image {} room {} similarity {:.3}", e.image_id, e.room.as_deref().unwrap_or("?"), e.similarity)?;
             }
@@ -712,7 +761,13 @@ fn cmd_reindex(cfg: &Config, init: bool, out: &mut impl Write) -> Result<()> {
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
-    writeln!(out, "job {}: re-embedded {reembedded} photos with {}; indexed {} photos", job.id, engine.embedder().model(), engine.indexed())?;
+    writeln!(
+        out,
+        "job {}: re-embedded {reembedded} photos with {}; indexed {} photos",
+        job.id,
+        engine.embedder().model(),
+        engine.indexed()
+    )?;
     Ok(())
 }
 
@@ -737,7 +792,12 @@ fn cmd_hash(cfg: &Config, args: HashArgs, out: &mut impl Write) -> Result<()> {
         let h = pdq::hash_dihedral(&d.rgb);
         let mut j = serde_json::json!({"file": path, "pdq": h.original.to_string(), "quality": h.quality, "trusted": h.quality >= pdq::MIN_TRUSTED_QUALITY});
         if variants {
-            j["variants"] = h.named().iter().map(|(n, v)| (n.to_string(), serde_json::Value::from(v.to_string()))).collect::<serde_json::Map<_, _>>().into();
+            j["variants"] = h
+                .named()
+                .iter()
+                .map(|(n, v)| (n.to_string(), serde_json::Value::from(v.to_string())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
         }
         writeln!(out, "{j}")?;
     }
@@ -771,7 +831,10 @@ fn load_mask(path: &PathBuf, cfg: &Config) -> Result<Mask> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HOTELMATCH_LOG").unwrap_or_else(|_| "warn".into())).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HOTELMATCH_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -142,7 +142,17 @@ pub fn hash(img: &RgbImage) -> Pdq {
 pub fn hash_dihedral(img: &RgbImage) -> Dihedral {
     let Some((a, quality)) = dct16(img) else {
         let z = PdqHash::default();
-        return Dihedral { original: z, rotate90: z, rotate180: z, rotate270: z, flip_x: z, flip_y: z, flip_plus1: z, flip_minus1: z, quality: 0 };
+        return Dihedral {
+            original: z,
+            rotate90: z,
+            rotate180: z,
+            rotate270: z,
+            flip_x: z,
+            flip_y: z,
+            flip_plus1: z,
+            flip_minus1: z,
+            quality: 0,
+        };
     };
     // A rotation or flip of the image only transposes and/or flips the signs of DCT
     // coefficients: odd frequencies change sign under a flip of their axis.
@@ -175,10 +185,7 @@ pub fn hash_dihedral(img: &RgbImage) -> Dihedral {
 
 /// Luma as the PyPI `pdqhash` reference computes it: in double precision, then rounded to float.
 fn luma(img: &RgbImage) -> Vec<f32> {
-    img.as_raw()
-        .chunks_exact(3)
-        .map(|p| (f64::from(p[0]) * 0.299 + f64::from(p[1]) * 0.587 + f64::from(p[2]) * 0.114) as f32)
-        .collect()
+    img.as_raw().chunks_exact(3).map(|p| (f64::from(p[0]) * 0.299 + f64::from(p[1]) * 0.587 + f64::from(p[2]) * 0.114) as f32).collect()
 }
 
 /// The 16x16 DCT block and the quality, or `None` for images too small to hash.
@@ -335,7 +342,11 @@ fn dct_matrix() -> &'static [[f32; 64]; 16] {
     D.get_or_init(|| {
         // The scale is a float, the product is taken in double, as in the reference.
         let scale = f64::from((2.0f64 / 64.0).sqrt() as f32);
-        std::array::from_fn(|i| std::array::from_fn(|j| (scale * ((std::f64::consts::PI / 2.0 / 64.0) * (i as f64 + 1.0) * (2.0 * j as f64 + 1.0)).cos()) as f32))
+        std::array::from_fn(|i| {
+            std::array::from_fn(|j| {
+                (scale * ((std::f64::consts::PI / 2.0 / 64.0) * (i as f64 + 1.0) * (2.0 * j as f64 + 1.0)).cos()) as f32
+            })
+        })
     })
 }
 

@@ -125,8 +125,10 @@ impl Mask {
                         return Err(PoolError::BadRect(r));
                     }
                     // Overlap of the rectangle with each cell, in fractions of the photo.
-                    let (x0, x1) = (f64::from(x) / f64::from(width), (f64::from(x) + f64::from(w)).min(f64::from(width)) / f64::from(width));
-                    let (y0, y1) = (f64::from(y) / f64::from(height), (f64::from(y) + f64::from(h)).min(f64::from(height)) / f64::from(height));
+                    let (x0, x1) =
+                        (f64::from(x) / f64::from(width), (f64::from(x) + f64::from(w)).min(f64::from(width)) / f64::from(width));
+                    let (y0, y1) =
+                        (f64::from(y) / f64::from(height), (f64::from(y) + f64::from(h)).min(f64::from(height)) / f64::from(height));
                     for cy in 0..rows {
                         let (a0, a1) = (cy as f64 / rows as f64, (cy + 1) as f64 / rows as f64);
                         let oy = (y1.min(a1) - y0.max(a0)).max(0.0) * rows as f64;

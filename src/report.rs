@@ -41,13 +41,23 @@ fn fields(v: &serde_json::Value) -> String {
         .filter(|(_, x)| !x.is_null())
         .map(|(k, x)| format!("{k} {}", x.as_str().map_or_else(|| x.to_string(), str::to_string)))
         .collect();
-    if parts.is_empty() { "none".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// A search's calibration in words.
 fn calibration(v: &serde_json::Value) -> String {
     let pct = |k: &str| v[k].as_f64().map_or("?".into(), |p| format!("{:.0} %", p * 100.0));
-    format!("{}, {} labelled searches; strong from {}, weak below {}", v["source"].as_str().unwrap_or("?"), v["samples"], pct("strong"), pct("possible"))
+    format!(
+        "{}, {} labelled searches; strong from {}, weak below {}",
+        v["source"].as_str().unwrap_or("?"),
+        v["samples"],
+        pct("strong"),
+        pct("possible")
+    )
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (the civil-from-days algorithm of H. Hinnant).
@@ -100,7 +110,14 @@ pub fn html(r: &CaseReport) -> String {
         o.push_str("<h2>Verdicts</h2><table><tr><th>Hotel</th><th>Verdict</th><th>By</th><th>When</th></tr>");
         for x in &v.verdicts {
             let name = v.hotels.get(&x.hotel_id).map_or(format!("hotel {}", x.hotel_id), |h| h.name.clone());
-            let _ = write!(o, "<tr><td>{}</td><td class=\"strong\">{}</td><td>{}</td><td>{}</td></tr>", esc(&name), verdict_word(&x.verdict), esc(&x.by), utc(x.at));
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td class=\"strong\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&name),
+                verdict_word(&x.verdict),
+                esc(&x.by),
+                utc(x.at)
+            );
         }
         o.push_str("</table>");
     }
@@ -109,12 +126,27 @@ pub fn html(r: &CaseReport) -> String {
         match e.kind.as_str() {
             "search" => search_section(&mut o, r, e),
             "note" => {
-                let _ = write!(o, "<h3>Note {} — {} by key {}</h3><p class=\"note\">{}</p>", e.id, utc(e.at), esc(&e.actor), esc(e.body["text"].as_str().unwrap_or("")));
+                let _ = write!(
+                    o,
+                    "<h3>Note {} — {} by key {}</h3><p class=\"note\">{}</p>",
+                    e.id,
+                    utc(e.at),
+                    esc(&e.actor),
+                    esc(e.body["text"].as_str().unwrap_or(""))
+                );
             }
             "verdict" => {
                 let hotel = e.body["hotel_id"].as_i64().unwrap_or(0);
                 let name = v.hotels.get(&hotel).map_or(format!("hotel {hotel}"), |h| h.name.clone());
-                let _ = write!(o, "<h3>Verdict {} — {} by key {}</h3><p>{}: <b>{}</b></p>", e.id, utc(e.at), esc(&e.actor), esc(&name), esc(e.body["verdict"].as_str().unwrap_or("")));
+                let _ = write!(
+                    o,
+                    "<h3>Verdict {} — {} by key {}</h3><p>{}: <b>{}</b></p>",
+                    e.id,
+                    utc(e.at),
+                    esc(&e.actor),
+                    esc(&name),
+                    esc(e.body["verdict"].as_str().unwrap_or(""))
+                );
             }
             _ => {}
         }
@@ -156,13 +188,22 @@ fn search_section(o: &mut String, r: &CaseReport, e: &crate::catalog::CaseEntry)
         esc(&calibration(&b["calibration"])),
     );
     if let Some(m) = b["bank_matches"].as_array().filter(|m| !m.is_empty()) {
-        let _ = write!(o, "<tr><td>Hash-bank matches</td><td class=\"strong\">{}</td></tr>", esc(&serde_json::Value::Array(m.clone()).to_string()));
+        let _ = write!(
+            o,
+            "<tr><td>Hash-bank matches</td><td class=\"strong\">{}</td></tr>",
+            esc(&serde_json::Value::Array(m.clone()).to_string())
+        );
     }
     o.push_str("</table><table><tr><th>#</th><th>Hotel</th><th>Place</th><th>Probability</th><th>Confidence</th><th>Score</th><th>Gap to next</th></tr>");
     let hotels = b["hotels"].as_array().cloned().unwrap_or_default();
     for h in &hotels {
         let id = h["hotel_id"].as_i64().unwrap_or(0);
-        let place = r.view.hotels.get(&id).map(|x| [x.city.clone(), x.country.clone()].into_iter().flatten().collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        let place = r
+            .view
+            .hotels
+            .get(&id)
+            .map(|x| [x.city.clone(), x.country.clone()].into_iter().flatten().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
         let _ = write!(
             o,
             "<tr><td>{}</td><td>{} <small>(id {id})</small></td><td>{}</td><td>{:.0} %</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
@@ -181,9 +222,16 @@ fn search_section(o: &mut String, r: &CaseReport, e: &crate::catalog::CaseEntry)
         for ev in h["evidence"].as_array().into_iter().flatten() {
             let id = ev["image_id"].as_i64().unwrap_or(0);
             let room = ev["room"].as_str().unwrap_or("?");
-            let img = r.thumbnails.get(&id).map_or(String::from("<p>(photo no longer available)</p>"), |uri| format!("<img src=\"{uri}\" alt=\"Stored photo {id}, room {}\">", esc(room)));
+            let img = r.thumbnails.get(&id).map_or(String::from("<p>(photo no longer available)</p>"), |uri| {
+                format!("<img src=\"{uri}\" alt=\"Stored photo {id}, room {}\">", esc(room))
+            });
             let points = ev["matched_points"].as_u64().map_or(String::new(), |n| format!(", {n} matching points"));
-            let _ = write!(o, "<figure>{img}<figcaption>Stored photo {id}, room {}, similarity {:.3}{points}</figcaption></figure>", esc(room), ev["similarity"].as_f64().unwrap_or(0.0));
+            let _ = write!(
+                o,
+                "<figure>{img}<figcaption>Stored photo {id}, room {}, similarity {:.3}{points}</figcaption></figure>",
+                esc(room),
+                ev["similarity"].as_f64().unwrap_or(0.0)
+            );
         }
         o.push_str("</div></div>");
     }
@@ -193,14 +241,34 @@ fn search_section(o: &mut String, r: &CaseReport, e: &crate::catalog::CaseEntry)
 /// One CSV row per ranked hotel of every saved search.
 pub fn csv(r: &CaseReport) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(["case_id", "search_entry", "searched_at_utc", "key_id", "query_sha256", "query_kept", "model", "rank", "hotel_id", "hotel", "city", "country", "probability", "confidence", "score", "gap", "evidence_image_ids", "verdict"]);
+    let _ = w.write_record([
+        "case_id",
+        "search_entry",
+        "searched_at_utc",
+        "key_id",
+        "query_sha256",
+        "query_kept",
+        "model",
+        "rank",
+        "hotel_id",
+        "hotel",
+        "city",
+        "country",
+        "probability",
+        "confidence",
+        "score",
+        "gap",
+        "evidence_image_ids",
+        "verdict",
+    ]);
     for e in r.view.entries.iter().filter(|e| e.kind == "search") {
         let b = &e.body;
         for h in b["hotels"].as_array().into_iter().flatten() {
             let id = h["hotel_id"].as_i64().unwrap_or(0);
             let hotel = r.view.hotels.get(&id);
             let verdict = r.view.verdicts.iter().find(|v| v.hotel_id == id).map_or("", |v| verdict_word(&v.verdict));
-            let evidence: Vec<String> = h["evidence"].as_array().into_iter().flatten().filter_map(|x| x["image_id"].as_i64()).map(|x| x.to_string()).collect();
+            let evidence: Vec<String> =
+                h["evidence"].as_array().into_iter().flatten().filter_map(|x| x["image_id"].as_i64()).map(|x| x.to_string()).collect();
             let _ = w.write_record([
                 r.view.case.id.to_string(),
                 e.id.to_string(),

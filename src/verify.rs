@@ -101,7 +101,9 @@ pub fn keypoints(rgb: &RgbImage, masked: Option<&GrayImage>) -> Keypoints {
         let smooth = imageproc::filter::gaussian_blur_f32(&img, 2.0);
         let mut corners: Vec<_> = imageproc::corners::corners_fast9(&img, FAST_THRESHOLD)
             .into_iter()
-            .filter(|c| (c.x as i32) > PATCH && (c.y as i32) > PATCH && (c.x as i32) < lw as i32 - PATCH - 1 && (c.y as i32) < lh as i32 - PATCH - 1)
+            .filter(|c| {
+                (c.x as i32) > PATCH && (c.y as i32) > PATCH && (c.x as i32) < lw as i32 - PATCH - 1 && (c.y as i32) < lh as i32 - PATCH - 1
+            })
             .collect();
         corners.sort_by(|a, b| b.score.total_cmp(&a.score));
         // One keypoint per 4x4 block: clusters of corners describe the same spot.
@@ -252,7 +254,8 @@ mod tests {
     /// A textured scene: random blobs of grey on a gradient.
     fn scene(w: u32, h: u32, seed: u64) -> RgbImage {
         let mut rng = Lcg(seed);
-        let blobs: Vec<(f32, f32, f32, u8)> = (0..400).map(|_| (rng.unit() * w as f32, rng.unit() * h as f32, 3.0 + rng.unit() * 12.0, (rng.next() % 256) as u8)).collect();
+        let blobs: Vec<(f32, f32, f32, u8)> =
+            (0..400).map(|_| (rng.unit() * w as f32, rng.unit() * h as f32, 3.0 + rng.unit() * 12.0, (rng.next() % 256) as u8)).collect();
         RgbImage::from_fn(w, h, |x, y| {
             let mut v = ((x + y) % 256) as u8 / 2;
             for &(bx, by, r, c) in &blobs {

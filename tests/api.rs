@@ -41,7 +41,10 @@ fn start_with(name: &str, serve: hotelmatch::api::ServeOptions) -> Server {
     let engine = cfg.open_engine().unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
     import::import_hotels(&engine, &root().join("data-sample/hotels.csv"), "test").unwrap();
     import::import_images(&engine, &root().join("data-sample/images.csv"), "test", &|_, _| {}).unwrap();
-    let tokens = [Role::Uploader, Role::Investigator, Role::Admin].into_iter().map(|r| (r, engine.catalog().create_key(r, "test").unwrap().1)).collect();
+    let tokens = [Role::Uploader, Role::Investigator, Role::Admin]
+        .into_iter()
+        .map(|r| (r, engine.catalog().create_key(r, "test").unwrap().1))
+        .collect();
     let server = Running::start(Arc::new(engine), cfg.serve.clone());
     Server { base: server.base.clone(), tokens, data_dir, server }
 }
@@ -73,7 +76,8 @@ fn raw(s: &Server, request: &str) -> (u16, serde_json::Value) {
     }
     let text = String::from_utf8_lossy(&got).into_owned();
     let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or(serde_json::Value::Null, |(_, b)| serde_json::from_str(b).unwrap_or(serde_json::Value::Null));
+    let body =
+        text.split_once("\r\n\r\n").map_or(serde_json::Value::Null, |(_, b)| serde_json::from_str(b).unwrap_or(serde_json::Value::Null));
     (status, body)
 }
 
@@ -93,7 +97,15 @@ fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<
             let mut r = match m {
                 "PATCH" => a.patch(&url),
                 "PUT" => a.put(&url),
-                "DELETE" => return raw(s, &format!("DELETE {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\n\r\n", token.unwrap_or_default())),
+                "DELETE" => {
+                    return raw(
+                        s,
+                        &format!(
+                            "DELETE {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\n\r\n",
+                            token.unwrap_or_default()
+                        ),
+                    )
+                }
                 _ => a.post(&url),
             };
             if let Some(t) = token {
@@ -115,23 +127,48 @@ fn every_route_refuses_every_role_that_should_not_reach_it() {
     let photo = std::fs::read(root().join("data-sample/queries/h-harbor-query.jpg")).unwrap();
     let routes: Vec<(&str, &str, Vec<Role>, Option<(String, Vec<u8>)>)> = vec![
         ("GET", "/api/v1/hotels?q=harbor", vec![Role::Uploader, Role::Investigator, Role::Admin], None),
-        ("POST", "/api/v1/hotels", vec![Role::Admin], Some(("application/json".into(), br#"{"name": "New Inn", "city": "Reno"}"#.to_vec()))),
-        ("POST", "/api/v1/photos", vec![Role::Uploader, Role::Admin], Some(multipart(&[("photo", &photo)], &[("hotel_id", "3"), ("room", "7")]))),
+        (
+            "POST",
+            "/api/v1/hotels",
+            vec![Role::Admin],
+            Some(("application/json".into(), br#"{"name": "New Inn", "city": "Reno"}"#.to_vec())),
+        ),
+        (
+            "POST",
+            "/api/v1/photos",
+            vec![Role::Uploader, Role::Admin],
+            Some(multipart(&[("photo", &photo)], &[("hotel_id", "3"), ("room", "7")])),
+        ),
         ("GET", "/api/v1/photos/1", vec![Role::Investigator, Role::Admin], None),
         ("POST", "/api/v1/search", vec![Role::Investigator, Role::Admin], Some(multipart(&[("photo", &photo)], &[("top", "2")]))),
         ("POST", "/api/v1/photos/2/status", vec![Role::Admin], Some(("application/json".into(), br#"{"status": "quarantined"}"#.to_vec()))),
         ("GET", "/api/v1/audit", vec![Role::Admin], None),
-        ("PATCH", "/api/v1/hotels/1", vec![Role::Admin], Some(("application/json".into(), br#"{"name": "Harbor Hotel", "city": "Seattle", "country": "US"}"#.to_vec()))),
+        (
+            "PATCH",
+            "/api/v1/hotels/1",
+            vec![Role::Admin],
+            Some(("application/json".into(), br#"{"name": "Harbor Hotel", "city": "Seattle", "country": "US"}"#.to_vec())),
+        ),
         ("GET", "/api/v1/hotels/1/photos", vec![Role::Investigator, Role::Admin], None),
         ("GET", "/api/v1/photos/1?size=64", vec![Role::Investigator, Role::Admin], None),
         ("POST", "/api/v1/jobs/reindex", vec![Role::Admin], None),
         ("GET", "/api/v1/jobs", vec![Role::Admin], None),
         ("GET", "/api/v1/jobs/1", vec![Role::Admin], None),
         ("GET", "/api/v1/whoami", vec![Role::Uploader, Role::Investigator, Role::Admin], None),
-        ("POST", "/api/v1/cases", vec![Role::Investigator, Role::Admin], Some(("application/json".into(), br#"{"title": "Ad 1"}"#.to_vec()))),
+        (
+            "POST",
+            "/api/v1/cases",
+            vec![Role::Investigator, Role::Admin],
+            Some(("application/json".into(), br#"{"title": "Ad 1"}"#.to_vec())),
+        ),
         ("GET", "/api/v1/cases", vec![Role::Investigator, Role::Admin], None),
         ("GET", "/api/v1/banks", vec![Role::Admin], None),
-        ("POST", "/api/v1/banks/roles/hashes", vec![Role::Admin], Some(("text/plain".into(), b"pdq f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22\n".to_vec()))),
+        (
+            "POST",
+            "/api/v1/banks/roles/hashes",
+            vec![Role::Admin],
+            Some(("text/plain".into(), b"pdq f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22\n".to_vec())),
+        ),
         ("GET", "/api/v1/hashes", vec![Role::Admin], None),
     ];
     for (method, path, allowed, body) in &routes {
@@ -158,7 +195,13 @@ fn upload_search_and_audit_through_http() {
     let token = |r: Role| s.tokens.iter().find(|(x, _)| *x == r).unwrap().1.clone();
     let query = std::fs::read(root().join("data-sample/queries/h-maple-query.jpg")).unwrap();
     let mask = std::fs::read(root().join("data-sample/queries/h-maple-query-mask.png")).unwrap();
-    let (st, res) = call(&s, "POST", "/api/v1/search", Some(&token(Role::Investigator)), Some(multipart(&[("photo", &query), ("mask", &mask)], &[("country", "CA")])));
+    let (st, res) = call(
+        &s,
+        "POST",
+        "/api/v1/search",
+        Some(&token(Role::Investigator)),
+        Some(multipart(&[("photo", &query), ("mask", &mask)], &[("country", "CA")])),
+    );
     assert_eq!(st, 200, "{res}");
     assert_eq!(res["hotels"][0]["hotel"]["external_id"], "h-maple");
     assert!(res["hotels"].as_array().unwrap().iter().all(|h| h["hotel"]["country"] == "CA"));
@@ -172,22 +215,38 @@ fn upload_search_and_audit_through_http() {
     let (st, e) = call(&s, "GET", "/api/v1/hotels?near=nowhere&radius_km=5", Some(&token(Role::Uploader)), None);
     assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_field")));
     // The evidence photo can be fetched, and has no EXIF.
-    let resp = agent().get(&format!("{}/api/v1/photos/{image_id}", s.base)).header("Authorization", &format!("Bearer {}", token(Role::Investigator))).call().unwrap();
+    let resp = agent()
+        .get(&format!("{}/api/v1/photos/{image_id}", s.base))
+        .header("Authorization", &format!("Bearer {}", token(Role::Investigator)))
+        .call()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let bytes = resp.into_body().read_to_vec().unwrap();
     assert!(bytes.starts_with(&[0xFF, 0xD8]) && !bytes.windows(4).any(|w| w == b"Exif"));
     // A new photo from the public: 201 with its id and PDQ.
     let new = std::fs::read(root().join("data-sample/imagenet/espresso.jpg")).unwrap();
-    let (st, up) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "1"), ("room", "12")])));
+    let (st, up) = call(
+        &s,
+        "POST",
+        "/api/v1/photos",
+        Some(&token(Role::Uploader)),
+        Some(multipart(&[("photo", &new)], &[("hotel_id", "1"), ("room", "12")])),
+    );
     assert_eq!((st, up["outcome"].as_str()), (201, Some("added")), "{up}");
     assert_eq!(up["pdq"].as_str().map(str::len), Some(64));
     // The same again: a duplicate, 200, nothing created.
-    let (st, dup) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "1")])));
+    let (st, dup) =
+        call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "1")])));
     assert_eq!((st, dup["outcome"].as_str()), (200, Some("duplicate")));
     // The same photo for another hotel: one of the two claims is wrong. Nothing is added,
     // and the conflict is listed for an admin.
-    let (st, conflict) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "2")])));
-    assert_eq!((st, conflict["outcome"].as_str(), conflict["of_image_id"].as_i64()), (200, Some("cross-hotel-duplicate"), up["image_id"].as_i64()), "{conflict}");
+    let (st, conflict) =
+        call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "2")])));
+    assert_eq!(
+        (st, conflict["outcome"].as_str(), conflict["of_image_id"].as_i64()),
+        (200, Some("cross-hotel-duplicate"), up["image_id"].as_i64()),
+        "{conflict}"
+    );
     assert_eq!(conflict["of_hotel_id"], 1);
     let (_, photos) = call(&s, "GET", "/api/v1/hotels/2/photos", Some(&token(Role::Investigator)), None);
     assert!(photos.as_array().unwrap().iter().all(|p| p["id"].as_i64() != up["image_id"].as_i64()));
@@ -197,9 +256,16 @@ fn upload_search_and_audit_through_http() {
     assert_eq!(listed.len(), 1, "{conflicts}");
     assert_eq!((listed[0]["detail"]["hotel_id"].as_i64(), listed[0]["detail"]["of_hotel_id"].as_i64()), (Some(2), Some(1)));
     // Bad input: clear 4xx with a code.
-    let (st, e) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", b"not an image")], &[("hotel_id", "1")])));
+    let (st, e) = call(
+        &s,
+        "POST",
+        "/api/v1/photos",
+        Some(&token(Role::Uploader)),
+        Some(multipart(&[("photo", b"not an image")], &[("hotel_id", "1")])),
+    );
     assert_eq!((st, e["error"]["code"].as_str()), (415, Some("unsupported_image")));
-    let (st, e) = call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "999")])));
+    let (st, e) =
+        call(&s, "POST", "/api/v1/photos", Some(&token(Role::Uploader)), Some(multipart(&[("photo", &new)], &[("hotel_id", "999")])));
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("no_such_hotel")));
     let (st, e) = call(&s, "POST", "/api/v1/search", Some(&token(Role::Investigator)), Some(multipart(&[], &[("top", "3")])));
     assert_eq!((st, e["error"]["code"].as_str()), (400, Some("missing_photo")));
@@ -216,7 +282,10 @@ fn upload_search_and_audit_through_http() {
 #[test]
 fn uploads_and_searches_are_rate_limited_per_key_and_metrics_count_requests() {
     let tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png".to_string();
-    let s = start_with("limits", hotelmatch::api::ServeOptions { uploads_per_minute: 2, searches_per_minute: 1, map_tiles: tiles.clone(), ..Default::default() });
+    let s = start_with(
+        "limits",
+        hotelmatch::api::ServeOptions { uploads_per_minute: 2, searches_per_minute: 1, map_tiles: tiles.clone(), ..Default::default() },
+    );
     let up = s.tokens.iter().find(|(r, _)| *r == Role::Uploader).unwrap().1.clone();
     // A configured tile server is handed to the pages (the default is none: tested above).
     assert_eq!(call(&s, "GET", "/api/v1/whoami", Some(&up), None).1["map_tiles"].as_str(), Some(tiles.as_str()));
@@ -255,7 +324,28 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
     let (st, doc) = call(&s, "GET", "/openapi.json", None, None);
     assert_eq!(st, 200);
     assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
-    for schema in ["SearchResult", "HotelHit", "Evidence", "Reuse", "Hotel", "Image", "Ingested", "Job", "AuditEntry", "ErrorBody", "SearchForm", "UploadForm", "Case", "CaseView", "CaseEntry", "Bank", "BankImport", "BankMatch", "Confidence", "CalibrationInfo"] {
+    for schema in [
+        "SearchResult",
+        "HotelHit",
+        "Evidence",
+        "Reuse",
+        "Hotel",
+        "Image",
+        "Ingested",
+        "Job",
+        "AuditEntry",
+        "ErrorBody",
+        "SearchForm",
+        "UploadForm",
+        "Case",
+        "CaseView",
+        "CaseEntry",
+        "Bank",
+        "BankImport",
+        "BankMatch",
+        "Confidence",
+        "CalibrationInfo",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
     }
     let mut documented = Vec::new();
@@ -276,12 +366,33 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
     }
     documented.sort();
     let mut want = vec![
-        "GET /api/v1/audit", "GET /api/v1/case-images/{sha256}", "GET /api/v1/hotels", "GET /api/v1/hotels/{id}/photos", "GET /api/v1/jobs", "GET /api/v1/jobs/{id}",
-        "GET /api/v1/photos/{id}", "GET /healthz", "GET /metrics", "GET /readyz", "POST /api/v1/hotels", "POST /api/v1/jobs/reindex", "POST /api/v1/photos",
-        "POST /api/v1/photos/{id}/status", "POST /api/v1/search", "PATCH /api/v1/hotels/{id}",
-        "GET /api/v1/whoami", "GET /api/v1/cases", "POST /api/v1/cases", "GET /api/v1/cases/{id}", "POST /api/v1/cases/{id}/notes",
-        "POST /api/v1/cases/{id}/verdicts", "GET /api/v1/cases/{id}/report", "GET /api/v1/banks", "POST /api/v1/banks/{name}/hashes",
-        "GET /api/v1/hashes", "POST /api/v1/calibration/from-cases",
+        "GET /api/v1/audit",
+        "GET /api/v1/case-images/{sha256}",
+        "GET /api/v1/hotels",
+        "GET /api/v1/hotels/{id}/photos",
+        "GET /api/v1/jobs",
+        "GET /api/v1/jobs/{id}",
+        "GET /api/v1/photos/{id}",
+        "GET /healthz",
+        "GET /metrics",
+        "GET /readyz",
+        "POST /api/v1/hotels",
+        "POST /api/v1/jobs/reindex",
+        "POST /api/v1/photos",
+        "POST /api/v1/photos/{id}/status",
+        "POST /api/v1/search",
+        "PATCH /api/v1/hotels/{id}",
+        "GET /api/v1/whoami",
+        "GET /api/v1/cases",
+        "POST /api/v1/cases",
+        "GET /api/v1/cases/{id}",
+        "POST /api/v1/cases/{id}/notes",
+        "POST /api/v1/cases/{id}/verdicts",
+        "GET /api/v1/cases/{id}/report",
+        "GET /api/v1/banks",
+        "POST /api/v1/banks/{name}/hashes",
+        "GET /api/v1/hashes",
+        "POST /api/v1/calibration/from-cases",
     ];
     want.sort();
     assert_eq!(documented, want);
@@ -335,7 +446,8 @@ fn a_case_image_is_kept_only_when_the_investigator_asks() {
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "not kept unless asked");
     let (st, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[("save_case", "true")])));
     assert_eq!((st, res["saved_case_image"].as_bool()), (200, Some(true)));
-    let resp = agent().get(&format!("{}/api/v1/case-images/{sha}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+    let resp =
+        agent().get(&format!("{}/api/v1/case-images/{sha}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.into_body().read_to_vec().unwrap(), query, "kept byte for byte");
     assert_eq!(call(&s, "GET", &format!("/api/v1/case-images/{sha}"), Some(&up), None).0, 403);
@@ -344,7 +456,8 @@ fn a_case_image_is_kept_only_when_the_investigator_asks() {
     let (st, e) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[("save_case", "maybe")])));
     assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_field")));
     // A thumbnail is a JPEG no larger than asked.
-    let resp = agent().get(&format!("{}/api/v1/photos/1?size=100", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+    let resp =
+        agent().get(&format!("{}/api/v1/photos/1?size=100", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
     let thumb = image::load_from_memory(&resp.into_body().read_to_vec().unwrap()).unwrap();
     assert!(thumb.width().max(thumb.height()) == 100, "{}x{}", thumb.width(), thumb.height());
 }
@@ -485,7 +598,13 @@ fn metadata_laden_photos() -> Vec<(&'static str, Vec<u8>)> {
     let mut webp = b"RIFF".to_vec();
     webp.extend_from_slice(&(body.len() as u32).to_le_bytes());
     webp.extend(body);
-    vec![("jpeg-every-segment-and-a-second-jpeg", all_segments), ("jpeg-motion-photo", motion), ("jpeg-rotated", rotated), ("png-text-and-exif", png), ("webp-exif-and-xmp", webp)]
+    vec![
+        ("jpeg-every-segment-and-a-second-jpeg", all_segments),
+        ("jpeg-motion-photo", motion),
+        ("jpeg-rotated", rotated),
+        ("png-text-and-exif", png),
+        ("webp-exif-and-xmp", webp),
+    ]
 }
 
 /// Every file in the server's photo store.
@@ -530,11 +649,16 @@ fn stored_and_served_copies_carry_pixels_only() {
     assert!(found.as_array().unwrap().len() >= 4, "the checker misses planted metadata: {found}");
     for (name, bytes) in &laden {
         assert!(bytes.windows(9).any(|w| w == b"HM-SECRET"));
-        let (st, res) = call(&s, "POST", "/api/v1/photos", Some(&up), Some(multipart(&[("photo", bytes)], &[("hotel_id", "2"), ("room", "9")])));
+        let (st, res) =
+            call(&s, "POST", "/api/v1/photos", Some(&up), Some(multipart(&[("photo", bytes)], &[("hotel_id", "2"), ("room", "9")])));
         assert_eq!((st, res["outcome"].as_str()), (201, Some("added")), "{name}: {res}");
         let id = res["image_id"].as_i64().unwrap();
         for (suffix, query) in [("served", ""), ("thumbnail", "?size=200")] {
-            let resp = agent().get(&format!("{}/api/v1/photos/{id}{query}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+            let resp = agent()
+                .get(&format!("{}/api/v1/photos/{id}{query}", s.base))
+                .header("Authorization", &format!("Bearer {inv}"))
+                .call()
+                .unwrap();
             assert_eq!(resp.status().as_u16(), 200, "{name}");
             let got = resp.into_body().read_to_vec().unwrap();
             assert!(!got.windows(9).any(|w| w == b"HM-SECRET"), "{name} {suffix} still carries planted metadata");
@@ -571,7 +695,9 @@ fn malformed_requests_get_json_errors_and_hotels_are_never_overwritten_silently(
     let token = |r: Role| s.tokens.iter().find(|(x, _)| *x == r).unwrap().1.clone();
     let (admin, inv, up) = (token(Role::Admin), token(Role::Investigator), token(Role::Uploader));
     let json = |body: &str| Some(("application/json".to_string(), body.as_bytes().to_vec()));
-    let is_error = |st: u16, j: &serde_json::Value, code: &str| (400..500).contains(&st) && j["error"]["code"] == code && j["error"]["message"].is_string();
+    let is_error = |st: u16, j: &serde_json::Value, code: &str| {
+        (400..500).contains(&st) && j["error"]["code"] == code && j["error"]["message"].is_string()
+    };
     let (_, before) = call(&s, "GET", "/api/v1/hotels?q=Harbor", Some(&admin), None);
     let harbor = before[0].clone();
     let id = harbor["id"].as_i64().unwrap();
@@ -593,7 +719,10 @@ fn malformed_requests_get_json_errors_and_hotels_are_never_overwritten_silently(
     }
     let (_, audit) = call(&s, "GET", "/api/v1/audit?limit=20", Some(&admin), None);
     let change = audit.as_array().unwrap().iter().find(|a| a["action"] == "hotel-update").unwrap();
-    assert_eq!((change["detail"]["before"]["city"].as_str(), change["detail"]["after"]["city"].as_str()), (harbor["city"].as_str(), Some("Key Biscayne")));
+    assert_eq!(
+        (change["detail"]["before"]["city"].as_str(), change["detail"]["after"]["city"].as_str()),
+        (harbor["city"].as_str(), Some("Key Biscayne"))
+    );
 
     // Malformed bodies, paths and queries: JSON errors with stable codes.
     let (st, j) = call(&s, "POST", "/api/v1/hotels", Some(&admin), json("{"));
@@ -618,7 +747,8 @@ fn malformed_requests_get_json_errors_and_hotels_are_never_overwritten_silently(
     // Validation of search fields and of text.
     let photo = std::fs::read(root().join("data-sample/queries/h-maple-query.jpg")).unwrap();
     for (near, radius) in [("nan,inf", "10"), ("91,200", "10"), ("1e400,0", "10"), ("40,-70", "-5"), ("40,-70", "NaN")] {
-        let (st, j) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &photo)], &[("near", near), ("radius_km", radius)])));
+        let (st, j) =
+            call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &photo)], &[("near", near), ("radius_km", radius)])));
         assert!(is_error(st, &j, "invalid_field") && st == 400, "near={near} radius={radius}: {st} {j}");
     }
     for top in ["0", "101"] {
@@ -633,7 +763,8 @@ fn malformed_requests_get_json_errors_and_hotels_are_never_overwritten_silently(
     assert_eq!(st, 200, "{j}");
     let (st, j) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &photo)], &[("top", "3"), ("top", "50")])));
     assert!(is_error(st, &j, "duplicate_field"), "{st} {j}");
-    let (st, j) = call(&s, "POST", "/api/v1/photos", Some(&up), Some(multipart(&[("photo", &photo)], &[("hotel_id", "2"), ("room", "7\u{7}")])));
+    let (st, j) =
+        call(&s, "POST", "/api/v1/photos", Some(&up), Some(multipart(&[("photo", &photo)], &[("hotel_id", "2"), ("room", "7\u{7}")])));
     assert!(is_error(st, &j, "invalid_field"), "{st} {j}");
     let long = "x".repeat(300);
     let (st, j) = call(&s, "PATCH", &format!("/api/v1/hotels/{id}"), Some(&admin), json(&format!(r#"{{"name": "{long}"}}"#)));
@@ -643,7 +774,8 @@ fn malformed_requests_get_json_errors_and_hotels_are_never_overwritten_silently(
         assert_eq!((st, j.as_array().map(Vec::len)), (200, Some(0)), "q={wildcard} must match literally");
     }
     // The scheme is case-insensitive.
-    let (st, _) = raw(&s, &format!("GET /api/v1/hotels?q=Maple HTTP/1.1\r\nHost: x\r\nAuthorization: bearer {up}\r\nConnection: close\r\n\r\n"));
+    let (st, _) =
+        raw(&s, &format!("GET /api/v1/hotels?q=Maple HTTP/1.1\r\nHost: x\r\nAuthorization: bearer {up}\r\nConnection: close\r\n\r\n"));
     assert_eq!(st, 200);
     // A declared body over the limit is refused at once, without waiting for it.
     let t = std::time::Instant::now();
@@ -680,7 +812,12 @@ fn a_flood_of_large_pixel_counts_is_turned_away_by_the_pixel_budget() {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 s.spawn(|| {
-                    let resp = agent().post(&url).header("Authorization", &format!("Bearer {token}")).header("Content-Type", &body.0).send(&body.1[..]).unwrap();
+                    let resp = agent()
+                        .post(&url)
+                        .header("Authorization", &format!("Bearer {token}"))
+                        .header("Content-Type", &body.0)
+                        .send(&body.1[..])
+                        .unwrap();
                     let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(String::from);
                     let status = resp.status().as_u16();
                     (status, retry, serde_json::from_str(&resp.into_body().read_to_string().unwrap_or_default()).unwrap_or_default())
@@ -701,7 +838,8 @@ fn a_flood_of_large_pixel_counts_is_turned_away_by_the_pixel_budget() {
 #[test]
 fn every_file_of_the_bad_input_corpus_is_refused_cleanly_or_handled() {
     // tests/fixtures/bad/ is made by scripts/make_bad_fixtures.py; expected.csv says what each must get.
-    let s = start_with("bad", hotelmatch::api::ServeOptions { uploads_per_minute: 10_000, searches_per_minute: 10_000, ..Default::default() });
+    let s =
+        start_with("bad", hotelmatch::api::ServeOptions { uploads_per_minute: 10_000, searches_per_minute: 10_000, ..Default::default() });
     let token = |r: Role| s.tokens.iter().find(|(x, _)| *x == r).unwrap().1.clone();
     let (up, inv) = (token(Role::Uploader), token(Role::Investigator));
     let dir = root().join("tests/fixtures/bad");
@@ -761,7 +899,11 @@ fn cases_reports_banks_and_keys_through_http() {
     assert_eq!((st, who["role"].as_str(), who["map_tiles"].is_null()), (200, Some("uploader"), true));
     assert!(up.contains(who["key_id"].as_str().unwrap()));
     // Another investigator's key, straight in the catalog the server uses.
-    let other = hotelmatch::catalog::open(&s.data_dir.join("catalog.sqlite").display().to_string()).unwrap().create_key(Role::Investigator, "other").unwrap().1;
+    let other = hotelmatch::catalog::open(&s.data_dir.join("catalog.sqlite").display().to_string())
+        .unwrap()
+        .create_key(Role::Investigator, "other")
+        .unwrap()
+        .1;
 
     let (st, case) = call(&s, "POST", "/api/v1/cases", Some(&inv), json(serde_json::json!({"title": "Ad 2026-114"})));
     assert_eq!(st, 201, "{case}");
@@ -769,13 +911,24 @@ fn cases_reports_banks_and_keys_through_http() {
     assert_eq!(call(&s, "POST", "/api/v1/cases", Some(&inv), json(serde_json::json!({"title": ""}))).1["error"]["code"], "invalid_field");
     let query = std::fs::read(root().join("data-sample/queries/h-lonestar-query.jpg")).unwrap();
     let mask = std::fs::read(root().join("data-sample/queries/h-lonestar-query-mask.png")).unwrap();
-    let (st, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query), ("mask", &mask)], &[("case_id", &id.to_string())])));
+    let (st, res) = call(
+        &s,
+        "POST",
+        "/api/v1/search",
+        Some(&inv),
+        Some(multipart(&[("photo", &query), ("mask", &mask)], &[("case_id", &id.to_string())])),
+    );
     assert_eq!(st, 200, "{res}");
     let entry = res["case_entry"].as_i64().expect("saved into the case");
     let top = &res["hotels"][0];
     assert_eq!((top["hotel"]["external_id"].as_str(), top["confidence"].as_str()), (Some("h-lonestar"), Some("strong")), "{top}");
     assert!(top["probability"].as_f64().unwrap() > 0.7 && top["gap"].as_f64().unwrap() > 0.0);
-    assert!(res["hotels"].as_array().unwrap().iter().skip(1).all(|h| h["probability"].as_f64().unwrap() < top["probability"].as_f64().unwrap()));
+    assert!(res["hotels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .all(|h| h["probability"].as_f64().unwrap() < top["probability"].as_f64().unwrap()));
     assert!(!top["evidence"][0]["matched_pairs"].as_array().unwrap().is_empty(), "matched points for both sides");
     assert_eq!(res["calibration"]["samples"], 159);
     // The case is its owner's (and admins'): anyone else gets 404, even to search into it.
@@ -784,16 +937,51 @@ fn cases_reports_banks_and_keys_through_http() {
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("no_such_case")));
     assert_eq!(call(&s, "GET", "/api/v1/cases", Some(&other), None).1.as_array().unwrap().len(), 0);
     assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{id}"), Some(&admin), None).0, 200);
-    let (st, _) = call(&s, "POST", &format!("/api/v1/cases/{id}/notes"), Some(&inv), json(serde_json::json!({"text": "posted 2026-11-02 <b>site X</b>"})));
+    let (st, _) = call(
+        &s,
+        "POST",
+        &format!("/api/v1/cases/{id}/notes"),
+        Some(&inv),
+        json(serde_json::json!({"text": "posted 2026-11-02 <b>site X</b>"})),
+    );
     assert_eq!(st, 201);
     let hotel = top["hotel"]["id"].as_i64().unwrap();
-    let (st, v) = call(&s, "POST", &format!("/api/v1/cases/{id}/verdicts"), Some(&inv), json(serde_json::json!({"hotel_id": hotel, "verdict": "confirmed", "search_entry": entry})));
+    let (st, v) = call(
+        &s,
+        "POST",
+        &format!("/api/v1/cases/{id}/verdicts"),
+        Some(&inv),
+        json(serde_json::json!({"hotel_id": hotel, "verdict": "confirmed", "search_entry": entry})),
+    );
     assert_eq!(st, 201, "{v}");
-    assert!(call(&s, "POST", &format!("/api/v1/cases/{id}/verdicts"), Some(&inv), json(serde_json::json!({"hotel_id": hotel, "verdict": "maybe"}))).0 / 100 == 4);
-    assert_eq!(call(&s, "POST", &format!("/api/v1/cases/{id}/verdicts"), Some(&inv), json(serde_json::json!({"hotel_id": 999, "verdict": "confirmed"}))).0, 404);
+    assert!(
+        call(
+            &s,
+            "POST",
+            &format!("/api/v1/cases/{id}/verdicts"),
+            Some(&inv),
+            json(serde_json::json!({"hotel_id": hotel, "verdict": "maybe"}))
+        )
+        .0 / 100
+            == 4
+    );
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            &format!("/api/v1/cases/{id}/verdicts"),
+            Some(&inv),
+            json(serde_json::json!({"hotel_id": 999, "verdict": "confirmed"}))
+        )
+        .0,
+        404
+    );
     let (_, view) = call(&s, "GET", &format!("/api/v1/cases/{id}"), Some(&inv), None);
     assert_eq!(view["verdicts"][0]["verdict"], "confirmed");
-    assert_eq!(view["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["search", "note", "verdict"]);
+    assert_eq!(
+        view["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["search", "note", "verdict"]
+    );
     assert!(view["entries"][0]["body"]["mask"]["png_base64"].is_string(), "the mask is kept with the search");
     assert_eq!(view["entries"][0]["body"]["query_kept"], false, "the query itself only with consent");
 
@@ -817,7 +1005,10 @@ fn cases_reports_banks_and_keys_through_http() {
     assert!(rows[1].contains("Lone Star Lodge") && rows[1].ends_with(",confirmed"));
     let (_, _, _, body) = get(&format!("/api/v1/cases/{id}/report?format=json"));
     let j: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((j["case"]["id"].as_i64(), j["generated_by"].as_str().is_some(), j["thumbnails"].as_object().unwrap().len() >= 3), (Some(id), true, true));
+    assert_eq!(
+        (j["case"]["id"].as_i64(), j["generated_by"].as_str().is_some(), j["thumbnails"].as_object().unwrap().len() >= 3),
+        (Some(id), true, true)
+    );
     assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{id}/report?format=pdf"), Some(&inv), None).1["error"]["code"], "invalid_query");
     // Recalibration from cases: admins only, and one confirmed search is too few.
     assert_eq!(call(&s, "POST", "/api/v1/calibration/from-cases", Some(&inv), None).0, 403);
@@ -827,8 +1018,13 @@ fn cases_reports_banks_and_keys_through_http() {
     let r = agent().get(&format!("{}/api/v1/hashes?format=tx", s.base)).header("Authorization", &format!("Bearer {admin}")).call().unwrap();
     let shared = r.into_body().read_to_string().unwrap();
     assert!(shared.lines().count() >= 40 && shared.lines().all(|l| l.starts_with("pdq ") && l.len() == 68), "{shared}");
-    let (st, imported) = call(&s, "POST", "/api/v1/banks/known-ads/hashes", Some(&admin), Some(("text/plain".into(), shared.clone().into_bytes())));
-    assert_eq!((st, imported["read"].as_u64(), imported["added"].as_u64()), (200, Some(shared.lines().count() as u64), Some(shared.lines().count() as u64)), "{imported}");
+    let (st, imported) =
+        call(&s, "POST", "/api/v1/banks/known-ads/hashes", Some(&admin), Some(("text/plain".into(), shared.clone().into_bytes())));
+    assert_eq!(
+        (st, imported["read"].as_u64(), imported["added"].as_u64()),
+        (200, Some(shared.lines().count() as u64), Some(shared.lines().count() as u64)),
+        "{imported}"
+    );
     let te = std::fs::read(root().join("tests/fixtures/threatexchange-pdq-examples.txt")).unwrap();
     let (_, r) = call(&s, "POST", "/api/v1/banks/te-samples/hashes", Some(&admin), Some(("text/plain".into(), te)));
     assert_eq!((r["read"].as_u64(), r["other_signal_types"].as_u64()), (Some(16), Some(1)));
@@ -837,12 +1033,18 @@ fn cases_reports_banks_and_keys_through_http() {
     let copy = std::fs::read(root().join("data-sample/images/h-maple-151-0.jpg")).unwrap();
     let (_, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &copy)], &[])));
     assert_eq!(res["bank_matches"][0]["bank"], "known-ads", "{}", res["bank_matches"]);
-    assert_eq!(call(&s, "POST", "/api/v1/banks/x/hashes", Some(&admin), Some(("text/plain".into(), b"foo,bar\n1,2\n".to_vec()))).1["error"]["code"], "invalid_field");
+    assert_eq!(
+        call(&s, "POST", "/api/v1/banks/x/hashes", Some(&admin), Some(("text/plain".into(), b"foo,bar\n1,2\n".to_vec()))).1["error"]
+            ["code"],
+        "invalid_field"
+    );
 
     // Every read and write above is in the audit.
     let (_, audit) = call(&s, "GET", "/api/v1/audit?limit=200", Some(&admin), None);
     let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for a in ["case-create", "case-search", "case-read", "case-list", "case-note", "case-verdict", "case-export", "bank-import", "hash-export"] {
+    for a in
+        ["case-create", "case-search", "case-read", "case-list", "case-note", "case-verdict", "case-export", "bank-import", "hash-export"]
+    {
         assert!(actions.contains(&a), "{a} not audited: {actions:?}");
     }
     let search = audit.as_array().unwrap().iter().find(|e| e["action"] == "search").unwrap();

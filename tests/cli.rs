@@ -46,7 +46,8 @@ fn eval_prints_one_row_per_query_file_from_one_gallery() {
     assert_eq!(reports.len(), 2);
     for r in &reports {
         assert_eq!(r["queries"], 6);
-        let (h1, [lo, hi]) = (r["hotel_at_1"].as_f64().unwrap(), [r["hotel_at_1_ci95"][0].as_f64().unwrap(), r["hotel_at_1_ci95"][1].as_f64().unwrap()]);
+        let (h1, [lo, hi]) =
+            (r["hotel_at_1"].as_f64().unwrap(), [r["hotel_at_1_ci95"][0].as_f64().unwrap(), r["hotel_at_1_ci95"][1].as_f64().unwrap()]);
         assert!(lo <= h1 && h1 <= hi && r["mrr"].as_f64().unwrap() >= h1, "{r}");
     }
     // The painted queries came without masks: the paint is found and masked automatically.
@@ -85,9 +86,25 @@ fn calibrate_writes_a_calibration_and_banks_import_threatexchange_lists() {
     let queries = root().join("data-sample/queries.csv").display().to_string();
     // The sample's queries twice over: enough labelled searches to fit two parameters.
     let samples = dir.with_extension("samples.json");
-    let (ok, out, err) = run(&["calibrate", "--gallery", &gallery, "--queries", &queries, "--queries", &queries, "--samples-out", &samples.display().to_string()]);
+    let (ok, out, err) = run(&[
+        "calibrate",
+        "--gallery",
+        &gallery,
+        "--queries",
+        &queries,
+        "--queries",
+        &queries,
+        "--samples-out",
+        &samples.display().to_string(),
+    ]);
     assert!(ok, "{err}");
-    assert!(out.contains("held out") && out.contains("in sample") && out.contains("| probability | searches |") && out.contains("expected calibration error"), "{out}");
+    assert!(
+        out.contains("held out")
+            && out.contains("in sample")
+            && out.contains("| probability | searches |")
+            && out.contains("expected calibration error"),
+        "{out}"
+    );
     let written: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("calibration.json")).unwrap()).unwrap();
     assert!(written["source"].as_str().unwrap().starts_with("eval: ") && written["temperature"].as_f64().unwrap() > 0.0, "{written}");
     let n = written["samples"].as_u64().unwrap();

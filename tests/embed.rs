@@ -144,7 +144,11 @@ fn bad_inputs_give_typed_errors_and_do_not_spoil_the_batch() {
     assert!(matches!(out[0], Err(EmbedError::Decode(DecodeError::Empty))));
     assert!(matches!(out[1], Err(EmbedError::Decode(DecodeError::Corrupt(_)))), "{:?}", out[1].as_ref().err());
     assert!(matches!(out[2], Err(EmbedError::Decode(DecodeError::TooManyPixels { width: 65000, height: 65000, .. }))));
-    assert!(matches!(out[3], Err(EmbedError::Decode(DecodeError::Corrupt(_) | DecodeError::UnsupportedFormat))), "{:?}", out[3].as_ref().err());
+    assert!(
+        matches!(out[3], Err(EmbedError::Decode(DecodeError::Corrupt(_) | DecodeError::UnsupportedFormat))),
+        "{:?}",
+        out[3].as_ref().err()
+    );
     assert!(out[4].is_ok());
     let all = Mask::Rects(vec![[0, 0, 10_000, 10_000]]);
     assert!(matches!(e.embed_one(&good, Some(&all)), Err(EmbedError::Pool(hotelmatch::pool::PoolError::MaskCoversEverything))));
@@ -217,7 +221,8 @@ fn multiscale_and_gem_differ_from_gap_but_agree_on_similarity() {
 fn missing_runtime_or_weights_say_how_to_fix_it() {
     let cfg = Config::default();
     let card = ModelCard::find(&cfg.models_dir, "mobilenetv2").unwrap();
-    let err = Embedder::new(card.clone(), Path::new("/nonexistent/libonnxruntime.so"), EmbedOptions::default(), Limits::default()).err().unwrap();
+    let err =
+        Embedder::new(card.clone(), Path::new("/nonexistent/libonnxruntime.so"), EmbedOptions::default(), Limits::default()).err().unwrap();
     assert!(matches!(err, EmbedError::RuntimeMissing(_)));
     assert!(err.to_string().contains("scripts/setup.sh"));
     let mut gone = card;

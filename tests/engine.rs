@@ -67,7 +67,10 @@ fn import_then_search_finds_the_right_hotel_and_keeps_no_query() {
         let e = &res.hotels[0].evidence[0];
         assert!(e.similarity > 0.5 && e.room.is_some(), "{e:?}");
         // The matching cells are explained where the model has a feature map (not SSCD's embedding).
-        assert_eq!(e.query_cells.is_empty(), !hotelmatch::ModelCard::find(&cfg.models_dir, engine.embedder().model()).unwrap().pools_feature_map());
+        assert_eq!(
+            e.query_cells.is_empty(),
+            !hotelmatch::ModelCard::find(&cfg.models_dir, engine.embedder().model()).unwrap().pools_feature_map()
+        );
         // The best photo was verified geometrically, and the same room shares keypoints.
         assert!(e.matched_points.is_some_and(|n| n > 0), "{e:?}");
         // Nothing of the query is written anywhere in the data directory.
@@ -200,7 +203,8 @@ fn stored_copies_carry_no_metadata_and_duplicates_are_caught() {
     for orientation in [1u16, 6] {
         let bytes = with_gps_exif(&base, orientation);
         assert!(bytes.windows(4).any(|w| w == b"Exif"));
-        let photo = NewPhoto { hotel_id: if orientation == 1 { aurora } else { maple }, room: None, source: Source::Crowd, uploader_key_id: None };
+        let photo =
+            NewPhoto { hotel_id: if orientation == 1 { aurora } else { maple }, room: None, source: Source::Crowd, uploader_key_id: None };
         let Ingested::Added { image_id, .. } = engine.ingest(&bytes, &photo, "test").unwrap() else { panic!("not added") };
         let img = engine.image(image_id).unwrap();
         let stored = engine.store().get(&img.sha256).unwrap();
@@ -226,7 +230,12 @@ fn killing_an_import_midway_loses_nothing_and_the_rerun_finishes_it() {
     let cfg = fresh("kill");
     let bin = env!("CARGO_BIN_EXE_hotelmatch");
     let args = |cmd: &mut std::process::Command| {
-        cmd.arg("--data-dir").arg(&cfg.data_dir).args(["import", "--json", "--hotels"]).arg(root().join("data-sample/hotels.csv")).arg("--images").arg(root().join("data-sample/images.csv"));
+        cmd.arg("--data-dir")
+            .arg(&cfg.data_dir)
+            .args(["import", "--json", "--hotels"])
+            .arg(root().join("data-sample/hotels.csv"))
+            .arg("--images")
+            .arg(root().join("data-sample/images.csv"));
     };
     let mut cmd = std::process::Command::new(bin);
     args(&mut cmd);
@@ -248,7 +257,8 @@ fn killing_an_import_midway_loses_nothing_and_the_rerun_finishes_it() {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let added = report["added"].as_u64().unwrap() + report["skipped_already_imported"].as_u64().unwrap() + report["duplicates"].as_u64().unwrap();
+    let added =
+        report["added"].as_u64().unwrap() + report["skipped_already_imported"].as_u64().unwrap() + report["duplicates"].as_u64().unwrap();
     assert_eq!(added, 48, "{report}");
     let engine = cfg.open_engine().unwrap();
     assert_eq!(engine.indexed(), 48, "every photo searchable exactly once");

@@ -51,7 +51,13 @@ fn hashes_match_the_cpp_reference() {
             worst = worst.max(max);
             assert!(max <= 10, "{}: distance {max} at quality {}", row.path.display(), row.quality);
         }
-        assert!((i32::from(h.quality) - i32::from(row.quality)).abs() <= 1, "{}: quality {} vs reference {}", row.path.display(), h.quality, row.quality);
+        assert!(
+            (i32::from(h.quality) - i32::from(row.quality)).abs() <= 1,
+            "{}: quality {} vs reference {}",
+            row.path.display(),
+            h.quality,
+            row.quality
+        );
         if max > 0 {
             report.push(format!("{} d={dists:?} q={}", row.path.display(), row.quality));
         }

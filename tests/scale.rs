@@ -22,11 +22,29 @@ fn root() -> PathBuf {
 }
 
 fn hotel(ext: &str, city: &str, lat: f64, lon: f64) -> Hotel {
-    Hotel { external_id: Some(ext.into()), name: format!("Hotel {ext}"), city: Some(city.into()), country: Some("US".into()), latitude: Some(lat), longitude: Some(lon), ..Default::default() }
+    Hotel {
+        external_id: Some(ext.into()),
+        name: format!("Hotel {ext}"),
+        city: Some(city.into()),
+        country: Some("US".into()),
+        latitude: Some(lat),
+        longitude: Some(lon),
+        ..Default::default()
+    }
 }
 
 fn image(sha: &str, hotel_id: i64) -> NewImage {
-    NewImage { sha256: sha.repeat(32), hotel_id, room: Some("101".into()), source: Source::Import, uploader_key_id: None, width: 10, height: 8, pdq: PdqHash::default(), pdq_quality: 70 }
+    NewImage {
+        sha256: sha.repeat(32),
+        hotel_id,
+        room: Some("101".into()),
+        source: Source::Import,
+        uploader_key_id: None,
+        width: 10,
+        height: 8,
+        pdq: PdqHash::default(),
+        pdq_quality: 70,
+    }
 }
 
 /// What every catalog must do, whatever holds it. `reopen` opens the same catalog again.
@@ -55,11 +73,17 @@ fn contract(cat: &dyn Catalog, reopen: &dyn Fn() -> Box<dyn Catalog>) {
     let i1 = cat.add_image(&image("ab", a), m, &[0.5, 0.25, -1.0]).unwrap();
     let i2 = cat.add_image(&image("cd", a), m, &[1.0, 0.0, 0.0]).unwrap();
     assert!(matches!(cat.add_image(&image("ef", 424242), m, &[0.0; 3]), Err(CatalogError::NoHotel(424242))));
-    assert!(matches!(cat.add_image(&NewImage { room: Some("x".repeat(65)), ..image("ef", a) }, m, &[0.0; 3]), Err(CatalogError::Invalid { .. })));
+    assert!(matches!(
+        cat.add_image(&NewImage { room: Some("x".repeat(65)), ..image("ef", a) }, m, &[0.0; 3]),
+        Err(CatalogError::Invalid { .. })
+    ));
     cat.set_status(i1, Status::Deleted).unwrap();
     assert!(matches!(cat.set_status(777_777, Status::Active), Err(CatalogError::NoImage(_))));
     let feed: Vec<Change> = cat.changes_since(0, m).unwrap();
-    assert_eq!(feed.iter().map(|c| (c.image_id, c.status)).collect::<Vec<_>>(), vec![(i1, Status::Deleted), (i2, Status::Active), (i1, Status::Deleted)]);
+    assert_eq!(
+        feed.iter().map(|c| (c.image_id, c.status)).collect::<Vec<_>>(),
+        vec![(i1, Status::Deleted), (i2, Status::Active), (i1, Status::Deleted)]
+    );
     assert!(feed.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(feed[1].vector.as_deref(), Some(&[1.0, 0.0, 0.0][..]));
     let mut stored = cat.embeddings(&[i2, i1, 999_999], m).unwrap();
@@ -138,7 +162,10 @@ fn contract(cat: &dyn Catalog, reopen: &dyn Fn() -> Box<dyn Catalog>) {
     assert_eq!(cat.add_bank_hashes(bank.id, &[(h2, String::new())]).unwrap(), 0);
     assert_eq!(cat.banks().unwrap().iter().map(|b| (b.name.as_str(), b.hashes)).collect::<Vec<_>>(), vec![("partner", 2)]);
     let held = cat.bank_hashes().unwrap();
-    assert_eq!(held.iter().map(|h| (h.pdq, h.label.as_str(), h.bank_id)).collect::<Vec<_>>(), vec![(h1, "one", bank.id), (h2, "", bank.id)]);
+    assert_eq!(
+        held.iter().map(|h| (h.pdq, h.label.as_str(), h.bank_id)).collect::<Vec<_>>(),
+        vec![(h1, "one", bank.id), (h2, "", bank.id)]
+    );
 
     // Everything is still there through a new connection.
     let again = reopen();
@@ -203,7 +230,13 @@ fn the_postgres_catalog_keeps_the_contract_and_its_feed_skips_nothing() {
 #[test]
 fn the_s3_store_on_seaweedfs_is_content_addressed_and_verified() {
     let Some(s3) = Service::start("s3", "store", &["hm-store-test"]) else { return };
-    let opts = S3Options { endpoint: Some(s3.url.clone()), allow_http: true, access_key_id: Some("any".into()), secret_access_key: Some("any".into()), region: None };
+    let opts = S3Options {
+        endpoint: Some(s3.url.clone()),
+        allow_http: true,
+        access_key_id: Some("any".into()),
+        secret_access_key: Some("any".into()),
+        region: None,
+    };
     let store = S3Store::open("hm-store-test", "photos", &opts).unwrap();
     // A bucket that does not exist is refused when the store opens, not at the first upload.
     let missing = S3Store::open("hm-no-such-bucket", "photos", &opts).err().expect("a missing bucket was accepted");
@@ -267,7 +300,14 @@ impl Drop for Replica {
 }
 
 fn cli(config: &Path, data_dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hotelmatch")).arg("--config").arg(config).arg("--data-dir").arg(data_dir).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hotelmatch"))
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -338,7 +378,11 @@ fn two_replicas_share_postgres_and_s3() {
         loop {
             let (status, res) = post_photo(&b.base, &token, "/api/v1/search", &[], &bytes);
             assert_eq!(status, 200, "{res}");
-            let found = res["hotels"].as_array().unwrap().iter().any(|h| h["evidence"].as_array().unwrap().iter().any(|e| e["image_id"] == image_id));
+            let found = res["hotels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["evidence"].as_array().unwrap().iter().any(|e| e["image_id"] == image_id));
             if found {
                 break;
             }
@@ -358,11 +402,18 @@ fn two_replicas_share_postgres_and_s3() {
     // A re-index runs once across replicas: while one holds the lease, another is refused.
     let cat = catalog::open(&db).unwrap();
     let held = cat.start_job("reindex", "elsewhere").unwrap();
-    let refused = ureq::post(&format!("{}/api/v1/jobs/reindex", b.base)).header("Authorization", &format!("Bearer {token}")).config().http_status_as_error(false).build().send_empty().unwrap();
+    let refused = ureq::post(&format!("{}/api/v1/jobs/reindex", b.base))
+        .header("Authorization", &format!("Bearer {token}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .unwrap();
     assert_eq!(refused.status().as_u16(), 409);
     cat.finish_job(held.id, Some("given up")).unwrap();
     // Run through A; both replicas swap to the new index.
-    let mut r = ureq::post(&format!("{}/api/v1/jobs/reindex", a.base)).header("Authorization", &format!("Bearer {token}")).send_empty().unwrap();
+    let mut r =
+        ureq::post(&format!("{}/api/v1/jobs/reindex", a.base)).header("Authorization", &format!("Bearer {token}")).send_empty().unwrap();
     let job: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
     let id = job["id"].as_i64().unwrap();
     let t = Instant::now();

@@ -33,7 +33,14 @@ fn settings(name: &str) -> EngineSettings {
 fn in_memory(name: &str) -> Engine {
     let s = settings(name);
     let limits = s.limits;
-    Engine::from_parts(s, Box::new(SqliteCatalog::in_memory().unwrap()), Box::new(MemoryStore::default()), Box::new(MemoryStore::default()), Box::new(ColourLayout::new(limits))).unwrap()
+    Engine::from_parts(
+        s,
+        Box::new(SqliteCatalog::in_memory().unwrap()),
+        Box::new(MemoryStore::default()),
+        Box::new(MemoryStore::default()),
+        Box::new(ColourLayout::new(limits)),
+    )
+    .unwrap()
 }
 
 fn photo(name: &str) -> Vec<u8> {
@@ -48,13 +55,16 @@ fn new_photo(hotel_id: i64) -> NewPhoto {
 fn every_use_case_audits_whoever_calls_it() {
     let engine = in_memory("audit");
     let h = engine.create_hotel(&Hotel { external_id: Some("h-a".into()), name: "A".into(), ..Default::default() }, "admin-1").unwrap();
-    let dup = engine.create_hotel(&Hotel { external_id: Some("h-a".into()), name: "again".into(), ..Default::default() }, "admin-1").unwrap_err();
+    let dup =
+        engine.create_hotel(&Hotel { external_id: Some("h-a".into()), name: "again".into(), ..Default::default() }, "admin-1").unwrap_err();
     assert_eq!(dup.kind(), (ErrorKind::Conflict, "hotel_exists"));
     let renamed = engine.update_hotel(h.id, |h| Hotel { name: "A2".into(), ..h }, "admin-2").unwrap();
     assert_eq!((renamed.name.as_str(), renamed.external_id.as_deref()), ("A2", Some("h-a")));
     let bytes = photo("h-aurora-101-0.jpg");
     let Ingested::Added { image_id, .. } = engine.ingest(&bytes, &new_photo(h.id), "uploader-1").unwrap() else { panic!("not added") };
-    assert!(matches!(engine.ingest(&bytes, &new_photo(h.id), "uploader-1").unwrap(), Ingested::Duplicate { of_image_id, .. } if of_image_id == image_id));
+    assert!(
+        matches!(engine.ingest(&bytes, &new_photo(h.id), "uploader-1").unwrap(), Ingested::Duplicate { of_image_id, .. } if of_image_id == image_id)
+    );
     let res = engine.search(&Query { bytes: &bytes, ..Default::default() }, "inv-1").unwrap();
     assert_eq!(res.hotels[0].hotel.id, h.id);
     assert_eq!(res.hotels[0].evidence[0].image_id, image_id);
@@ -62,7 +72,15 @@ fn every_use_case_audits_whoever_calls_it() {
     let (_, token) = engine.create_key(hotelmatch::catalog::Role::Investigator, "x", "admin-4").unwrap();
     assert!(engine.catalog().verify_key(&token).unwrap().is_some());
     let audit: Vec<(String, String)> = engine.catalog().audit_entries(20).unwrap().into_iter().rev().map(|e| (e.actor, e.action)).collect();
-    let want = [("admin-1", "hotel-create"), ("admin-2", "hotel-update"), ("uploader-1", "upload"), ("uploader-1", "upload"), ("inv-1", "search"), ("admin-3", "image-status"), ("admin-4", "key-create")];
+    let want = [
+        ("admin-1", "hotel-create"),
+        ("admin-2", "hotel-update"),
+        ("uploader-1", "upload"),
+        ("uploader-1", "upload"),
+        ("inv-1", "search"),
+        ("admin-3", "image-status"),
+        ("admin-4", "key-create"),
+    ];
     assert_eq!(audit, want.map(|(a, b)| (a.to_string(), b.to_string())));
 }
 
@@ -141,7 +159,10 @@ fn two_engines_on_one_catalog_follow_each_other() {
     b.follow().unwrap();
     assert_eq!(b.search(&Query { bytes: &photo2, ..Default::default() }, "inv").unwrap().bank_matches.len(), 1);
     // The shared store is what both read: the purge by A's re-index removed the file.
-    assert!(!store::open(&shared.display().to_string(), "photos", &StoreOptions::default()).unwrap().exists(&a.image(image_id).unwrap().sha256).unwrap());
+    assert!(!store::open(&shared.display().to_string(), "photos", &StoreOptions::default())
+        .unwrap()
+        .exists(&a.image(image_id).unwrap().sha256)
+        .unwrap());
     drop((a, b));
     assert_eq!(catalog::open(&shared.join("catalog.sqlite").display().to_string()).unwrap().image_counts().unwrap(), (1, 0));
     std::fs::remove_dir_all(&shared).ok();
@@ -154,17 +175,30 @@ fn hits_from_the_compact_index_carry_exact_similarities() {
     let s = EngineSettings { search: SearchOptions { verify: 0, ..Default::default() }, ..settings("rerank") };
     assert_eq!(s.index.format, hotelmatch::index::Format::Int8);
     let limits = s.limits;
-    let engine = Engine::from_parts(s, Box::new(SqliteCatalog::in_memory().unwrap()), Box::new(MemoryStore::default()), Box::new(MemoryStore::default()), Box::new(ColourLayout::new(limits))).unwrap();
-    let names = ["h-aurora-101-0.jpg", "h-aurora-101-1.jpg", "h-harbor-121-0.jpg", "h-harbor-121-1.jpg", "h-desert-141-0.jpg", "h-maple-151-0.jpg"];
+    let engine = Engine::from_parts(
+        s,
+        Box::new(SqliteCatalog::in_memory().unwrap()),
+        Box::new(MemoryStore::default()),
+        Box::new(MemoryStore::default()),
+        Box::new(ColourLayout::new(limits)),
+    )
+    .unwrap();
+    let names =
+        ["h-aurora-101-0.jpg", "h-aurora-101-1.jpg", "h-harbor-121-0.jpg", "h-harbor-121-1.jpg", "h-desert-141-0.jpg", "h-maple-151-0.jpg"];
     let mut ids = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let h = engine.create_hotel(&Hotel { name: format!("H{i}"), ..Default::default() }, "a").unwrap();
-        let Ingested::Added { image_id, .. } = engine.ingest(&photo(name), &new_photo(h.id), "u").unwrap() else { panic!("{name} not added") };
+        let Ingested::Added { image_id, .. } = engine.ingest(&photo(name), &new_photo(h.id), "u").unwrap() else {
+            panic!("{name} not added")
+        };
         ids.push(image_id);
     }
     let query = photo("h-harbor-121-2.jpg");
     let q = engine.embedder().embed(hotelmatch::Input::photo(&query)).unwrap().vector;
-    let model = engine.catalog().model_id(engine.embedder().model(), &engine.embedder().pooling(), engine.embedder().dim(), &engine.embedder().settings()).unwrap();
+    let model = engine
+        .catalog()
+        .model_id(engine.embedder().model(), &engine.embedder().pooling(), engine.embedder().dim(), &engine.embedder().settings())
+        .unwrap();
     let stored: std::collections::HashMap<i64, Vec<f32>> = engine.catalog().embeddings(&ids, model).unwrap().into_iter().collect();
     let res = engine.search(&Query { bytes: &query, skip_auto_mask: true, ..Default::default() }, "inv").unwrap();
     let sims: Vec<f32> = res.hotels.iter().map(|h| h.evidence[0].similarity).collect();
@@ -182,7 +216,12 @@ fn with_hotels(engine: &Engine, hotels: &[(&str, &[&str])]) -> Vec<i64> {
     hotels
         .iter()
         .map(|(ext, photos)| {
-            let h = engine.create_hotel(&Hotel { external_id: Some(ext.to_string()), name: ext.to_string(), city: Some("Reno".into()), ..Default::default() }, "admin").unwrap();
+            let h = engine
+                .create_hotel(
+                    &Hotel { external_id: Some(ext.to_string()), name: ext.to_string(), city: Some("Reno".into()), ..Default::default() },
+                    "admin",
+                )
+                .unwrap();
             for p in *photos {
                 assert!(matches!(engine.ingest(&photo(p), &new_photo(h.id), "up").unwrap(), Ingested::Added { .. }));
             }
@@ -195,8 +234,12 @@ fn with_hotels(engine: &Engine, hotels: &[(&str, &[&str])]) -> Vec<i64> {
 fn a_case_keeps_searches_notes_and_verdicts_for_its_owner_and_confirmations_recalibrate() {
     use hotelmatch::engine::{Verdict, Viewer};
     let engine = in_memory("cases");
-    let ids = with_hotels(&engine, &[("h-a", &["h-aurora-101-0.jpg", "h-aurora-101-1.jpg"]), ("h-b", &["h-desert-141-0.jpg"]), ("h-c", &["h-maple-151-0.jpg"])]);
-    let (me, other, admin) = (Viewer { key_id: "inv-1", admin: false }, Viewer { key_id: "inv-2", admin: false }, Viewer { key_id: "adm", admin: true });
+    let ids = with_hotels(
+        &engine,
+        &[("h-a", &["h-aurora-101-0.jpg", "h-aurora-101-1.jpg"]), ("h-b", &["h-desert-141-0.jpg"]), ("h-c", &["h-maple-151-0.jpg"])],
+    );
+    let (me, other, admin) =
+        (Viewer { key_id: "inv-1", admin: false }, Viewer { key_id: "inv-2", admin: false }, Viewer { key_id: "adm", admin: true });
     let case = engine.create_case("  Ad 7 ", me).unwrap();
     assert_eq!((case.title.as_str(), case.owner.as_str()), ("Ad 7", "inv-1"));
     assert_eq!(engine.create_case(" ", me).unwrap_err().kind(), (ErrorKind::Invalid, "invalid_field"));
@@ -216,7 +259,10 @@ fn a_case_keeps_searches_notes_and_verdicts_for_its_owner_and_confirmations_reca
     // Another investigator sees nothing of it, an admin sees all.
     assert_eq!(engine.case(case.id, other).unwrap_err().kind(), (ErrorKind::NotFound, "no_such_case"));
     let bytes = photo(queries[0]);
-    assert_eq!(engine.search_into_case(&Query { bytes: &bytes, ..Default::default() }, case.id, other).unwrap_err().kind().1, "no_such_case");
+    assert_eq!(
+        engine.search_into_case(&Query { bytes: &bytes, ..Default::default() }, case.id, other).unwrap_err().kind().1,
+        "no_such_case"
+    );
     assert!(engine.cases(other).unwrap().is_empty());
     assert_eq!(engine.cases(admin).unwrap().len(), 1);
     engine.add_case_note(case.id, "seen on site X", me).unwrap();
@@ -242,7 +288,12 @@ fn a_case_keeps_searches_notes_and_verdicts_for_its_owner_and_confirmations_reca
     let report = engine.case_report(case.id, "html", me).unwrap();
     assert!(!report.thumbnails.is_empty() && report.queries.len() == 1);
     let html = hotelmatch::report::html(&report);
-    assert!(html.contains("Ad 7") && html.contains("seen on site X") && html.contains("data:image/jpeg;base64,") && !html.contains("src=\"http"));
+    assert!(
+        html.contains("Ad 7")
+            && html.contains("seen on site X")
+            && html.contains("data:image/jpeg;base64,")
+            && !html.contains("src=\"http")
+    );
     let csv = hotelmatch::report::csv(&report);
     assert_eq!(csv.lines().count(), 1 + 12 * 3, "a header and a row per ranked hotel per search");
     assert!(csv.lines().nth(1).unwrap().ends_with(",confirmed"), "{csv}");
@@ -282,7 +333,12 @@ fn hash_banks_read_threatexchange_lists_and_flag_uploads_and_searches() {
     let upload = partner.catalog().audit_entries_of(Some("upload"), 1).unwrap();
     assert_eq!(upload[0].detail["bank_matches"][0]["bank"], "partner");
     // Near-copies match within PDQ's distance of 31; far ones do not.
-    let flip = |n: usize| pdq.chars().enumerate().map(|(i, c)| if i < n { format!("{:x}", c.to_digit(16).unwrap() ^ 0xf) } else { c.to_string() }).collect::<String>();
+    let flip = |n: usize| {
+        pdq.chars()
+            .enumerate()
+            .map(|(i, c)| if i < n { format!("{:x}", c.to_digit(16).unwrap() ^ 0xf) } else { c.to_string() })
+            .collect::<String>()
+    };
     let third = in_memory("banks-near");
     third.import_bank("near", &format!("{},12 bits\n{},40 bits\n", flip(3), flip(10)), "adm").unwrap();
     let m = third.bank_matches(&[pdq.parse().unwrap()]);

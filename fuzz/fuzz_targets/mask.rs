@@ -8,7 +8,8 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {
         return;
     }
-    let (w, h) = (u32::from(u16::from_le_bytes([data[0], data[1]]) % 4000) + 1, u32::from(u16::from_le_bytes([data[2], data[3]]) % 4000) + 1);
+    let (w, h) =
+        (u32::from(u16::from_le_bytes([data[0], data[1]]) % 4000) + 1, u32::from(u16::from_le_bytes([data[2], data[3]]) % 4000) + 1);
     let limits = hotelmatch::decode::Limits { max_bytes: 1 << 20, max_pixels: 4_000_000 };
     let masks = [
         Mask::from_picture(&data[4..], &limits).ok(),

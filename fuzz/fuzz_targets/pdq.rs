@@ -6,7 +6,9 @@ fuzz_target!(|data: &[u8]| {
     if data.len() >= 2 {
         let (w, h) = (u32::from(data[0] % 64) + 1, u32::from(data[1] % 64) + 1);
         let pixels: Vec<u8> = data[2..].iter().copied().cycle().take((w * h * 3) as usize).collect();
-        if let Some(img) = image::RgbImage::from_raw(w, h, if pixels.len() == (w * h * 3) as usize { pixels } else { vec![0; (w * h * 3) as usize] }) {
+        if let Some(img) =
+            image::RgbImage::from_raw(w, h, if pixels.len() == (w * h * 3) as usize { pixels } else { vec![0; (w * h * 3) as usize] })
+        {
             let d = hotelmatch::pdq::hash_dihedral(&img);
             assert!(d.quality <= 100);
         }

@@ -24,7 +24,10 @@ pub(super) struct AuditQuery {
 /// Roles: admin.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery), security(("api_key" = [])),
     responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = ErrorBody)))]
-pub(super) async fn audit(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<AuditQuery>>) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+pub(super) async fn audit(
+    State(s): State<Shared>,
+    Checked(QueryParams(p)): Checked<QueryParams<AuditQuery>>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(100).min(1000);
     let entries = blocking(move || engine.catalog().audit_entries_of(p.action.as_deref(), limit).map_err(EngineError::from)).await?;
@@ -38,7 +41,10 @@ pub(super) async fn audit(State(s): State<Shared>, Checked(QueryParams(p)): Chec
 /// until the new one is ready. Roles: admin.
 #[utoipa::path(post, path = "/api/v1/jobs/reindex", tag = "admin", security(("api_key" = [])),
     responses((status = 202, body = Job, description = "Started; follow it at /api/v1/jobs/{id}"), (status = 409, body = ErrorBody, description = "One is already running")))]
-pub(super) async fn start_reindex(State(s): State<Shared>, Extension(key): Extension<KeyInfo>) -> Result<(StatusCode, Json<Job>), ApiError> {
+pub(super) async fn start_reindex(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
     let engine = s.engine.clone();
     let job = blocking(move || jobs::spawn_reindex(engine, &key.id)).await?;
     Ok((StatusCode::ACCEPTED, Json(job.into())))
@@ -48,7 +54,10 @@ pub(super) async fn start_reindex(State(s): State<Shared>, Extension(key): Exten
 ///
 /// Roles: admin.
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "admin", params(Limit), security(("api_key" = [])), responses((status = 200, body = Vec<Job>)))]
-pub(super) async fn list_jobs(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<Limit>>) -> Result<Json<Vec<Job>>, ApiError> {
+pub(super) async fn list_jobs(
+    State(s): State<Shared>,
+    Checked(QueryParams(p)): Checked<QueryParams<Limit>>,
+) -> Result<Json<Vec<Job>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(20).min(1000);
     let jobs = blocking(move || Ok(engine.catalog().jobs(limit)?)).await?;

@@ -38,7 +38,11 @@ pub(super) struct NewCase {
 ///
 /// Roles: investigator, admin.
 #[utoipa::path(post, path = "/api/v1/cases", tag = "cases", request_body = NewCase, security(("api_key" = [])), responses((status = 201, body = Case), (status = 400, body = ErrorBody)))]
-pub(super) async fn create_case(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Json(c)): Checked<Json<NewCase>>) -> Result<Response, ApiError> {
+pub(super) async fn create_case(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Json(c)): Checked<Json<NewCase>>,
+) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
     let case = blocking(move || engine.create_case(&c.title, viewer(&key))).await?;
     Ok((StatusCode::CREATED, Json(Case::from(case))).into_response())
@@ -60,7 +64,11 @@ pub(super) async fn list_cases(State(s): State<Shared>, Extension(key): Extensio
 /// Roles: investigator, admin.
 #[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "cases", security(("api_key" = [])), params(("id" = i64, Path, description = "Case id")),
     responses((status = 200, body = CaseView), (status = 404, body = ErrorBody)))]
-pub(super) async fn get_case(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>) -> Result<Json<CaseView>, ApiError> {
+pub(super) async fn get_case(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Path(id)): Checked<Path<i64>>,
+) -> Result<Json<CaseView>, ApiError> {
     let engine = s.engine.clone();
     let view = blocking(move || engine.case(id, viewer(&key))).await?;
     Ok(Json(CaseView::from(view)))
@@ -77,7 +85,12 @@ pub(super) struct NewNote {
 /// Roles: investigator, admin.
 #[utoipa::path(post, path = "/api/v1/cases/{id}/notes", tag = "cases", request_body = NewNote, security(("api_key" = [])), params(("id" = i64, Path, description = "Case id")),
     responses((status = 201, body = CaseEntry), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn add_note(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(Json(n)): Checked<Json<NewNote>>) -> Result<Response, ApiError> {
+pub(super) async fn add_note(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Path(id)): Checked<Path<i64>>,
+    Checked(Json(n)): Checked<Json<NewNote>>,
+) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
     let entry = blocking(move || engine.add_case_note(id, &n.text, viewer(&key))).await?;
     Ok((StatusCode::CREATED, Json(CaseEntry::from(entry))).into_response())
@@ -97,7 +110,12 @@ pub(super) struct NewVerdict {
 /// Roles: investigator, admin.
 #[utoipa::path(post, path = "/api/v1/cases/{id}/verdicts", tag = "cases", request_body = NewVerdict, security(("api_key" = [])), params(("id" = i64, Path, description = "Case id")),
     responses((status = 201, body = CaseEntry), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn add_verdict(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(Json(v)): Checked<Json<NewVerdict>>) -> Result<Response, ApiError> {
+pub(super) async fn add_verdict(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Path(id)): Checked<Path<i64>>,
+    Checked(Json(v)): Checked<Json<NewVerdict>>,
+) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
     let entry = blocking(move || engine.set_verdict(id, v.hotel_id, v.verdict.into(), v.search_entry, viewer(&key))).await?;
     Ok((StatusCode::CREATED, Json(CaseEntry::from(entry))).into_response())
@@ -116,7 +134,12 @@ pub(super) struct ReportFormat {
 /// Roles: investigator, admin.
 #[utoipa::path(get, path = "/api/v1/cases/{id}/report", tag = "cases", security(("api_key" = [])), params(("id" = i64, Path, description = "Case id"), ReportFormat),
     responses((status = 200, content_type = "text/html", description = "The report, as an attachment"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn case_report(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(QueryParams(f)): Checked<QueryParams<ReportFormat>>) -> Result<Response, ApiError> {
+pub(super) async fn case_report(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Path(id)): Checked<Path<i64>>,
+    Checked(QueryParams(f)): Checked<QueryParams<ReportFormat>>,
+) -> Result<Response, ApiError> {
     let format = f.format.unwrap_or_else(|| "html".into());
     let (kind, ext) = match format.as_str() {
         "html" => ("text/html; charset=utf-8", "html"),
@@ -133,7 +156,15 @@ pub(super) async fn case_report(State(s): State<Shared>, Extension(key): Extensi
         _ => serde_json::to_string_pretty(&report).unwrap_or_default(),
     };
     let disposition = format!("attachment; filename=\"hotelmatch-case-{id}.{ext}\"");
-    Ok(([(header::CONTENT_TYPE, kind.to_string()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "private, no-store".to_string())], body).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, kind.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// The hash banks, with their sizes.
@@ -154,7 +185,12 @@ pub(super) async fn list_banks(State(s): State<Shared>) -> Result<Json<Vec<Bank>
 #[utoipa::path(post, path = "/api/v1/banks/{name}/hashes", tag = "banks", request_body(content = String, content_type = "text/plain"), security(("api_key" = [])),
     params(("name" = String, Path, description = "Bank name")),
     responses((status = 200, body = BankImport), (status = 400, body = ErrorBody)))]
-pub(super) async fn import_bank(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(name)): Checked<Path<String>>, body: axum::body::Bytes) -> Result<Json<BankImport>, ApiError> {
+pub(super) async fn import_bank(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Path(name)): Checked<Path<String>>,
+    body: axum::body::Bytes,
+) -> Result<Json<BankImport>, ApiError> {
     let text = String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("invalid_body", "a hash list is UTF-8 text"))?;
     let engine = s.engine.clone();
     Ok(Json(BankImport::from(blocking(move || engine.import_bank(&name, &text, &key.id)).await?)))
@@ -173,7 +209,11 @@ pub(super) struct ExportFormat {
 /// Roles: admin.
 #[utoipa::path(get, path = "/api/v1/hashes", tag = "banks", security(("api_key" = [])), params(ExportFormat),
     responses((status = 200, content_type = "text/plain", body = String), (status = 400, body = ErrorBody)))]
-pub(super) async fn export_hashes(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(QueryParams(f)): Checked<QueryParams<ExportFormat>>) -> Result<Response, ApiError> {
+pub(super) async fn export_hashes(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(QueryParams(f)): Checked<QueryParams<ExportFormat>>,
+) -> Result<Response, ApiError> {
     let format: HashFormat = f.format.as_deref().unwrap_or("tx").parse().map_err(|e: String| ApiError::bad_request("invalid_query", e))?;
     let engine = s.engine.clone();
     let text = blocking(move || engine.export_hashes(format, &key.id)).await?;

@@ -143,7 +143,18 @@ impl From<catalog::Job> for Job {
             catalog::JobState::Failed => JobState::Failed,
             catalog::JobState::Interrupted => JobState::Interrupted,
         };
-        Job { id: j.id, kind: j.kind, state, phase: j.phase, done: j.done, total: j.total, started: j.started, finished: j.finished, started_by: j.started_by, error: j.error }
+        Job {
+            id: j.id,
+            kind: j.kind,
+            state,
+            phase: j.phase,
+            done: j.done,
+            total: j.total,
+            started: j.started,
+            finished: j.finished,
+            started_by: j.started_by,
+            error: j.error,
+        }
     }
 }
 
@@ -185,7 +196,9 @@ impl From<engine::Ingested> for Ingested {
                 Ingested::Added { image_id, pdq, pdq_quality, bank_matches: bank_matches.into_iter().map(BankMatch::from).collect() }
             }
             engine::Ingested::Duplicate { of_image_id, distance, pdq } => Ingested::Duplicate { of_image_id, distance, pdq },
-            engine::Ingested::CrossHotelDuplicate { of_image_id, of_hotel_id, pdq } => Ingested::CrossHotelDuplicate { of_image_id, of_hotel_id, pdq },
+            engine::Ingested::CrossHotelDuplicate { of_image_id, of_hotel_id, pdq } => {
+                Ingested::CrossHotelDuplicate { of_image_id, of_hotel_id, pdq }
+            }
         }
     }
 }
@@ -368,13 +381,22 @@ impl From<engine::SearchResult> for SearchResult {
         };
         SearchResult {
             hotels,
-            reuse: r.reuse.into_iter().map(|u| Reuse { image_id: u.image_id, hotel_id: u.hotel_id, distance: u.distance, variant: u.variant.to_string() }).collect(),
+            reuse: r
+                .reuse
+                .into_iter()
+                .map(|u| Reuse { image_id: u.image_id, hotel_id: u.hotel_id, distance: u.distance, variant: u.variant.to_string() })
+                .collect(),
             grid: r.grid,
             plan,
             query_sha256: r.query_sha256,
             saved_case_image: r.saved_case_image,
             auto_mask: r.auto_mask,
-            calibration: CalibrationInfo { source: r.calibration.source, samples: r.calibration.samples, strong: r.calibration.strong, possible: r.calibration.possible },
+            calibration: CalibrationInfo {
+                source: r.calibration.source,
+                samples: r.calibration.samples,
+                strong: r.calibration.strong,
+                possible: r.calibration.possible,
+            },
             bank_matches: r.bank_matches.into_iter().map(BankMatch::from).collect(),
             case_entry: None,
             millis: r.millis,
@@ -478,7 +500,11 @@ impl From<engine::CaseView> for CaseView {
         CaseView {
             case: v.case.into(),
             entries: v.entries.into_iter().map(CaseEntry::from).collect(),
-            verdicts: v.verdicts.into_iter().map(|x| HotelVerdict { hotel_id: x.hotel_id, verdict: x.verdict.into(), by: x.by, at: x.at, search_entry: x.search_entry }).collect(),
+            verdicts: v
+                .verdicts
+                .into_iter()
+                .map(|x| HotelVerdict { hotel_id: x.hotel_id, verdict: x.verdict.into(), by: x.by, at: x.at, search_entry: x.search_entry })
+                .collect(),
             hotels: v.hotels.into_values().map(Hotel::from).collect(),
         }
     }

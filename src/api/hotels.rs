@@ -20,7 +20,10 @@ pub(super) struct HotelSearch {
 /// Roles: uploader, investigator, admin.
 #[utoipa::path(get, path = "/api/v1/hotels", tag = "hotels", params(HotelSearch), security(("api_key" = [])),
     responses((status = 200, body = Vec<Hotel>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub(super) async fn list_hotels(State(s): State<Shared>, Checked(QueryParams(p)): Checked<QueryParams<HotelSearch>>) -> Result<Json<Vec<Hotel>>, ApiError> {
+pub(super) async fn list_hotels(
+    State(s): State<Shared>,
+    Checked(QueryParams(p)): Checked<QueryParams<HotelSearch>>,
+) -> Result<Json<Vec<Hotel>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(20).min(200);
     let text = p.q.unwrap_or_default();
@@ -43,8 +46,10 @@ pub(super) async fn list_hotels(State(s): State<Shared>, Checked(QueryParams(p))
 pub(super) fn near_filter(point: Option<&str>, radius_km: Option<f64>) -> Result<Option<(f64, f64, f64)>, ApiError> {
     match (point, radius_km) {
         (Some(p), Some(r)) => {
-            let (lat, lon) = crate::catalog::parse_lat_lon(p).ok_or_else(|| ApiError::bad_request("invalid_field", "near: expected LAT,LON with -90 ≤ LAT ≤ 90, -180 ≤ LON ≤ 180"))?;
-            let r = crate::catalog::valid_radius_km(r).ok_or_else(|| ApiError::bad_request("invalid_field", "radius_km: a number of km above 0, at most 20038"))?;
+            let (lat, lon) = crate::catalog::parse_lat_lon(p)
+                .ok_or_else(|| ApiError::bad_request("invalid_field", "near: expected LAT,LON with -90 ≤ LAT ≤ 90, -180 ≤ LON ≤ 180"))?;
+            let r = crate::catalog::valid_radius_km(r)
+                .ok_or_else(|| ApiError::bad_request("invalid_field", "radius_km: a number of km above 0, at most 20038"))?;
             Ok(Some((lat, lon, r)))
         }
         (None, None) => Ok(None),
@@ -103,7 +108,9 @@ impl HotelPatch {
         if let Some(v) = self.name {
             h.name = v;
         }
-        for (field, value) in [(&mut h.chain, self.chain), (&mut h.address, self.address), (&mut h.city, self.city), (&mut h.country, self.country)] {
+        for (field, value) in
+            [(&mut h.chain, self.chain), (&mut h.address, self.address), (&mut h.city, self.city), (&mut h.country, self.country)]
+        {
             if let Some(v) = value {
                 *field = v;
             }
@@ -123,10 +130,24 @@ impl HotelPatch {
 /// Roles: admin.
 #[utoipa::path(post, path = "/api/v1/hotels", tag = "hotels", request_body = NewHotel, security(("api_key" = [])),
     responses((status = 201, body = Hotel), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "A hotel with this external_id exists")))]
-pub(super) async fn create_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Json(n)): Checked<Json<NewHotel>>) -> Result<(StatusCode, Json<Hotel>), ApiError> {
+pub(super) async fn create_hotel(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Json(n)): Checked<Json<NewHotel>>,
+) -> Result<(StatusCode, Json<Hotel>), ApiError> {
     let engine = s.engine.clone();
     let hotel = blocking(move || {
-        let h = catalog::Hotel { id: 0, external_id: n.external_id, name: n.name, chain: n.chain, address: n.address, city: n.city, country: n.country, latitude: n.latitude, longitude: n.longitude };
+        let h = catalog::Hotel {
+            id: 0,
+            external_id: n.external_id,
+            name: n.name,
+            chain: n.chain,
+            address: n.address,
+            city: n.city,
+            country: n.country,
+            latitude: n.latitude,
+            longitude: n.longitude,
+        };
         engine.create_hotel(&h, &key.id)
     })
     .await?;
@@ -140,15 +161,16 @@ pub(super) async fn create_hotel(State(s): State<Shared>, Extension(key): Extens
 #[utoipa::path(patch, path = "/api/v1/hotels/{id}", tag = "hotels", request_body = HotelPatch, security(("api_key" = [])),
     params(("id" = i64, Path, description = "Hotel id")),
     responses((status = 200, body = Hotel), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn update_hotel(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(Json(patch)): Checked<Json<HotelPatch>>) -> Result<Json<Hotel>, ApiError> {
+pub(super) async fn update_hotel(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Path(id)): Checked<Path<i64>>,
+    Checked(Json(patch)): Checked<Json<HotelPatch>>,
+) -> Result<Json<Hotel>, ApiError> {
     let engine = s.engine.clone();
-    let hotel = blocking(move || {
-        engine.update_hotel(id, |h| patch.apply(h), &key.id)
-    })
-    .await?;
+    let hotel = blocking(move || engine.update_hotel(id, |h| patch.apply(h), &key.id)).await?;
     Ok(Json(hotel.into()))
 }
-
 
 /// All photos of a hotel, for the investigator's side-by-side view.
 ///

@@ -7,8 +7,8 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, Query as QueryParams, Req
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -27,13 +27,13 @@ mod hotels;
 mod photos;
 mod search;
 
+use crate::pool::Mask;
 use admin::*;
 use cases::*;
 use dto::{AuditEntry, Hotel, Image, Ingested, Job, SearchResult, Status};
 use hotels::*;
 use photos::*;
 use search::*;
-use crate::pool::Mask;
 
 /// Server settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,7 +65,16 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { bind: "127.0.0.1:8080".into(), workers: 0, queue: 64, uploads_per_minute: 30, searches_per_minute: 120, pixel_budget_mp: 0, follow_ms: 200, map_tiles: String::new() }
+        ServeOptions {
+            bind: "127.0.0.1:8080".into(),
+            workers: 0,
+            queue: 64,
+            uploads_per_minute: 30,
+            searches_per_minute: 120,
+            pixel_budget_mp: 0,
+            follow_ms: 200,
+            map_tiles: String::new(),
+        }
     }
 }
 
@@ -244,20 +253,32 @@ async fn authorize(state: &Shared, headers: &HeaderMap, allowed: &[Role]) -> Res
     let key = blocking(move || engine.catalog().verify_key(&token).map_err(EngineError::from)).await?;
     let key = key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_key", "unknown or revoked API key"))?;
     if !allowed.contains(&key.role) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("an API key with the role {} may not do this", key.role.as_str())));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("an API key with the role {} may not do this", key.role.as_str()),
+        ));
     }
     Ok(key)
 }
 
 /// Runs engine work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, EngineError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?.map_err(ApiError::from)
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(ApiError::from)
 }
 
 /// A place in the embedding queue (503 when it is full), then a worker (waiting for one).
 async fn queue_slot(state: &Shared) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit), ApiError> {
-    let place = state.queue.clone().try_acquire_owned().map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many photos waiting; retry shortly").retry(1))?;
-    let worker = state.workers.clone().acquire_owned().await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "shutting down"))?;
+    let place = state
+        .queue
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many photos waiting; retry shortly").retry(1))?;
+    let worker =
+        state.workers.clone().acquire_owned().await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "shutting down"))?;
     Ok((place, worker))
 }
 
@@ -292,7 +313,8 @@ async fn read_form(mut mp: Multipart) -> Result<Form, ApiError> {
         if is_file {
             form.files.insert(name, data.to_vec());
         } else {
-            let text = String::from_utf8(data.to_vec()).map_err(|_| ApiError::bad_request("invalid_field", format!("{name}: not UTF-8 text")))?;
+            let text =
+                String::from_utf8(data.to_vec()).map_err(|_| ApiError::bad_request("invalid_field", format!("{name}: not UTF-8 text")))?;
             form.text.insert(name, text);
         }
     }
@@ -329,7 +351,9 @@ async fn healthz() -> &'static str {
 /// Readiness: the model and the index are loaded.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object)))]
 async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"ready": true, "model": s.engine.embedder().model(), "catalog": s.engine.catalog().backend(), "watermark": s.engine.watermark(), "reindex_generation": s.engine.generation(), "indexed_photos": s.engine.indexed()}))
+    Json(
+        serde_json::json!({"ready": true, "model": s.engine.embedder().model(), "catalog": s.engine.catalog().backend(), "watermark": s.engine.watermark(), "reindex_generation": s.engine.generation(), "indexed_photos": s.engine.indexed()}),
+    )
 }
 
 /// The web pages and their assets, built into the binary (no CDN: works offline).
@@ -350,11 +374,14 @@ fn page(name: &'static str) -> Response {
 /// Routes that need a key with one of `roles`: checked before the body is read, so a
 /// caller without the right key gets 401/403 whatever it sent. The key goes to the handler.
 fn guarded(state: &Shared, roles: &'static [Role], routes: OpenApiRouter<Shared>) -> OpenApiRouter<Shared> {
-    routes.route_layer(middleware::from_fn_with_state(state.clone(), move |State(s): State<Shared>, mut req: Request, next: Next| async move {
-        let key = authorize(&s, req.headers(), roles).await?;
-        req.extensions_mut().insert(key);
-        Ok::<_, ApiError>(next.run(req).await)
-    }))
+    routes.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        move |State(s): State<Shared>, mut req: Request, next: Next| async move {
+            let key = authorize(&s, req.headers(), roles).await?;
+            req.extensions_mut().insert(key);
+            Ok::<_, ApiError>(next.run(req).await)
+        },
+    ))
 }
 
 const EVERYONE: &[Role] = &[Role::Uploader, Role::Investigator, Role::Admin];
@@ -368,7 +395,11 @@ struct ApiKeys;
 impl utoipa::Modify for ApiKeys {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("hm_<id>_<secret>").description(Some("An API key from `hotelmatch keys create --role uploader|investigator|admin`")).build();
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("hm_<id>_<secret>")
+            .description(Some("An API key from `hotelmatch keys create --role uploader|investigator|admin`"))
+            .build();
         openapi.components.get_or_insert_with(Default::default).add_security_scheme("api_key", SecurityScheme::Http(scheme));
     }
 }
@@ -451,7 +482,9 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
         .route("/static/map.js", get(|| async { page("map.js") }))
         .route("/static/world.json", get(|| async { page("world.json") }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /docs") })
-        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /docs") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /docs")
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |req: Request, next: Next| declared_length(body_limit, req, next)))
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -469,14 +502,18 @@ pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {
 async fn declared_length(limit: usize, req: Request, next: Next) -> Response {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body may be at most {limit} bytes")).into_response();
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body may be at most {limit} bytes"))
+            .into_response();
     }
     next.run(req).await
 }
 
 /// Counts every request by its route pattern (never the concrete path: ids stay out of metrics).
 async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched".to_string(), |p| format!("{} {}", req.method(), p.as_str()));
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched".to_string(), |p| format!("{} {}", req.method(), p.as_str()));
     let t = std::time::Instant::now();
     let resp = next.run(req).await;
     s.metrics.record(&route, resp.status().as_u16(), t.elapsed().as_secs_f64());
@@ -484,6 +521,11 @@ async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish first.
-pub async fn serve(engine: Arc<Engine>, opts: &ServeOptions, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    engine: Arc<Engine>,
+    opts: &ServeOptions,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router(engine, opts)).with_graceful_shutdown(shutdown).await
 }

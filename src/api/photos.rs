@@ -23,10 +23,19 @@ pub(super) struct UploadForm {
     responses((status = 201, body = Ingested, description = "Stored"), (status = 200, body = Ingested, description = "A duplicate; not stored again"),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody, description = "Too many uploads from this key"), (status = 503, body = ErrorBody, description = "Queue full; see Retry-After")))]
-pub(super) async fn upload(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(mp): Checked<Multipart>) -> Result<Response, ApiError> {
-    s.uploads.take(&key.id).map_err(|secs| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many uploads from this key; slow down").retry(secs))?;
+pub(super) async fn upload(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(mp): Checked<Multipart>,
+) -> Result<Response, ApiError> {
+    s.uploads.take(&key.id).map_err(|secs| {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many uploads from this key; slow down").retry(secs)
+    })?;
     let mut form = read_form(mp).await?;
-    let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the photo as the multipart field 'photo'"))?;
+    let bytes = form
+        .files
+        .remove("photo")
+        .ok_or_else(|| ApiError::bad_request("missing_photo", "send the photo as the multipart field 'photo'"))?;
     let hotel_id: i64 = parse_field(&form, "hotel_id")?.ok_or_else(|| ApiError::bad_request("missing_hotel", "send hotel_id"))?;
     let room = form.text.get("room").map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     let _pixels = pixel_permit(&s, &[&bytes])?;
@@ -42,7 +51,6 @@ pub(super) async fn upload(State(s): State<Shared>, Extension(key): Extension<Ke
     Ok((status, Json(Ingested::from(outcome))).into_response())
 }
 
-
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct PhotoSize {
@@ -56,7 +64,12 @@ pub(super) struct PhotoSize {
 #[utoipa::path(get, path = "/api/v1/photos/{id}", tag = "photos", security(("api_key" = [])),
     params(("id" = i64, Path, description = "Image id"), PhotoSize),
     responses((status = 200, content_type = "image/jpeg", description = "The photo (JPEG, or PNG for photos that came as lossless)"), (status = 404, body = ErrorBody)))]
-pub(super) async fn photo(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(QueryParams(p)): Checked<QueryParams<PhotoSize>>) -> Result<Response, ApiError> {
+pub(super) async fn photo(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Path(id)): Checked<Path<i64>>,
+    Checked(QueryParams(p)): Checked<QueryParams<PhotoSize>>,
+) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
     let size = match p.size {
         Some(n) if !(16..=2048).contains(&n) => return Err(ApiError::bad_request("invalid_field", "size: 16 to 2048 pixels")),
@@ -97,7 +110,6 @@ pub(super) fn image_response(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "private, no-store")], bytes).into_response()
 }
 
-
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct StatusChange {
     status: Status,
@@ -109,7 +121,12 @@ pub(super) struct StatusChange {
 #[utoipa::path(post, path = "/api/v1/photos/{id}/status", tag = "photos", request_body = StatusChange, security(("api_key" = [])),
     params(("id" = i64, Path, description = "Image id")),
     responses((status = 200, description = "Changed"), (status = 404, body = ErrorBody)))]
-pub(super) async fn set_status(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(id)): Checked<Path<i64>>, Checked(Json(c)): Checked<Json<StatusChange>>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(super) async fn set_status(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Path(id)): Checked<Path<i64>>,
+    Checked(Json(c)): Checked<Json<StatusChange>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let engine = s.engine.clone();
     blocking(move || engine.set_status(id, c.status.into(), &key.id)).await?;
     Ok(Json(serde_json::json!({"image_id": id, "status": c.status})))

@@ -44,17 +44,37 @@ pub(super) struct SearchForm {
 #[utoipa::path(post, path = "/api/v1/search", tag = "search", request_body(content = SearchForm, content_type = "multipart/form-data"), security(("api_key" = [])),
     responses((status = 200, body = SearchResult), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody, description = "Queue full; see Retry-After")))]
-pub(super) async fn search(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(mp): Checked<Multipart>) -> Result<Response, ApiError> {
-    s.searches.take(&key.id).map_err(|secs| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many searches from this key; slow down").retry(secs))?;
+pub(super) async fn search(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(mp): Checked<Multipart>,
+) -> Result<Response, ApiError> {
+    s.searches.take(&key.id).map_err(|secs| {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many searches from this key; slow down").retry(secs)
+    })?;
     let mut form = read_form(mp).await?;
-    let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as the multipart field 'photo'"))?;
+    let bytes = form
+        .files
+        .remove("photo")
+        .ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as the multipart field 'photo'"))?;
     let mask_bytes = form.files.remove("mask");
     let near = near_filter(form.text.get("near").map(String::as_str), parse_field::<f64>(&form, "radius_km")?)?;
     let hotel_ids = match form.text.get("hotel_ids").filter(|s| !s.trim().is_empty()) {
-        Some(list) => Some(list.split(',').map(|x| x.trim().parse::<i64>()).collect::<Result<Vec<_>, _>>().map_err(|_| ApiError::bad_request("invalid_field", "hotel_ids: comma-separated ids"))?),
+        Some(list) => Some(
+            list.split(',')
+                .map(|x| x.trim().parse::<i64>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| ApiError::bad_request("invalid_field", "hotel_ids: comma-separated ids"))?,
+        ),
         None => None,
     };
-    let filter = HotelFilter { near, country: form.text.get("country").cloned(), city: form.text.get("city").cloned(), chain: form.text.get("chain").cloned(), hotel_ids };
+    let filter = HotelFilter {
+        near,
+        country: form.text.get("country").cloned(),
+        city: form.text.get("city").cloned(),
+        chain: form.text.get("chain").cloned(),
+        hotel_ids,
+    };
     let top = parse_field::<usize>(&form, "top")?.unwrap_or(10);
     if !(1..=100).contains(&top) {
         return Err(ApiError::bad_request("invalid_field", "top: 1 to 100 hotels"));
@@ -77,7 +97,9 @@ pub(super) async fn search(State(s): State<Shared>, Extension(key): Extension<Ke
         };
         let q = Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask, ef };
         match case_id {
-            Some(id) => engine.search_into_case(&q, id, Viewer { key_id: &key.id, admin: key.role == Role::Admin }).map(|(r, e)| (r, Some(e.id))),
+            Some(id) => {
+                engine.search_into_case(&q, id, Viewer { key_id: &key.id, admin: key.role == Role::Admin }).map(|(r, e)| (r, Some(e.id)))
+            }
             None => engine.search(&q, &key.id).map(|r| (r, None)),
         }
     })
@@ -86,18 +108,18 @@ pub(super) async fn search(State(s): State<Shared>, Extension(key): Extension<Ke
     Ok(Json(SearchResult { case_entry: entry, ..SearchResult::from(res) }).into_response())
 }
 
-
 /// A case image an investigator kept (`save_case`), byte for byte. The access is audited.
 ///
 /// Roles: investigator, admin.
 #[utoipa::path(get, path = "/api/v1/case-images/{sha256}", tag = "search", security(("api_key" = [])),
     params(("sha256" = String, Path, description = "The query's sha256, as in the search result and the audit")),
     responses((status = 200, description = "The query photo as it was sent"), (status = 404, body = ErrorBody)))]
-pub(super) async fn case_image(State(s): State<Shared>, Extension(key): Extension<KeyInfo>, Checked(Path(sha256)): Checked<Path<String>>) -> Result<Response, ApiError> {
+pub(super) async fn case_image(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(Path(sha256)): Checked<Path<String>>,
+) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
-    let bytes = blocking(move || {
-        engine.case_image(&sha256, &key.id)
-    })
-    .await?;
+    let bytes = blocking(move || engine.case_image(&sha256, &key.id)).await?;
     Ok(image_response(bytes))
 }

@@ -129,7 +129,11 @@ impl Source {
         }
     }
     pub(crate) fn parse(s: &str) -> Source {
-        if s == "crowd" { Source::Crowd } else { Source::Import }
+        if s == "crowd" {
+            Source::Crowd
+        } else {
+            Source::Import
+        }
     }
 }
 
@@ -348,7 +352,9 @@ pub(crate) fn check_hotel(h: &Hotel) -> Result<(), CatalogError> {
         return Err(CatalogError::Invalid { field: "name", message: "a hotel needs a name".into() });
     }
     check_text("name", &h.name, MAX_HOTEL_TEXT)?;
-    for (field, value) in [("external_id", &h.external_id), ("chain", &h.chain), ("address", &h.address), ("city", &h.city), ("country", &h.country)] {
+    for (field, value) in
+        [("external_id", &h.external_id), ("chain", &h.chain), ("address", &h.address), ("city", &h.city), ("country", &h.country)]
+    {
         if let Some(v) = value {
             check_text(field, v, MAX_HOTEL_TEXT)?;
         }
@@ -358,7 +364,6 @@ pub(crate) fn check_hotel(h: &Hotel) -> Result<(), CatalogError> {
     }
     Ok(())
 }
-
 
 /// Little-endian bytes of a vector, as both catalogs store it.
 pub(crate) fn vector_to_blob(v: &[f32]) -> Vec<u8> {
@@ -606,7 +611,9 @@ pub trait HashBanks {
 }
 
 /// The whole catalog: every concern, behind one handle shared by threads.
-pub trait Catalog: HotelStore + PhotoCatalog + AuditLog + KeyStore + JobStore + ImportJournal + CaseStore + HashBanks + Send + Sync {
+pub trait Catalog:
+    HotelStore + PhotoCatalog + AuditLog + KeyStore + JobStore + ImportJournal + CaseStore + HashBanks + Send + Sync
+{
     /// Which database holds it ("sqlite", "postgres"), for logs and `/ready`.
     fn backend(&self) -> &'static str;
 }

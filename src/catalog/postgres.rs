@@ -8,7 +8,8 @@ use ::postgres::{Client, GenericClient, NoTls, Row};
 use super::*;
 
 /// Schema migrations, in order; the `schema_migrations` table records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_catalog.sql"), include_str!("../../migrations/postgres/0002_cases_banks.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../../migrations/postgres/0001_catalog.sql"), include_str!("../../migrations/postgres/0002_cases_banks.sql")];
 
 /// Any number below 2^63 that no other program takes an advisory lock on: replicas
 /// starting together migrate one at a time.
@@ -124,7 +125,10 @@ impl PgCatalog {
         let (me, t) = (this_host(), now());
         for r in running {
             if job_is_dead(r.get(1), r.get(2), r.get(3), &me, t) {
-                c.execute("UPDATE jobs SET state = 'interrupted', finished = $2 WHERE id = $1 AND state = 'running'", &[&r.get::<_, i64>(0), &t])?;
+                c.execute(
+                    "UPDATE jobs SET state = 'interrupted', finished = $2 WHERE id = $1 AND state = 'running'",
+                    &[&r.get::<_, i64>(0), &t],
+                )?;
             }
         }
         Ok(())
@@ -169,12 +173,17 @@ impl HotelStore for PgCatalog {
     }
 
     fn hotel_by_external_id(&self, ext: &str) -> Result<Option<Hotel>, CatalogError> {
-        Ok(self.client()?.query_opt(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE external_id = $1"), &[&ext])?.map(|r| hotel_from_row(&r)))
+        Ok(self
+            .client()?
+            .query_opt(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE external_id = $1"), &[&ext])?
+            .map(|r| hotel_from_row(&r)))
     }
 
     fn find_hotels(&self, text: &str, limit: usize) -> Result<Vec<Hotel>, CatalogError> {
         let rows = self.client()?.query(
-            &format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE name ILIKE $1 ESCAPE '\\' OR city ILIKE $1 ESCAPE '\\' ORDER BY name LIMIT $2"),
+            &format!(
+                "SELECT {HOTEL_COLUMNS} FROM hotels WHERE name ILIKE $1 ESCAPE '\\' OR city ILIKE $1 ESCAPE '\\' ORDER BY name LIMIT $2"
+            ),
             &[&like_literal(text), &i64::try_from(limit).unwrap_or(i64::MAX)],
         )?;
         Ok(rows.iter().map(hotel_from_row).collect())
@@ -284,7 +293,12 @@ impl PhotoCatalog for PgCatalog {
         let rows = self.client()?.query("SELECT id, hotel_id, pdq, pdq_quality FROM images WHERE status = 'active'", &[])?;
         Ok(rows
             .iter()
-            .map(|r| ActivePdq { image_id: r.get(0), hotel_id: r.get(1), pdq: r.get::<_, &str>(2).parse().unwrap_or_default(), quality: r.get::<_, i16>(3) as u8 })
+            .map(|r| ActivePdq {
+                image_id: r.get(0),
+                hotel_id: r.get(1),
+                pdq: r.get::<_, &str>(2).parse().unwrap_or_default(),
+                quality: r.get::<_, i16>(3) as u8,
+            })
             .collect())
     }
 
@@ -293,7 +307,10 @@ impl PhotoCatalog for PgCatalog {
     }
 
     fn images_without_embedding(&self, model_id: i64) -> Result<Vec<Image>, CatalogError> {
-        self.images_where("i WHERE status = 'active' AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.image_id = i.id AND e.model_id = $1) ORDER BY id", &[&model_id])
+        self.images_where(
+            "i WHERE status = 'active' AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.image_id = i.id AND e.model_id = $1) ORDER BY id",
+            &[&model_id],
+        )
     }
 
     fn image_counts(&self) -> Result<(i64, i64), CatalogError> {
@@ -303,14 +320,19 @@ impl PhotoCatalog for PgCatalog {
 
     fn embeddings(&self, image_ids: &[i64], model_id: i64) -> Result<Vec<(i64, Vec<f32>)>, CatalogError> {
         let ids = image_ids.to_vec();
-        let rows = self.client()?.query("SELECT image_id, vector FROM embeddings WHERE model_id = $1 AND image_id = ANY($2)", &[&model_id, &ids])?;
+        let rows = self
+            .client()?
+            .query("SELECT image_id, vector FROM embeddings WHERE model_id = $1 AND image_id = ANY($2)", &[&model_id, &ids])?;
         Ok(rows.iter().map(|r| (r.get::<_, i64>(0), blob_to_vector(r.get::<_, &[u8]>(1)))).collect())
     }
 }
 
 impl AuditLog for PgCatalog {
     fn audit(&self, actor: &str, action: &str, detail: &serde_json::Value) -> Result<i64, CatalogError> {
-        let r = self.client()?.query_one("INSERT INTO audit (at, actor, action, detail) VALUES ($1, $2, $3, $4) RETURNING id", &[&now(), &actor, &action, &detail.to_string()])?;
+        let r = self.client()?.query_one(
+            "INSERT INTO audit (at, actor, action, detail) VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&now(), &actor, &action, &detail.to_string()],
+        )?;
         Ok(r.get(0))
     }
 
@@ -321,14 +343,23 @@ impl AuditLog for PgCatalog {
         )?;
         Ok(rows
             .iter()
-            .map(|r| AuditEntry { id: r.get(0), at: r.get(1), actor: r.get(2), action: r.get(3), detail: serde_json::from_str(r.get(4)).unwrap_or(serde_json::Value::Null) })
+            .map(|r| AuditEntry {
+                id: r.get(0),
+                at: r.get(1),
+                actor: r.get(2),
+                action: r.get(3),
+                detail: serde_json::from_str(r.get(4)).unwrap_or(serde_json::Value::Null),
+            })
             .collect())
     }
 }
 
 impl KeyStore for PgCatalog {
     fn insert_key(&self, id: &str, secret_sha256: &str, role: Role, label: &str) -> Result<(), CatalogError> {
-        self.client()?.execute("INSERT INTO api_keys (id, secret_sha256, role, label, created) VALUES ($1, $2, $3, $4, $5)", &[&id, &secret_sha256, &role.as_str(), &label, &now()])?;
+        self.client()?.execute(
+            "INSERT INTO api_keys (id, secret_sha256, role, label, created) VALUES ($1, $2, $3, $4, $5)",
+            &[&id, &secret_sha256, &role.as_str(), &label, &now()],
+        )?;
         Ok(())
     }
 
@@ -376,7 +407,8 @@ impl JobStore for PgCatalog {
 
     fn finish_job(&self, id: i64, error: Option<&str>) -> Result<(), CatalogError> {
         let state = if error.is_some() { JobState::Failed } else { JobState::Done };
-        self.client()?.execute("UPDATE jobs SET state = $2, finished = $3, error = $4 WHERE id = $1", &[&id, &state.as_str(), &now(), &error])?;
+        self.client()?
+            .execute("UPDATE jobs SET state = $2, finished = $3, error = $4 WHERE id = $1", &[&id, &state.as_str(), &now(), &error])?;
         Ok(())
     }
 
@@ -390,7 +422,10 @@ impl JobStore for PgCatalog {
     fn jobs(&self, limit: usize) -> Result<Vec<Job>, CatalogError> {
         let mut c = self.client()?;
         Self::reap_jobs(&mut c)?;
-        Ok(c.query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT $1"), &[&(limit as i64)])?.iter().map(job_from_row).collect())
+        Ok(c.query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT $1"), &[&(limit as i64)])?
+            .iter()
+            .map(job_from_row)
+            .collect())
     }
 
     fn last_done(&self, kind: &str) -> Result<i64, CatalogError> {
@@ -418,12 +453,22 @@ fn case_from_row(r: &Row) -> Case {
 }
 
 fn entry_from_row(r: &Row) -> CaseEntry {
-    CaseEntry { id: r.get(0), case_id: r.get(1), at: r.get(2), actor: r.get(3), kind: r.get(4), body: serde_json::from_str(r.get(5)).unwrap_or(serde_json::Value::Null) }
+    CaseEntry {
+        id: r.get(0),
+        case_id: r.get(1),
+        at: r.get(2),
+        actor: r.get(3),
+        kind: r.get(4),
+        body: serde_json::from_str(r.get(5)).unwrap_or(serde_json::Value::Null),
+    }
 }
 
 impl CaseStore for PgCatalog {
     fn create_case(&self, title: &str, owner: &str) -> Result<Case, CatalogError> {
-        let r = self.client()?.query_one("INSERT INTO cases (title, owner, created) VALUES ($1, $2, $3) RETURNING id, title, owner, created", &[&title, &owner, &now()])?;
+        let r = self.client()?.query_one(
+            "INSERT INTO cases (title, owner, created) VALUES ($1, $2, $3) RETURNING id, title, owner, created",
+            &[&title, &owner, &now()],
+        )?;
         Ok(case_from_row(&r))
     }
 
@@ -433,7 +478,9 @@ impl CaseStore for PgCatalog {
     }
 
     fn cases(&self, owner: Option<&str>) -> Result<Vec<Case>, CatalogError> {
-        let rows = self.client()?.query("SELECT id, title, owner, created FROM cases WHERE $1::TEXT IS NULL OR owner = $1 ORDER BY id DESC", &[&owner])?;
+        let rows = self
+            .client()?
+            .query("SELECT id, title, owner, created FROM cases WHERE $1::TEXT IS NULL OR owner = $1 ORDER BY id DESC", &[&owner])?;
         Ok(rows.iter().map(case_from_row).collect())
     }
 
@@ -446,7 +493,9 @@ impl CaseStore for PgCatalog {
     }
 
     fn case_entries(&self, case_id: i64) -> Result<Vec<CaseEntry>, CatalogError> {
-        let rows = self.client()?.query("SELECT id, case_id, at, actor, kind, body FROM case_entries WHERE case_id = $1 ORDER BY id", &[&case_id])?;
+        let rows = self
+            .client()?
+            .query("SELECT id, case_id, at, actor, kind, body FROM case_entries WHERE case_id = $1 ORDER BY id", &[&case_id])?;
         Ok(rows.iter().map(entry_from_row).collect())
     }
 }
@@ -454,7 +503,10 @@ impl CaseStore for PgCatalog {
 impl HashBanks for PgCatalog {
     fn create_bank(&self, name: &str, created_by: &str) -> Result<Bank, CatalogError> {
         let created = now();
-        match self.client()?.query_one("INSERT INTO hash_banks (name, created, created_by) VALUES ($1, $2, $3) RETURNING id", &[&name, &created, &created_by]) {
+        match self.client()?.query_one(
+            "INSERT INTO hash_banks (name, created, created_by) VALUES ($1, $2, $3) RETURNING id",
+            &[&name, &created, &created_by],
+        ) {
             Ok(r) => Ok(Bank { id: r.get(0), name: name.into(), created, created_by: created_by.into(), hashes: 0 }),
             Err(e) if is(&e, &SqlState::UNIQUE_VIOLATION) => Err(CatalogError::BankExists(name.into())),
             Err(e) => Err(e.into()),
@@ -480,6 +532,9 @@ impl HashBanks for PgCatalog {
 
     fn bank_hashes(&self) -> Result<Vec<BankHash>, CatalogError> {
         let rows = self.client()?.query("SELECT id, bank_id, pdq, label FROM bank_hashes ORDER BY id", &[])?;
-        Ok(rows.iter().map(|r| BankHash { id: r.get(0), bank_id: r.get(1), pdq: r.get::<_, &str>(2).parse().unwrap_or_default(), label: r.get(3) }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| BankHash { id: r.get(0), bank_id: r.get(1), pdq: r.get::<_, &str>(2).parse().unwrap_or_default(), label: r.get(3) })
+            .collect())
     }
 }

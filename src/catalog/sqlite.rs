@@ -69,7 +69,6 @@ fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
 
 const HOTEL_COLUMNS: &str = "id, external_id, name, chain, address, city, country, latitude, longitude";
 
-
 /// The catalog in one SQLite file. One connection, behind a lock: SQLite takes one writer
 /// at a time anyway, and reads are short.
 pub struct SqliteCatalog {
@@ -122,13 +121,16 @@ impl SqliteCatalog {
     }
 
     fn job_row(conn: &Connection, id: i64) -> Result<Job, CatalogError> {
-        conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row).optional()?.ok_or(CatalogError::NoJob(id))
+        conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row)
+            .optional()?
+            .ok_or(CatalogError::NoJob(id))
     }
 
     /// Marks running jobs that stopped (see [`job_is_dead`]) as interrupted.
     fn reap_jobs(conn: &Connection) -> Result<(), CatalogError> {
         let mut st = conn.prepare("SELECT id, host, pid, heartbeat FROM jobs WHERE state = 'running'")?;
-        let running: Vec<(i64, String, i64, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
+        let running: Vec<(i64, String, i64, i64)> =
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
         let (me, t) = (this_host(), now());
         for (id, host, pid, beat) in running {
             if job_is_dead(&host, pid, beat, &me, t) {
@@ -176,16 +178,24 @@ impl HotelStore for SqliteCatalog {
     }
 
     fn hotel(&self, id: i64) -> Result<Hotel, CatalogError> {
-        self.conn().query_row(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE id = ?1"), [id], hotel_from_row).optional()?.ok_or(CatalogError::NoHotel(id))
+        self.conn()
+            .query_row(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE id = ?1"), [id], hotel_from_row)
+            .optional()?
+            .ok_or(CatalogError::NoHotel(id))
     }
 
     fn hotel_by_external_id(&self, ext: &str) -> Result<Option<Hotel>, CatalogError> {
-        Ok(self.conn().query_row(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE external_id = ?1"), [ext], hotel_from_row).optional()?)
+        Ok(self
+            .conn()
+            .query_row(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE external_id = ?1"), [ext], hotel_from_row)
+            .optional()?)
     }
 
     fn find_hotels(&self, text: &str, limit: usize) -> Result<Vec<Hotel>, CatalogError> {
         let conn = self.conn();
-        let mut st = conn.prepare(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE name LIKE ?1 ESCAPE '\\' OR city LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2"))?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {HOTEL_COLUMNS} FROM hotels WHERE name LIKE ?1 ESCAPE '\\' OR city LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2"
+        ))?;
         let rows = st.query_map(params![like_literal(text), i64::try_from(limit).unwrap_or(i64::MAX)], hotel_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -205,7 +215,9 @@ impl PhotoCatalog for SqliteCatalog {
             "INSERT OR IGNORE INTO models (name, pooling, dim, settings, created) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![name, pooling, dim as i64, settings, now()],
         )?;
-        Ok(conn.query_row("SELECT id FROM models WHERE name=?1 AND pooling=?2 AND settings=?3", params![name, pooling, settings], |r| r.get(0))?)
+        Ok(conn.query_row("SELECT id FROM models WHERE name=?1 AND pooling=?2 AND settings=?3", params![name, pooling, settings], |r| {
+            r.get(0)
+        })?)
     }
 
     fn add_image(&self, img: &NewImage, model_id: i64, vector: &[f32]) -> Result<i64, CatalogError> {
@@ -223,19 +235,28 @@ impl PhotoCatalog for SqliteCatalog {
             e => CatalogError::Sql(e),
         })?;
         let id = tx.last_insert_rowid();
-        tx.execute("INSERT INTO embeddings (image_id, model_id, vector) VALUES (?1, ?2, ?3)", params![id, model_id, vector_to_blob(vector)])?;
+        tx.execute(
+            "INSERT INTO embeddings (image_id, model_id, vector) VALUES (?1, ?2, ?3)",
+            params![id, model_id, vector_to_blob(vector)],
+        )?;
         tx.execute("INSERT INTO changes (image_id, kind) VALUES (?1, 'add')", [id])?;
         tx.commit()?;
         Ok(id)
     }
 
     fn put_embedding(&self, image_id: i64, model_id: i64, vector: &[f32]) -> Result<(), CatalogError> {
-        self.conn().execute("INSERT OR REPLACE INTO embeddings (image_id, model_id, vector) VALUES (?1, ?2, ?3)", params![image_id, model_id, vector_to_blob(vector)])?;
+        self.conn().execute(
+            "INSERT OR REPLACE INTO embeddings (image_id, model_id, vector) VALUES (?1, ?2, ?3)",
+            params![image_id, model_id, vector_to_blob(vector)],
+        )?;
         Ok(())
     }
 
     fn image(&self, id: i64) -> Result<Image, CatalogError> {
-        self.conn().query_row(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"), [id], image_from_row).optional()?.ok_or(CatalogError::NoImage(id))
+        self.conn()
+            .query_row(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"), [id], image_from_row)
+            .optional()?
+            .ok_or(CatalogError::NoImage(id))
     }
 
     fn images_with_sha(&self, sha256: &str) -> Result<Vec<Image>, CatalogError> {
@@ -246,12 +267,15 @@ impl PhotoCatalog for SqliteCatalog {
     }
 
     fn sha_in_use(&self, sha256: &str) -> Result<bool, CatalogError> {
-        Ok(self.conn().query_row("SELECT EXISTS (SELECT 1 FROM images WHERE sha256 = ?1 AND status != 'deleted')", [sha256], |r| r.get(0))?)
+        Ok(self
+            .conn()
+            .query_row("SELECT EXISTS (SELECT 1 FROM images WHERE sha256 = ?1 AND status != 'deleted')", [sha256], |r| r.get(0))?)
     }
 
     fn images_of_hotel(&self, hotel_id: i64) -> Result<Vec<Image>, CatalogError> {
         let conn = self.conn();
-        let mut st = conn.prepare(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE hotel_id = ?1 AND status = 'active' ORDER BY id DESC LIMIT 200"))?;
+        let mut st = conn
+            .prepare(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE hotel_id = ?1 AND status = 'active' ORDER BY id DESC LIMIT 200"))?;
         let rows = st.query_map([hotel_id], image_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -304,7 +328,14 @@ impl PhotoCatalog for SqliteCatalog {
     fn active_pdq(&self) -> Result<Vec<ActivePdq>, CatalogError> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT id, hotel_id, pdq, pdq_quality FROM images WHERE status = 'active'")?;
-        let rows = st.query_map([], |r| Ok(ActivePdq { image_id: r.get(0)?, hotel_id: r.get(1)?, pdq: r.get::<_, String>(2)?.parse().unwrap_or_default(), quality: r.get(3)? }))?;
+        let rows = st.query_map([], |r| {
+            Ok(ActivePdq {
+                image_id: r.get(0)?,
+                hotel_id: r.get(1)?,
+                pdq: r.get::<_, String>(2)?.parse().unwrap_or_default(),
+                quality: r.get(3)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -331,9 +362,11 @@ impl PhotoCatalog for SqliteCatalog {
         // In slices, under SQLite's default limit of bound parameters.
         for ids in image_ids.chunks(500) {
             let marks = vec!["?"; ids.len()].join(",");
-            let mut st = conn.prepare_cached(&format!("SELECT image_id, vector FROM embeddings WHERE model_id = ? AND image_id IN ({marks})"))?;
+            let mut st =
+                conn.prepare_cached(&format!("SELECT image_id, vector FROM embeddings WHERE model_id = ? AND image_id IN ({marks})"))?;
             let args = std::iter::once(model_id).chain(ids.iter().copied());
-            let rows = st.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, blob_to_vector(&r.get::<_, Vec<u8>>(1)?))))?;
+            let rows =
+                st.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, blob_to_vector(&r.get::<_, Vec<u8>>(1)?))))?;
             for row in rows {
                 out.push(row?);
             }
@@ -345,16 +378,26 @@ impl PhotoCatalog for SqliteCatalog {
 impl AuditLog for SqliteCatalog {
     fn audit(&self, actor: &str, action: &str, detail: &serde_json::Value) -> Result<i64, CatalogError> {
         let conn = self.conn();
-        conn.execute("INSERT INTO audit (at, actor, action, detail) VALUES (?1, ?2, ?3, ?4)", params![now(), actor, action, detail.to_string()])?;
+        conn.execute(
+            "INSERT INTO audit (at, actor, action, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![now(), actor, action, detail.to_string()],
+        )?;
         Ok(conn.last_insert_rowid())
     }
 
     fn audit_entries_of(&self, action: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>, CatalogError> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT id, at, actor, action, detail FROM audit WHERE ?1 IS NULL OR action = ?1 ORDER BY id DESC LIMIT ?2")?;
+        let mut st =
+            conn.prepare("SELECT id, at, actor, action, detail FROM audit WHERE ?1 IS NULL OR action = ?1 ORDER BY id DESC LIMIT ?2")?;
         let rows = st.query_map(params![action, limit as i64], |r| {
             let detail: String = r.get(4)?;
-            Ok(AuditEntry { id: r.get(0)?, at: r.get(1)?, actor: r.get(2)?, action: r.get(3)?, detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null) })
+            Ok(AuditEntry {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -362,13 +405,18 @@ impl AuditLog for SqliteCatalog {
 
 impl KeyStore for SqliteCatalog {
     fn insert_key(&self, id: &str, secret_sha256: &str, role: Role, label: &str) -> Result<(), CatalogError> {
-        self.conn().execute("INSERT INTO api_keys (id, secret_sha256, role, label, created) VALUES (?1, ?2, ?3, ?4, ?5)", params![id, secret_sha256, role.as_str(), label, now()])?;
+        self.conn().execute(
+            "INSERT INTO api_keys (id, secret_sha256, role, label, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, secret_sha256, role.as_str(), label, now()],
+        )?;
         Ok(())
     }
 
     fn key_secret(&self, id: &str) -> Result<Option<(String, Role)>, CatalogError> {
-        let row: Option<(String, String)> =
-            self.conn().query_row("SELECT secret_sha256, role FROM api_keys WHERE id = ?1 AND revoked IS NULL", [id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let row: Option<(String, String)> = self
+            .conn()
+            .query_row("SELECT secret_sha256, role FROM api_keys WHERE id = ?1 AND revoked IS NULL", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
         Ok(row.map(|(sha, role)| (sha, role.parse().unwrap_or(Role::Uploader))))
     }
 
@@ -411,7 +459,8 @@ impl JobStore for SqliteCatalog {
 
     fn finish_job(&self, id: i64, error: Option<&str>) -> Result<(), CatalogError> {
         let state = if error.is_some() { JobState::Failed } else { JobState::Done };
-        self.conn().execute("UPDATE jobs SET state = ?2, finished = ?3, error = ?4 WHERE id = ?1", params![id, state.as_str(), now(), error])?;
+        self.conn()
+            .execute("UPDATE jobs SET state = ?2, finished = ?3, error = ?4 WHERE id = ?1", params![id, state.as_str(), now(), error])?;
         Ok(())
     }
 
@@ -436,11 +485,17 @@ impl JobStore for SqliteCatalog {
 
 impl ImportJournal for SqliteCatalog {
     fn import_outcome(&self, key: &str) -> Result<Option<(Option<i64>, String)>, CatalogError> {
-        Ok(self.conn().query_row("SELECT image_id, outcome FROM imports WHERE source_key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
+        Ok(self
+            .conn()
+            .query_row("SELECT image_id, outcome FROM imports WHERE source_key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
     }
 
     fn record_import(&self, key: &str, image_id: Option<i64>, outcome: &str, detail: &str) -> Result<(), CatalogError> {
-        self.conn().execute("INSERT OR REPLACE INTO imports (source_key, image_id, outcome, detail) VALUES (?1, ?2, ?3, ?4)", params![key, image_id, outcome, detail])?;
+        self.conn().execute(
+            "INSERT OR REPLACE INTO imports (source_key, image_id, outcome, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![key, image_id, outcome, detail],
+        )?;
         Ok(())
     }
 }
@@ -479,7 +534,10 @@ impl CaseStore for SqliteCatalog {
     }
 
     fn case(&self, id: i64) -> Result<Case, CatalogError> {
-        self.conn().query_row("SELECT id, title, owner, created FROM cases WHERE id = ?1", [id], case_from_row).optional()?.ok_or(CatalogError::NoCase(id))
+        self.conn()
+            .query_row("SELECT id, title, owner, created FROM cases WHERE id = ?1", [id], case_from_row)
+            .optional()?
+            .ok_or(CatalogError::NoCase(id))
     }
 
     fn cases(&self, owner: Option<&str>) -> Result<Vec<Case>, CatalogError> {
@@ -492,7 +550,10 @@ impl CaseStore for SqliteCatalog {
     fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<CaseEntry, CatalogError> {
         let conn = self.conn();
         let at = now();
-        conn.execute("INSERT INTO case_entries (case_id, at, actor, kind, body) SELECT id, ?2, ?3, ?4, ?5 FROM cases WHERE id = ?1", params![case_id, at, actor, kind, body.to_string()])?;
+        conn.execute(
+            "INSERT INTO case_entries (case_id, at, actor, kind, body) SELECT id, ?2, ?3, ?4, ?5 FROM cases WHERE id = ?1",
+            params![case_id, at, actor, kind, body.to_string()],
+        )?;
         if conn.changes() == 0 {
             return Err(CatalogError::NoCase(case_id));
         }
@@ -504,7 +565,14 @@ impl CaseStore for SqliteCatalog {
         let mut st = conn.prepare("SELECT id, case_id, at, actor, kind, body FROM case_entries WHERE case_id = ?1 ORDER BY id")?;
         let rows = st.query_map([case_id], |r| {
             let body: String = r.get(5)?;
-            Ok(CaseEntry { id: r.get(0)?, case_id: r.get(1)?, at: r.get(2)?, actor: r.get(3)?, kind: r.get(4)?, body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null) })
+            Ok(CaseEntry {
+                id: r.get(0)?,
+                case_id: r.get(1)?,
+                at: r.get(2)?,
+                actor: r.get(3)?,
+                kind: r.get(4)?,
+                body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -515,7 +583,9 @@ impl HashBanks for SqliteCatalog {
         let conn = self.conn();
         let created = now();
         match conn.execute("INSERT INTO hash_banks (name, created, created_by) VALUES (?1, ?2, ?3)", params![name, created, created_by]) {
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(CatalogError::BankExists(name.into())),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(CatalogError::BankExists(name.into()))
+            }
             r => {
                 r?;
                 Ok(Bank { id: conn.last_insert_rowid(), name: name.into(), created, created_by: created_by.into(), hashes: 0 })
@@ -526,7 +596,8 @@ impl HashBanks for SqliteCatalog {
     fn banks(&self) -> Result<Vec<Bank>, CatalogError> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT b.id, b.name, b.created, b.created_by, (SELECT COUNT(*) FROM bank_hashes h WHERE h.bank_id = b.id) FROM hash_banks b ORDER BY b.id")?;
-        let rows = st.query_map([], |r| Ok(Bank { id: r.get(0)?, name: r.get(1)?, created: r.get(2)?, created_by: r.get(3)?, hashes: r.get(4)? }))?;
+        let rows = st
+            .query_map([], |r| Ok(Bank { id: r.get(0)?, name: r.get(1)?, created: r.get(2)?, created_by: r.get(3)?, hashes: r.get(4)? }))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -124,7 +124,14 @@ impl Engine {
         }
         let mut out: Vec<BankMatch> = best
             .into_iter()
-            .filter_map(|(id, distance)| banks.about.get(&id).map(|(bank, label, pdq)| BankMatch { bank: bank.clone(), label: label.clone(), pdq: pdq.to_string(), distance }))
+            .filter_map(|(id, distance)| {
+                banks.about.get(&id).map(|(bank, label, pdq)| BankMatch {
+                    bank: bank.clone(),
+                    label: label.clone(),
+                    pdq: pdq.to_string(),
+                    distance,
+                })
+            })
             .collect();
         out.sort_by(|a, b| a.distance.cmp(&b.distance).then_with(|| a.bank.cmp(&b.bank)).then_with(|| a.pdq.cmp(&b.pdq)));
         out
@@ -145,8 +152,13 @@ impl Engine {
         let added = self.catalog.add_bank_hashes(bank.id, &parsed.hashes)?;
         self.load_banks()?;
         let bank = self.catalog.banks()?.into_iter().find(|b| b.id == bank.id).unwrap_or(bank);
-        let out = BankImport { bank, read: parsed.hashes.len(), added, other_signal_types: parsed.other_signal_types, rejected: parsed.rejected };
-        self.catalog.audit(actor, "bank-import", &serde_json::json!({"bank": name, "read": out.read, "added": added, "rejected": out.rejected.len()}))?;
+        let out =
+            BankImport { bank, read: parsed.hashes.len(), added, other_signal_types: parsed.other_signal_types, rejected: parsed.rejected };
+        self.catalog.audit(
+            actor,
+            "bank-import",
+            &serde_json::json!({"bank": name, "read": out.read, "added": added, "rejected": out.rejected.len()}),
+        )?;
         Ok(out)
     }
 
@@ -194,13 +206,20 @@ pub struct ParsedList {
 ///
 /// Blank lines and `#` comments are skipped.
 pub fn parse_hash_list(text: &str) -> Result<ParsedList, EngineError> {
-    let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect();
+    let lines: Vec<(usize, &str)> =
+        text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect();
     if lines.len() > MAX_LINES {
         return Err(CatalogError::Invalid { field: "hashes", message: format!("at most {MAX_LINES} lines per import") }.into());
     }
     let mut out = ParsedList::default();
     let Some(&(_, first)) = lines.first() else { return Ok(out) };
-    let sep = if first.contains('\t') { '\t' } else if first.contains(',') { ',' } else { ' ' };
+    let sep = if first.contains('\t') {
+        '\t'
+    } else if first.contains(',') {
+        ','
+    } else {
+        ' '
+    };
     let split = |l: &str| -> Vec<String> { l.split(sep).map(|f| f.trim().trim_matches('"').to_string()).collect() };
     let is_hash = |f: &str| f.len() == 64 && f.bytes().all(|b| b.is_ascii_hexdigit());
     let header = split(first);
@@ -208,9 +227,17 @@ pub fn parse_hash_list(text: &str) -> Result<ParsedList, EngineError> {
     let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.to_ascii_lowercase().as_str()));
     let (hash_col, type_col, label_col) = if has_header {
         let Some(h) = col(&["hash", "signal", "pdq", "indicator", "pdq_hash", "hash_value"]) else {
-            return Err(CatalogError::Invalid { field: "hashes", message: format!("the header {first:?} names no hash column (hash, signal, pdq, indicator)") }.into());
+            return Err(CatalogError::Invalid {
+                field: "hashes",
+                message: format!("the header {first:?} names no hash column (hash, signal, pdq, indicator)"),
+            }
+            .into());
         };
-        (Some(h), col(&["signal_type", "type", "hash_type", "indicator_type"]), col(&["label", "id", "name", "filename", "descriptor_id", "tags"]))
+        (
+            Some(h),
+            col(&["signal_type", "type", "hash_type", "indicator_type"]),
+            col(&["label", "id", "name", "filename", "descriptor_id", "tags"]),
+        )
     } else {
         (None, None, None)
     };
@@ -240,7 +267,12 @@ pub fn parse_hash_list(text: &str) -> Result<ParsedList, EngineError> {
         let label = match (has_header, label_col) {
             (true, Some(l)) => fields.get(l).cloned().unwrap_or_default(),
             (true, None) => String::new(),
-            (false, _) => fields.iter().rev().find(|f| !is_hash(f) && f.parse::<f64>().is_err() && !f.eq_ignore_ascii_case("pdq")).cloned().unwrap_or_default(),
+            (false, _) => fields
+                .iter()
+                .rev()
+                .find(|f| !is_hash(f) && f.parse::<f64>().is_err() && !f.eq_ignore_ascii_case("pdq"))
+                .cloned()
+                .unwrap_or_default(),
         };
         match PdqHash::from_hex(hash) {
             Ok(h) => out.hashes.push((h, label)),

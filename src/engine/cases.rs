@@ -94,7 +94,8 @@ impl Engine {
         let entries = self.catalog.case_entries(id)?;
         let verdicts = current_verdicts(&entries);
         let mut hotels = BTreeMap::new();
-        let named = entries.iter().filter(|e| e.kind == "search").flat_map(|e| hotel_ids(&e.body)).chain(verdicts.iter().map(|v| v.hotel_id));
+        let named =
+            entries.iter().filter(|e| e.kind == "search").flat_map(|e| hotel_ids(&e.body)).chain(verdicts.iter().map(|v| v.hotel_id));
         for hotel_id in named {
             if let std::collections::btree_map::Entry::Vacant(slot) = hotels.entry(hotel_id) {
                 match self.catalog.hotel(hotel_id) {
@@ -130,7 +131,14 @@ impl Engine {
     }
 
     /// Records a verdict on a hotel in a case, optionally on one of its saved searches.
-    pub fn set_verdict(&self, id: i64, hotel_id: i64, verdict: Verdict, search_entry: Option<i64>, viewer: Viewer) -> Result<CaseEntry, EngineError> {
+    pub fn set_verdict(
+        &self,
+        id: i64,
+        hotel_id: i64,
+        verdict: Verdict,
+        search_entry: Option<i64>,
+        viewer: Viewer,
+    ) -> Result<CaseEntry, EngineError> {
         self.owned_case(id, viewer)?;
         self.catalog.hotel(hotel_id)?;
         if let Some(e) = search_entry {
@@ -175,7 +183,11 @@ impl Engine {
             "bank_matches": res.bank_matches,
         });
         let entry = self.catalog.add_case_entry(case_id, viewer.key_id, "search", &body)?;
-        self.catalog.audit(viewer.key_id, "case-search", &serde_json::json!({"case_id": case_id, "entry": entry.id, "query_sha256": res.query_sha256}))?;
+        self.catalog.audit(
+            viewer.key_id,
+            "case-search",
+            &serde_json::json!({"case_id": case_id, "entry": entry.id, "query_sha256": res.query_sha256}),
+        )?;
         Ok((res, entry))
     }
 
@@ -185,7 +197,8 @@ impl Engine {
         let view = self.case_view(id, viewer)?;
         let mut thumbnails = BTreeMap::new();
         let mut queries = BTreeMap::new();
-        let data_uri = |bytes: &[u8]| format!("data:image/jpeg;base64,{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes));
+        let data_uri =
+            |bytes: &[u8]| format!("data:image/jpeg;base64,{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes));
         for e in view.entries.iter().filter(|e| e.kind == "search") {
             for h in e.body["hotels"].as_array().into_iter().flatten() {
                 for ev in h["evidence"].as_array().into_iter().flatten() {
@@ -198,13 +211,23 @@ impl Engine {
                     if img.status == crate::catalog::Status::Deleted {
                         continue;
                     }
-                    if let Ok(t) = self.store.get(&img.sha256).map_err(EngineError::from).and_then(|b| Ok(store::thumbnail(&b, &self.settings.limits, REPORT_THUMBNAIL)?)) {
+                    if let Ok(t) = self
+                        .store
+                        .get(&img.sha256)
+                        .map_err(EngineError::from)
+                        .and_then(|b| Ok(store::thumbnail(&b, &self.settings.limits, REPORT_THUMBNAIL)?))
+                    {
                         thumbnails.insert(image_id, data_uri(&t));
                     }
                 }
             }
             if let (Some(sha), true) = (e.body["query_sha256"].as_str(), e.body["query_kept"].as_bool() == Some(true)) {
-                if let Ok(t) = self.cases.get(sha).map_err(EngineError::from).and_then(|b| Ok(store::thumbnail(&b, &self.settings.limits, REPORT_QUERY)?)) {
+                if let Ok(t) = self
+                    .cases
+                    .get(sha)
+                    .map_err(EngineError::from)
+                    .and_then(|b| Ok(store::thumbnail(&b, &self.settings.limits, REPORT_QUERY)?))
+                {
                     queries.insert(sha.to_string(), data_uri(&t));
                 }
             }
@@ -230,12 +253,14 @@ impl Engine {
         let mut out = Vec::new();
         for case in self.catalog.cases(None)? {
             let entries = self.catalog.case_entries(case.id)?;
-            let confirmed: Vec<i64> = current_verdicts(&entries).iter().filter(|v| v.verdict == Verdict::Confirmed).map(|v| v.hotel_id).collect();
+            let confirmed: Vec<i64> =
+                current_verdicts(&entries).iter().filter(|v| v.verdict == Verdict::Confirmed).map(|v| v.hotel_id).collect();
             // A case confirms one place; two confirmed hotels is a conflict nobody resolved.
             let [right] = confirmed[..] else { continue };
             for e in entries.iter().filter(|e| e.kind == "search") {
                 let Some(candidates) = e.body["candidates"].as_array() else { continue };
-                let (ids, scores): (Vec<i64>, Vec<f32>) = candidates.iter().filter_map(|c| Some((c["hotel_id"].as_i64()?, c["score"].as_f64()? as f32))).unzip();
+                let (ids, scores): (Vec<i64>, Vec<f32>) =
+                    candidates.iter().filter_map(|c| Some((c["hotel_id"].as_i64()?, c["score"].as_f64()? as f32))).unzip();
                 out.push(Sample { right: ids.iter().position(|&h| h == right), scores });
             }
         }
@@ -245,7 +270,11 @@ impl Engine {
     /// Refits the calibration on `samples`, writes it into the data directory and uses it
     /// from the next search on. Audited.
     pub fn recalibrate(&self, samples: &[Sample], source: &str, actor: &str) -> Result<Calibration, EngineError> {
-        let base = Calibration { model: self.embedder.model().to_string(), scoring: self.settings.search.scoring(), ..(*self.calibration()).clone() };
+        let base = Calibration {
+            model: self.embedder.model().to_string(),
+            scoring: self.settings.search.scoring(),
+            ..(*self.calibration()).clone()
+        };
         let fitted = base.fit(samples, source)?;
         let dir = &self.settings.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir { path: dir.clone(), source })?;
@@ -265,8 +294,14 @@ fn hotel_ids(body: &serde_json::Value) -> Vec<i64> {
 fn current_verdicts(entries: &[CaseEntry]) -> Vec<HotelVerdict> {
     let mut latest: BTreeMap<i64, HotelVerdict> = BTreeMap::new();
     for e in entries.iter().filter(|e| e.kind == "verdict") {
-        let (Some(hotel_id), Ok(verdict)) = (e.body["hotel_id"].as_i64(), serde_json::from_value::<Verdict>(e.body["verdict"].clone())) else { continue };
-        latest.insert(hotel_id, HotelVerdict { hotel_id, verdict, by: e.actor.clone(), at: e.at, search_entry: e.body["search_entry"].as_i64() });
+        let (Some(hotel_id), Ok(verdict)) = (e.body["hotel_id"].as_i64(), serde_json::from_value::<Verdict>(e.body["verdict"].clone()))
+        else {
+            continue;
+        };
+        latest.insert(
+            hotel_id,
+            HotelVerdict { hotel_id, verdict, by: e.actor.clone(), at: e.at, search_entry: e.body["search_entry"].as_i64() },
+        );
     }
     latest.into_values().filter(|v| v.verdict != Verdict::Open).collect()
 }
@@ -277,7 +312,9 @@ fn mask_record(m: &Mask) -> serde_json::Value {
         Mask::Bitmap(g) => {
             let mut png = Vec::new();
             match image::DynamicImage::ImageLuma8(g.clone()).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png) {
-                Ok(()) => serde_json::json!({"png_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &png), "width": g.width(), "height": g.height()}),
+                Ok(()) => {
+                    serde_json::json!({"png_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &png), "width": g.width(), "height": g.height()})
+                }
                 Err(e) => serde_json::json!({"error": e.to_string()}),
             }
         }

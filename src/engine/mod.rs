@@ -87,10 +87,15 @@ impl EngineError {
             EngineError::Embed(e) => match e {
                 EmbedError::Decode(d) => decode(d),
                 EmbedError::Pool(PoolError::UnknownPooling(_)) => (K::Invalid, "invalid_field"),
-                EmbedError::Pool(PoolError::MaskCoversEverything | PoolError::MaskShape { .. } | PoolError::BadRect(_)) => (K::Invalid, "bad_mask"),
-                EmbedError::RuntimeMissing(_) | EmbedError::RuntimeLoad { .. } | EmbedError::Runtime(_) | EmbedError::BadOutput(_) | EmbedError::Unsupported(_) | EmbedError::Model(_) => {
-                    (K::Internal, "internal")
+                EmbedError::Pool(PoolError::MaskCoversEverything | PoolError::MaskShape { .. } | PoolError::BadRect(_)) => {
+                    (K::Invalid, "bad_mask")
                 }
+                EmbedError::RuntimeMissing(_)
+                | EmbedError::RuntimeLoad { .. }
+                | EmbedError::Runtime(_)
+                | EmbedError::BadOutput(_)
+                | EmbedError::Unsupported(_)
+                | EmbedError::Model(_) => (K::Internal, "internal"),
             },
             EngineError::Catalog(c) => match c {
                 CatalogError::NoHotel(_) => (K::NotFound, "no_such_hotel"),
@@ -114,7 +119,9 @@ impl EngineError {
             EngineError::DataDir { .. } => (K::Internal, "internal"),
             EngineError::Calibration(c) => match c {
                 crate::calibrate::CalibrationError::TooFew(_) => (K::Invalid, "too_few_samples"),
-                crate::calibrate::CalibrationError::Io { .. } | crate::calibrate::CalibrationError::Format { .. } => (K::Internal, "internal"),
+                crate::calibrate::CalibrationError::Io { .. } | crate::calibrate::CalibrationError::Format { .. } => {
+                    (K::Internal, "internal")
+                }
             },
         }
     }
@@ -146,11 +153,19 @@ pub struct EngineSettings {
 impl EngineSettings {
     /// The catalog location in effect.
     pub fn catalog_location(&self) -> String {
-        if self.catalog.is_empty() { self.data_dir.join("catalog.sqlite").display().to_string() } else { self.catalog.clone() }
+        if self.catalog.is_empty() {
+            self.data_dir.join("catalog.sqlite").display().to_string()
+        } else {
+            self.catalog.clone()
+        }
     }
     /// The photo store location in effect.
     pub fn photos_location(&self) -> String {
-        if self.photos.is_empty() { self.data_dir.display().to_string() } else { self.photos.clone() }
+        if self.photos.is_empty() {
+            self.data_dir.display().to_string()
+        } else {
+            self.photos.clone()
+        }
     }
 }
 
@@ -192,7 +207,11 @@ impl SearchOptions {
             Aggregation::Vote => "vote".to_string(),
             Aggregation::SumTop { n } => format!("sum{n}"),
         };
-        if self.verify == 0 { agg } else { format!("{agg}+verify{}", self.verify) }
+        if self.verify == 0 {
+            agg
+        } else {
+            format!("{agg}+verify{}", self.verify)
+        }
     }
 }
 
@@ -418,7 +437,13 @@ impl Engine {
     /// The engine over adapters the caller made: any catalog, photo store, case store and
     /// embedder (tests put in-memory ones together; `settings` then only names `data_dir`
     /// for index dumps, and the limits and search settings).
-    pub fn from_parts(settings: EngineSettings, catalog: Box<dyn Catalog>, store: Box<dyn BlobStore>, cases: Box<dyn BlobStore>, embedder: Box<dyn Embed>) -> Result<Self, EngineError> {
+    pub fn from_parts(
+        settings: EngineSettings,
+        catalog: Box<dyn Catalog>,
+        store: Box<dyn BlobStore>,
+        cases: Box<dyn BlobStore>,
+        embedder: Box<dyn Embed>,
+    ) -> Result<Self, EngineError> {
         let model_id = catalog.model_id(embedder.model(), &embedder.pooling(), embedder.dim(), &embedder.settings())?;
         let generation = catalog.last_done(crate::jobs::REINDEX)?;
         let index = crate::index::new_index(embedder.dim(), settings.index.clone());

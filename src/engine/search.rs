@@ -80,7 +80,15 @@ impl Engine {
                 };
                 let matched_points = matched.map(|m| m.inliers);
                 let matched_pairs = matched.map(|m| m.pairs.clone()).unwrap_or_default();
-                evidence.push(Evidence { image_id: img.id, sha256: img.sha256, room: img.room, similarity, matched_points, matched_pairs, query_cells });
+                evidence.push(Evidence {
+                    image_id: img.id,
+                    sha256: img.sha256,
+                    room: img.room,
+                    similarity,
+                    matched_points,
+                    matched_pairs,
+                    query_cells,
+                });
             }
             let probability = probabilities.get(r.rank - 1).copied().unwrap_or(0.0);
             let confidence = calibration.confidence(probability);
@@ -103,8 +111,26 @@ impl Engine {
             "bank_matches": bank_matches,
         });
         cat.audit(actor, "search", &detail)?;
-        let calibration = CalibrationInfo { source: calibration.source.clone(), samples: calibration.samples, strong: calibration.strong, possible: calibration.possible };
-        Ok(SearchResult { hotels: hits, reuse, images: found, grid, plan, query_sha256, saved_case_image: q.save_case, auto_mask: emb.auto_mask, calibration, bank_matches, candidates, millis: t.elapsed().as_secs_f64() * 1e3 })
+        let calibration = CalibrationInfo {
+            source: calibration.source.clone(),
+            samples: calibration.samples,
+            strong: calibration.strong,
+            possible: calibration.possible,
+        };
+        Ok(SearchResult {
+            hotels: hits,
+            reuse,
+            images: found,
+            grid,
+            plan,
+            query_sha256,
+            saved_case_image: q.save_case,
+            auto_mask: emb.auto_mask,
+            calibration,
+            bank_matches,
+            candidates,
+            millis: t.elapsed().as_secs_f64() * 1e3,
+        })
     }
 
     /// Re-scores what a compact index found with the exact f32 vectors the catalog keeps,
@@ -157,7 +183,11 @@ impl Engine {
             .map(|sha| {
                 // A stored photo that cannot be read again is not verified (and logged): the
                 // search still answers from the vectors.
-                let points = self.store.get(sha).map_err(EngineError::from).and_then(|b| Ok(decode::decode(&b, &self.settings.limits, Some((side, side)))?));
+                let points = self
+                    .store
+                    .get(sha)
+                    .map_err(EngineError::from)
+                    .and_then(|b| Ok(decode::decode(&b, &self.settings.limits, Some((side, side)))?));
                 match points {
                     Ok(d) => verify::matched(&query_points, &verify::keypoints(&d.rgb, None)),
                     Err(e) => {
@@ -207,7 +237,6 @@ impl Engine {
         out.sort_by_key(|r| (r.distance, r.image_id));
         Ok(out)
     }
-
 }
 
 /// PDQ hashes of a query in its eight rotations and mirrors. PDQ reduces the picture to
@@ -223,7 +252,11 @@ fn query_hashes(bytes: &[u8], limits: &decode::Limits) -> Result<pdq::Dihedral, 
     let (w, h) = decoded.rgb.dimensions();
     if w.min(h) > 2048 {
         let s = 1024.0 / f64::from(w.min(h));
-        let small = image::imageops::thumbnail(&decoded.rgb, ((f64::from(w) * s).round() as u32).max(1), ((f64::from(h) * s).round() as u32).max(1));
+        let small = image::imageops::thumbnail(
+            &decoded.rgb,
+            ((f64::from(w) * s).round() as u32).max(1),
+            ((f64::from(h) * s).round() as u32).max(1),
+        );
         drop(decoded);
         return Ok(pdq::hash_dihedral(&small));
     }

@@ -78,7 +78,10 @@ impl Coder {
         let mut scale = 1.0;
         match self.format {
             Format::F32 => v.iter().zip(bytes.chunks_exact_mut(4)).for_each(|(x, b)| b.copy_from_slice(&x.to_le_bytes())),
-            Format::F16 => v.iter().zip(bytes.chunks_exact_mut(2)).for_each(|(x, b)| b.copy_from_slice(&half::f16::from_f32(*x).to_bits().to_le_bytes())),
+            Format::F16 => v
+                .iter()
+                .zip(bytes.chunks_exact_mut(2))
+                .for_each(|(x, b)| b.copy_from_slice(&half::f16::from_f32(*x).to_bits().to_le_bytes())),
             Format::Int8 => {
                 // Symmetric, per vector: the largest component maps to ±127, so decoding and
                 // encoding again gives the same code.

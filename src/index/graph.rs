@@ -331,7 +331,15 @@ impl GraphIndex {
 
     /// Best-first search of one layer for the `ef` nearest (best first). With a filter, only
     /// nodes it accepts are returned, while the walk goes through all.
-    fn search_layer(&self, q: &Code, eps: &[Scored], ef: usize, layer: usize, filter: Option<&dyn Fn(u32) -> bool>, visited: &mut Visited) -> Vec<Scored> {
+    fn search_layer(
+        &self,
+        q: &Code,
+        eps: &[Scored],
+        ef: usize,
+        layer: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+        visited: &mut Visited,
+    ) -> Vec<Scored> {
         visited.start(self.reserved.load(Acquire));
         let mut cands: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef * 2);
         let mut best: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
@@ -431,7 +439,8 @@ impl GraphIndex {
                 list[0].store(n as u32 + 1, Release);
                 continue;
             }
-            let mut cands: Vec<Scored> = links.iter().map(|l| l.load(Relaxed)).chain([node]).map(|x| Scored(self.score_nodes(c.1, x), x)).collect();
+            let mut cands: Vec<Scored> =
+                links.iter().map(|l| l.load(Relaxed)).chain([node]).map(|x| Scored(self.score_nodes(c.1, x), x)).collect();
             cands.sort_by(|a, b| b.cmp(a));
             let kept = self.select(&cands, cap);
             for (slot, k) in list[1..].iter().zip(&kept) {
@@ -483,7 +492,13 @@ impl GraphIndex {
     pub fn bytes(&self) -> usize {
         let upper: usize = (0..self.reserved.load(Acquire)).filter_map(|n| self.upper.at(n)[0].get()).map(|l| l.len() * 4 + 16).sum();
         let maps = self.maps();
-        self.nodes.bytes() + self.links.bytes() + self.upper.bytes() + upper + maps.node_of.capacity() * 24 + maps.node_of.len() * 4 + maps.by_hotel.len() * 48
+        self.nodes.bytes()
+            + self.links.bytes()
+            + self.upper.bytes()
+            + upper
+            + maps.node_of.capacity() * 24
+            + maps.node_of.len() * 4
+            + maps.by_hotel.len() * 48
     }
 }
 
@@ -590,7 +605,8 @@ impl VectorIndex for GraphIndex {
             return;
         }
         let fresh = GraphIndex::new(self.coder.dim, self.opts.clone());
-        let keep: Vec<(u32, u32)> = (0..self.reserved.load(Acquire) as u32).filter(|&n| self.is_live(n)).map(|n| (n, fresh.reserve())).collect();
+        let keep: Vec<(u32, u32)> =
+            (0..self.reserved.load(Acquire) as u32).filter(|&n| self.is_live(n)).map(|n| (n, fresh.reserve())).collect();
         {
             let mut maps = fresh.maps.write().unwrap_or_else(|e| e.into_inner());
             for &(old, new) in &keep {
@@ -684,7 +700,15 @@ impl GraphIndex {
         let (gdir, manifest) = super::current_generation(dir)?;
         let manifest: Manifest = serde_json::from_slice(&manifest).map_err(|e| bad(e.to_string()))?;
         if manifest.kind != "hnsw" || manifest.dim != dim || manifest.format != opts.format || manifest.m != opts.m.clamp(2, 128) {
-            return Err(bad(format!("dump is {} {}-d {} m={}; settings want hnsw {dim}-d {} m={}", manifest.kind, manifest.dim, manifest.format.name(), manifest.m, opts.format.name(), opts.m)));
+            return Err(bad(format!(
+                "dump is {} {}-d {} m={}; settings want hnsw {dim}-d {} m={}",
+                manifest.kind,
+                manifest.dim,
+                manifest.format.name(),
+                manifest.m,
+                opts.format.name(),
+                opts.m
+            )));
         }
         let mut bytes = Vec::new();
         std::fs::File::open(gdir.join("graph.bin")).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| bad(e.to_string()))?;
@@ -767,7 +791,6 @@ impl Reader<'_> {
         self.take::<4>().map(u32::from_le_bytes)
     }
 }
-
 
 /// The filled part of a link list (its first slot holds the count).
 #[inline]

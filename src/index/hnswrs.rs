@@ -257,12 +257,20 @@ impl HnswIndex {
                 None => (self.scan(q, k, 0..self.image_ids.len()), Plan::Exact),
             },
         };
-        let found = slots.into_iter().map(|(s, sim)| Found { image_id: self.image_ids[s], hotel_id: self.hotel_ids[s], similarity: sim }).collect();
+        let found =
+            slots.into_iter().map(|(s, sim)| Found { image_id: self.image_ids[s], hotel_id: self.hotel_ids[s], similarity: sim }).collect();
         Ok((found, plan))
     }
 
     /// HNSW walk for 4k candidates, re-ranked exactly with the stored vectors.
-    fn walk(&self, g: &Hnsw<'static, f32, CosineDistance>, q: &[f32], k: usize, ef: usize, filter: Option<&dyn hnsw_rs::prelude::FilterT>) -> Vec<(usize, f32)> {
+    fn walk(
+        &self,
+        g: &Hnsw<'static, f32, CosineDistance>,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&dyn hnsw_rs::prelude::FilterT>,
+    ) -> Vec<(usize, f32)> {
         let want = (4 * k).max(32);
         let ef = if ef == 0 { self.opts.ef_search } else { ef }.max(want);
         let cands = g.search_filter(q, want, ef, filter);
@@ -284,7 +292,13 @@ impl HnswIndex {
                 use hnsw_rs::prelude::AnnT;
                 g.file_dump(gdir, "graph").map_err(|e| IndexError::BadDump(e.to_string()))?;
             }
-            let manifest = Manifest { watermark: self.watermark, dim: self.dim, count: self.image_ids.len(), vectors_sha256: hex::encode(Sha256::digest(&blob)), has_graph: self.graph.is_some() };
+            let manifest = Manifest {
+                watermark: self.watermark,
+                dim: self.dim,
+                count: self.image_ids.len(),
+                vectors_sha256: hex::encode(Sha256::digest(&blob)),
+                has_graph: self.graph.is_some(),
+            };
             Ok(serde_json::to_vec(&manifest).unwrap_or_default())
         })
     }
@@ -321,8 +335,8 @@ impl HnswIndex {
                 let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&graph_dir, "graph")));
                 loader.load_hnsw::<f32, CosineDistance>()
             })
-                .map_err(|_| bad("graph files are damaged".into()))?
-                .map_err(|e| bad(format!("graph: {e}")))?;
+            .map_err(|_| bad("graph files are damaged".into()))?
+            .map_err(|e| bad(format!("graph: {e}")))?;
             if g.get_nb_point() != manifest.count {
                 return Err(bad("graph and vectors disagree".into()));
             }

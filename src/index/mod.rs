@@ -69,7 +69,15 @@ pub struct IndexOptions {
 
 impl Default for IndexOptions {
     fn default() -> Self {
-        IndexOptions { kind: Kind::Hnsw, format: Format::Int8, hnsw_min: 20_000, exact_max: 20_000, m: 16, ef_construction: 100, ef_search: 128 }
+        IndexOptions {
+            kind: Kind::Hnsw,
+            format: Format::Int8,
+            hnsw_min: 20_000,
+            exact_max: 20_000,
+            m: 16,
+            ef_construction: 100,
+            ef_search: 128,
+        }
     }
 }
 

@@ -74,7 +74,10 @@ fn graph_search_with_filters_returns_k_and_agrees_with_exact() {
             assert_eq!(plan, Plan::Graph);
             assert_eq!(g.len(), 10);
             assert!(g.iter().all(|f| f.hotel_id == 2 || f.hotel_id == 5));
-            let exact = (1..=2000).filter(|i| matches!(i % 10, 2 | 5)).max_by(|&a, &b| crate::vector::dot(&unit(a as u64, 32), &q).total_cmp(&crate::vector::dot(&unit(b as u64, 32), &q))).unwrap();
+            let exact = (1..=2000)
+                .filter(|i| matches!(i % 10, 2 | 5))
+                .max_by(|&a, &b| crate::vector::dot(&unit(a as u64, 32), &q).total_cmp(&crate::vector::dot(&unit(b as u64, 32), &q)))
+                .unwrap();
             agree += usize::from(g[0].image_id == exact);
         }
         assert!(agree >= 45, "{opts:?}: top-1 recall {agree}/50");

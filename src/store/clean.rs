@@ -148,4 +148,3 @@ fn encode(d: &Decoded, format: image::ImageFormat) -> Result<Vec<u8>, StoreError
     .map_err(|e| StoreError::Encode(e.to_string()))?;
     Ok(out.into_inner())
 }
-

@@ -60,12 +60,18 @@ impl S3Store {
         }
         let store = b.build().map_err(remote)?;
         // Two threads: object_store's I/O runs there while callers block on it.
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("s3").enable_all().build().map_err(|e| StoreError::Remote(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("s3")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Remote(e.to_string()))?;
         let location = format!("s3://{bucket}/{prefix}");
         let s3 = S3Store { rt: Some(rt), store, prefix: prefix.trim_matches('/').to_string(), location };
         // Fail at start, not at the first upload: a wrong endpoint, bucket or key shows here.
         let probe = ObjectPath::from(s3.prefix.as_str());
-        s3.block(s3.store.list_with_delimiter(Some(&probe))).map_err(|e| StoreError::Remote(format!("cannot list {}: {e}", s3.location)))?;
+        s3.block(s3.store.list_with_delimiter(Some(&probe)))
+            .map_err(|e| StoreError::Remote(format!("cannot list {}: {e}", s3.location)))?;
         Ok(s3)
     }
 
