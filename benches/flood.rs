@@ -47,7 +47,7 @@ fn main() {
     let engine = cfg.open_engine().unwrap_or_else(|e| panic!("{e}"));
     import::import_hotels(&engine, &root.join("data-sample/hotels.csv"), "test").unwrap();
     import::import_images(&engine, &root.join("data-sample/images.csv"), "test", &|_, _| {}).unwrap();
-    let token = engine.catalog().create_key(Role::Investigator, "flood").unwrap().1;
+    let token = engine.create_key(Role::Investigator, "flood", "bench").unwrap().1;
     drop(engine);
     // 9000 x 9000 pixels of a gradient: 81 Mpixels in a small PNG.
     let big = image::GrayImage::from_fn(9000, 9000, |x, y| image::Luma([((x / 64 + y / 64) % 256) as u8]));

@@ -194,6 +194,9 @@ fn main() {
     cfg.serve.uploads_per_minute = 1_000_000;
     cfg.serve.searches_per_minute = 1_000_000;
     let engine = cfg.open_engine().unwrap_or_else(|e| panic!("{e}"));
+    // The bench's own handle on the same catalog, for the vector copies below (the engine
+    // takes them up from the change feed like any other replica's writes).
+    let catalog = hotelmatch::catalog::open(&cfg.engine_settings().catalog_location()).unwrap();
     import::import_hotels(&engine, &root.join("data-sample/hotels.csv"), "test").unwrap();
     import::import_images(&engine, &root.join("data-sample/images.csv"), "test", &|_, _| {}).unwrap();
     let mut rdr = csv::Reader::from_path(root.join("data-sample/images.csv")).unwrap();
@@ -201,7 +204,7 @@ fn main() {
         .records()
         .map(|r| {
             let r = r.unwrap();
-            let hotel = engine.catalog().hotel_by_external_id(&r[1]).unwrap().unwrap().id;
+            let hotel = engine.hotel_by_external_id(&r[1]).unwrap().unwrap().id;
             (std::fs::read(root.join("data-sample").join(&r[0])).unwrap(), hotel)
         })
         .collect();
@@ -224,12 +227,12 @@ fn main() {
         // Noisy copies of the real photos' vectors, each a catalog row pointing at the
         // real photo's stored file.
         let e = engine.embedder();
-        let model = engine.catalog().model_id(e.model(), &e.pooling(), e.dim(), &e.settings()).unwrap();
-        let real = engine.catalog().changes_since(0, model).unwrap();
+        let model = catalog.model_id(e.model(), &e.pooling(), e.dim(), &e.settings()).unwrap();
+        let real = catalog.changes_since(0, model).unwrap();
         let mut seed = 0x2545_F491_4F6C_DD1Du64;
         for i in 0..extra {
             let c = &real[i % real.len()];
-            let img = engine.catalog().image(c.image_id).unwrap();
+            let img = catalog.image(c.image_id).unwrap();
             let mut v: Vec<f32> = c
                 .vector
                 .as_ref()
@@ -254,7 +257,7 @@ fn main() {
                 pdq: c.pdq,
                 pdq_quality: c.pdq_quality,
             };
-            engine.catalog().add_image(&row, model, &v).unwrap();
+            catalog.add_image(&row, model, &v).unwrap();
         }
     }
     let t_index = Instant::now();
@@ -267,8 +270,8 @@ fn main() {
         t.elapsed().as_secs_f64(),
         t_index.elapsed().as_secs_f64()
     );
-    let investigator = engine.catalog().create_key(Role::Investigator, "load").unwrap().1;
-    let uploader = engine.catalog().create_key(Role::Uploader, "load").unwrap().1;
+    let investigator = engine.create_key(Role::Investigator, "load", "bench").unwrap().1;
+    let uploader = engine.create_key(Role::Uploader, "load", "bench").unwrap().1;
     drop(engine);
     let queries: Vec<(Vec<u8>, Vec<u8>)> = ["h-aurora", "h-harbor", "h-desert", "h-maple", "h-lonestar", "h-pinecrest"]
         .iter()

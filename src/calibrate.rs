@@ -53,6 +53,17 @@ pub enum Confidence {
     Weak,
 }
 
+impl Confidence {
+    /// Its word, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Strong => "strong",
+            Confidence::Possible => "possible",
+            Confidence::Weak => "weak",
+        }
+    }
+}
+
 /// Fitted parameters, the thresholds of the labels, and where they come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {

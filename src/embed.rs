@@ -3,8 +3,8 @@
 //! Decode and resize run in parallel on rayon; inference runs in batches of equal-sized
 //! inputs on ONNX Runtime with a configured number of threads; pooling is ours (see `pool`).
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use fast_image_resize as fr;
 use image::RgbImage;
@@ -139,7 +139,7 @@ fn load_runtime(library: &Path) -> Result<ort::environment::Environment, EmbedEr
     if !library.is_file() {
         return Err(EmbedError::RuntimeMissing(library.into()));
     }
-    let mut rt = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rt = RUNTIME.lock();
     if let Some((loaded, env)) = rt.as_ref() {
         if std::fs::canonicalize(loaded).ok() == std::fs::canonicalize(library).ok() {
             return Ok(env.clone());
@@ -196,8 +196,14 @@ pub struct Embedder {
     lut: [[f32; 256]; 3],
 }
 
+/// An embedding and, when asked for, the classifier's logits.
+type WithLogits = (Embedding, Option<Vec<f32>>);
+
 impl Embedder {
     /// Loads the runtime and the model described by `card`.
+    // ort's builder errors carry the builder back (hundreds of bytes); they are turned into
+    // our small error at once, so their size costs nothing here.
+    #[allow(clippy::result_large_err)]
     pub fn new(card: ModelCard, ort_library: &Path, opts: EmbedOptions, limits: Limits) -> Result<Self, EmbedError> {
         let onnx = card.onnx_path()?;
         let resizes =
@@ -416,7 +422,7 @@ impl Embedder {
                 ort::value::Tensor::from_array(array).map_err(|e| rt(&e))?.into_dyn()
             }
         };
-        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut session = self.session.lock();
         let outputs = session.run(ort::inputs![self.card.input.as_str() => tensor]).map_err(|e| rt(&e))?;
         // Each named output, split per image.
         let per_image = |name: &str| -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -478,7 +484,7 @@ impl Embedder {
         Ok(exp.into_iter().map(|e| e / sum).collect())
     }
 
-    fn run(&self, inputs: &[Input], want_logits: bool) -> Vec<Result<(Embedding, Option<Vec<f32>>), EmbedError>> {
+    fn run(&self, inputs: &[Input], want_logits: bool) -> Vec<Result<WithLogits, EmbedError>> {
         // One photo is prepared on this thread: waking the pool would cost more than it saves.
         let prepared: Vec<Result<PreparedPhoto, EmbedError>> = if inputs.len() == 1 {
             inputs.iter().map(|i| self.prepare(i)).collect()

@@ -311,7 +311,7 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
             let query = crate::engine::Query { bytes: &bytes, mask: mask.as_ref(), top: 10, ..Default::default() };
             let res = engine.search(&query, "eval").map_err(|e| EvalError::Embed { path: q.path.clone(), message: e.to_string() })?;
             latencies.push(res.millis);
-            let right_id = engine.catalog().hotel_by_external_id(&q.hotel).map_err(crate::engine::EngineError::from)?.map(|h| h.id);
+            let right_id = engine.hotel_by_external_id(&q.hotel)?.map(|h| h.id);
             samples.push(crate::calibrate::Sample {
                 scores: res.candidates.iter().map(|c| c.1).collect(),
                 right: res.candidates.iter().position(|c| Some(c.0) == right_id),

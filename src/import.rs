@@ -119,7 +119,7 @@ pub fn import_images(
             .iter()
             .filter(|(_, r)| {
                 let key = source_key(base, r);
-                let seen = engine.catalog().import_outcome(&key).ok().flatten().is_some();
+                let seen = engine.imported(&key).unwrap_or(false);
                 if seen {
                     report.skipped_already_imported += 1;
                 }
@@ -139,7 +139,6 @@ pub fn import_images(
             let key = source_key(base, r);
             let outcome = p.and_then(|p| {
                 let hotel = engine
-                    .catalog()
                     .hotel_by_external_id(&r.hotel)
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("unknown hotel {:?}", r.hotel))?;
@@ -169,7 +168,7 @@ pub fn import_images(
             };
             // A rejected line is retried by the next run (the file may be fixed); the others are final.
             if record.1 != "rejected" {
-                engine.catalog().record_import(&key, record.0, record.1, &record.2).map_err(EngineError::from)?;
+                engine.record_import(&key, record.0, record.1, &record.2)?;
             }
         }
         done += chunk.len();

@@ -438,7 +438,7 @@ fn cmd_serve(cfg: &Config, args: ServeArgs) -> Result<()> {
             "hotelmatch: serving on http://{} ({} photos indexed, catalog {})",
             listener.local_addr()?,
             engine.indexed(),
-            engine.catalog().backend()
+            engine.catalog_backend()
         );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

@@ -202,7 +202,7 @@ fn dct16(img: &RgbImage) -> Option<([[f32; 16]; 16], u8)> {
 
 /// Box-filter window per pass: two passes of half a 64th of the side make a full tent.
 fn window(old: usize) -> usize {
-    (old + 2 * 64 - 1) / (2 * 64)
+    old.div_ceil(2 * 64)
 }
 
 /// Source row/column sampled for each of the 64 output cells (cell centres).

@@ -7,21 +7,16 @@ use serde::{Deserialize, Serialize};
 use crate::index::Found;
 
 /// How image similarities become a hotel score.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "method")]
 pub enum Aggregation {
     /// The hotel's best image.
+    #[default]
     Best,
     /// Sum of the hotel's best `n` images (rewards several matching photos).
     SumTop { n: usize },
     /// Hotels-50K: the hotel's share of the top images, ties broken by its best image.
     Vote,
-}
-
-impl Default for Aggregation {
-    fn default() -> Self {
-        Aggregation::Best
-    }
 }
 
 impl std::str::FromStr for Aggregation {

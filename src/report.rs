@@ -2,30 +2,9 @@
 //! cleanly to PDF (thumbnails embedded as data URIs, no external assets, no script), a CSV
 //! of every ranked hotel of every saved search, and JSON. Knows nothing of HTTP.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
-
-use crate::engine::CaseView;
-
-/// A case with everything its report shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct CaseReport {
-    #[serde(flatten)]
-    pub view: CaseView,
-    /// Unix seconds.
-    pub generated_at: i64,
-    /// The key id that exported it.
-    pub generated_by: String,
-    /// The model and index serving when it was exported (each search records its own).
-    pub model: String,
-    pub index: serde_json::Value,
-    /// JPEG thumbnails of the evidence photos, as data URIs, by image id.
-    pub thumbnails: BTreeMap<i64, String>,
-    /// The query photos kept with consent, as data URIs, by sha256.
-    pub queries: BTreeMap<String, String>,
-}
+use crate::engine::{CalibrationInfo, CaseEntry, CaseReport, JournalEntry, MaskRecord, SavedSearch, Verdict};
 
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
@@ -49,15 +28,9 @@ fn fields(v: &serde_json::Value) -> String {
 }
 
 /// A search's calibration in words.
-fn calibration(v: &serde_json::Value) -> String {
-    let pct = |k: &str| v[k].as_f64().map_or("?".into(), |p| format!("{:.0} %", p * 100.0));
-    format!(
-        "{}, {} labelled searches; strong from {}, weak below {}",
-        v["source"].as_str().unwrap_or("?"),
-        v["samples"],
-        pct("strong"),
-        pct("possible")
-    )
+fn calibration(c: &CalibrationInfo) -> String {
+    let pct = |p: f32| format!("{:.0} %", p * 100.0);
+    format!("{}, {} labelled searches; strong from {}, weak below {}", c.source, c.samples, pct(c.strong), pct(c.possible))
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (the civil-from-days algorithm of H. Hinnant).
@@ -104,7 +77,7 @@ pub fn html(r: &CaseReport) -> String {
         by = esc(&r.generated_by),
         model = esc(&r.model),
         index = esc(&fields(&r.index)),
-        searches = v.entries.iter().filter(|e| e.kind == "search").count(),
+        searches = v.entries.iter().filter(|e| e.entry.search().is_some()).count(),
     );
     if !v.verdicts.is_empty() {
         o.push_str("<h2>Verdicts</h2><table><tr><th>Hotel</th><th>Verdict</th><th>By</th><th>When</th></tr>");
@@ -123,21 +96,13 @@ pub fn html(r: &CaseReport) -> String {
     }
     o.push_str("<h2>Journal</h2>");
     for e in &v.entries {
-        match e.kind.as_str() {
-            "search" => search_section(&mut o, r, e),
-            "note" => {
-                let _ = write!(
-                    o,
-                    "<h3>Note {} — {} by key {}</h3><p class=\"note\">{}</p>",
-                    e.id,
-                    utc(e.at),
-                    esc(&e.actor),
-                    esc(e.body["text"].as_str().unwrap_or(""))
-                );
+        match &e.entry {
+            CaseEntry::Search(search) => search_section(&mut o, r, e, search),
+            CaseEntry::Note { text } => {
+                let _ = write!(o, "<h3>Note {} — {} by key {}</h3><p class=\"note\">{}</p>", e.id, utc(e.at), esc(&e.actor), esc(text));
             }
-            "verdict" => {
-                let hotel = e.body["hotel_id"].as_i64().unwrap_or(0);
-                let name = v.hotels.get(&hotel).map_or(format!("hotel {hotel}"), |h| h.name.clone());
+            CaseEntry::Verdict { hotel_id, verdict, .. } => {
+                let name = v.hotels.get(hotel_id).map_or(format!("hotel {hotel_id}"), |h| h.name.clone());
                 let _ = write!(
                     o,
                     "<h3>Verdict {} — {} by key {}</h3><p>{}: <b>{}</b></p>",
@@ -145,27 +110,34 @@ pub fn html(r: &CaseReport) -> String {
                     utc(e.at),
                     esc(&e.actor),
                     esc(&name),
-                    esc(e.body["verdict"].as_str().unwrap_or(""))
+                    verdict_tag(verdict)
                 );
             }
-            _ => {}
         }
     }
     o.push_str("<p><small>Probabilities are calibrated estimates that the hotel is the right one; check the evidence photos before acting on any.</small></p></body></html>\n");
     o
 }
 
-fn verdict_word(v: &crate::engine::Verdict) -> &'static str {
+fn verdict_word(v: &Verdict) -> &'static str {
     match v {
-        crate::engine::Verdict::Confirmed => "confirmed",
-        crate::engine::Verdict::RuledOut => "ruled out",
-        crate::engine::Verdict::Open => "open",
+        Verdict::Confirmed => "confirmed",
+        Verdict::RuledOut => "ruled out",
+        Verdict::Open => "open",
     }
 }
 
-fn search_section(o: &mut String, r: &CaseReport, e: &crate::catalog::CaseEntry) {
-    let b = &e.body;
-    let sha = b["query_sha256"].as_str().unwrap_or("");
+/// A verdict as the journal spells it.
+fn verdict_tag(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Confirmed => "confirmed",
+        Verdict::RuledOut => "ruled-out",
+        Verdict::Open => "open",
+    }
+}
+
+fn search_section(o: &mut String, r: &CaseReport, e: &JournalEntry, b: &SavedSearch) {
+    let sha = b.query_sha256.as_str();
     let _ = write!(o, "<section class=\"search\"><h3>Search {} — {} by key {}</h3><div class=\"q\">", e.id, utc(e.at), esc(&e.actor));
     match r.queries.get(sha) {
         Some(uri) => {
@@ -173,31 +145,34 @@ fn search_section(o: &mut String, r: &CaseReport, e: &crate::catalog::CaseEntry)
         }
         None => o.push_str("<p>Query photo not kept (the investigator did not ask to keep it).</p>"),
     }
-    if let Some(png) = b["mask"]["png_base64"].as_str() {
-        let _ = write!(o, "<figure style=\"width:16rem\"><img src=\"data:image/png;base64,{png}\" alt=\"Mask: white is what was left out of matching\"><figcaption>Mask (white = left out)</figcaption></figure>");
-    } else if let Some(rects) = b["mask"]["rects"].as_array() {
-        let _ = write!(o, "<p>Mask: rectangles {}</p>", esc(&serde_json::Value::Array(rects.clone()).to_string()));
+    match &b.mask {
+        Some(MaskRecord::Painted { png_base64, .. }) => {
+            let _ = write!(o, "<figure style=\"width:16rem\"><img src=\"data:image/png;base64,{png_base64}\" alt=\"Mask: white is what was left out of matching\"><figcaption>Mask (white = left out)</figcaption></figure>");
+        }
+        Some(MaskRecord::Rects { rects }) => {
+            let _ = write!(o, "<p>Mask: rectangles {}</p>", esc(&serde_json::json!(rects).to_string()));
+        }
+        Some(MaskRecord::Unreadable { .. }) | None => {}
     }
     let _ = write!(
         o,
         "</div><table class=\"meta\"><tr><td>Query sha256</td><td><code>{}</code></td></tr><tr><td>Filters</td><td>{}</td></tr><tr><td>Model / index</td><td>{} / {}</td></tr><tr><td>Calibration</td><td>{}</td></tr>",
         esc(sha),
-        esc(&fields(&b["filters"])),
-        esc(b["model"].as_str().unwrap_or("")),
-        esc(&fields(&b["index"])),
-        esc(&calibration(&b["calibration"])),
+        esc(&fields(&serde_json::to_value(&b.filters).unwrap_or_default())),
+        esc(&b.model),
+        esc(&fields(&b.index)),
+        esc(&calibration(&b.calibration)),
     );
-    if let Some(m) = b["bank_matches"].as_array().filter(|m| !m.is_empty()) {
+    if !b.bank_matches.is_empty() {
         let _ = write!(
             o,
             "<tr><td>Hash-bank matches</td><td class=\"strong\">{}</td></tr>",
-            esc(&serde_json::Value::Array(m.clone()).to_string())
+            esc(&serde_json::to_string(&b.bank_matches).unwrap_or_default())
         );
     }
     o.push_str("</table><table><tr><th>#</th><th>Hotel</th><th>Place</th><th>Probability</th><th>Confidence</th><th>Score</th><th>Gap to next</th></tr>");
-    let hotels = b["hotels"].as_array().cloned().unwrap_or_default();
-    for h in &hotels {
-        let id = h["hotel_id"].as_i64().unwrap_or(0);
+    for h in &b.hotels {
+        let id = h.hotel_id;
         let place = r
             .view
             .hotels
@@ -207,30 +182,30 @@ fn search_section(o: &mut String, r: &CaseReport, e: &crate::catalog::CaseEntry)
         let _ = write!(
             o,
             "<tr><td>{}</td><td>{} <small>(id {id})</small></td><td>{}</td><td>{:.0} %</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
-            h["rank"],
-            esc(h["name"].as_str().unwrap_or("")),
+            h.rank,
+            esc(&h.name),
             esc(&place),
-            h["probability"].as_f64().unwrap_or(0.0) * 100.0,
-            esc(h["confidence"].as_str().unwrap_or("")),
-            h["score"].as_f64().unwrap_or(0.0),
-            h["gap"].as_f64().map_or("—".to_string(), |g| format!("{g:.3}")),
+            h.probability * 100.0,
+            h.confidence.as_str(),
+            h.score,
+            h.gap.map_or("—".to_string(), |g| format!("{g:.3}")),
         );
     }
     o.push_str("</table>");
-    for h in hotels.iter().filter(|h| h["confidence"].as_str() != Some("weak")).take(3) {
-        let _ = write!(o, "<div class=\"hotel\"><p>Evidence for {}:</p><div class=\"ev\">", esc(h["name"].as_str().unwrap_or("")));
-        for ev in h["evidence"].as_array().into_iter().flatten() {
-            let id = ev["image_id"].as_i64().unwrap_or(0);
-            let room = ev["room"].as_str().unwrap_or("?");
+    for h in b.hotels.iter().filter(|h| h.confidence != crate::calibrate::Confidence::Weak).take(3) {
+        let _ = write!(o, "<div class=\"hotel\"><p>Evidence for {}:</p><div class=\"ev\">", esc(&h.name));
+        for ev in &h.evidence {
+            let id = ev.image_id;
+            let room = ev.room.as_deref().unwrap_or("?");
             let img = r.thumbnails.get(&id).map_or(String::from("<p>(photo no longer available)</p>"), |uri| {
                 format!("<img src=\"{uri}\" alt=\"Stored photo {id}, room {}\">", esc(room))
             });
-            let points = ev["matched_points"].as_u64().map_or(String::new(), |n| format!(", {n} matching points"));
+            let points = ev.matched_points.map_or(String::new(), |n| format!(", {n} matching points"));
             let _ = write!(
                 o,
                 "<figure>{img}<figcaption>Stored photo {id}, room {}, similarity {:.3}{points}</figcaption></figure>",
                 esc(room),
-                ev["similarity"].as_f64().unwrap_or(0.0)
+                ev.similarity
             );
         }
         o.push_str("</div></div>");
@@ -261,31 +236,29 @@ pub fn csv(r: &CaseReport) -> String {
         "evidence_image_ids",
         "verdict",
     ]);
-    for e in r.view.entries.iter().filter(|e| e.kind == "search") {
-        let b = &e.body;
-        for h in b["hotels"].as_array().into_iter().flatten() {
-            let id = h["hotel_id"].as_i64().unwrap_or(0);
+    for (e, b) in r.view.entries.iter().filter_map(|e| e.entry.search().map(|b| (e, b))) {
+        for h in &b.hotels {
+            let id = h.hotel_id;
             let hotel = r.view.hotels.get(&id);
             let verdict = r.view.verdicts.iter().find(|v| v.hotel_id == id).map_or("", |v| verdict_word(&v.verdict));
-            let evidence: Vec<String> =
-                h["evidence"].as_array().into_iter().flatten().filter_map(|x| x["image_id"].as_i64()).map(|x| x.to_string()).collect();
+            let evidence: Vec<String> = h.evidence.iter().map(|x| x.image_id.to_string()).collect();
             let _ = w.write_record([
                 r.view.case.id.to_string(),
                 e.id.to_string(),
                 utc(e.at),
                 e.actor.clone(),
-                b["query_sha256"].as_str().unwrap_or("").to_string(),
-                b["query_kept"].as_bool().unwrap_or(false).to_string(),
-                b["model"].as_str().unwrap_or("").to_string(),
-                h["rank"].to_string(),
+                b.query_sha256.clone(),
+                b.query_kept.to_string(),
+                b.model.clone(),
+                h.rank.to_string(),
                 id.to_string(),
-                h["name"].as_str().unwrap_or("").to_string(),
+                h.name.clone(),
                 hotel.and_then(|x| x.city.clone()).unwrap_or_default(),
                 hotel.and_then(|x| x.country.clone()).unwrap_or_default(),
-                format!("{:.4}", h["probability"].as_f64().unwrap_or(0.0)),
-                h["confidence"].as_str().unwrap_or("").to_string(),
-                format!("{:.4}", h["score"].as_f64().unwrap_or(0.0)),
-                h["gap"].as_f64().map_or(String::new(), |g| format!("{g:.4}")),
+                format!("{:.4}", h.probability),
+                h.confidence.as_str().to_string(),
+                format!("{:.4}", h.score),
+                h.gap.map_or(String::new(), |g| format!("{g:.4}")),
                 evidence.join(" "),
                 verdict.to_string(),
             ]);

@@ -9,11 +9,7 @@ use hotelmatch::catalog::Role;
 use hotelmatch::{import, Config};
 
 mod common;
-use common::{multipart, Running};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{multipart, root, Running};
 
 struct Server {
     base: String,
@@ -39,13 +35,26 @@ fn start_with(name: &str, serve: hotelmatch::api::ServeOptions) -> Server {
     let _ = std::fs::remove_dir_all(&data_dir);
     let cfg = Config { data_dir: data_dir.clone(), serve, ..Config::default() };
     let engine = cfg.open_engine().unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh)"));
+    serve_sample(engine, data_dir, cfg.serve)
+}
+
+/// The server over in-memory adapters and the colour-layout embedder: no ONNX Runtime and no
+/// model, for what does not depend on the model (roles, routes, errors).
+fn start_in_memory(name: &str) -> Server {
+    let engine = common::in_memory(name);
+    let data_dir = engine.settings().data_dir.clone();
+    serve_sample(engine, data_dir, hotelmatch::api::ServeOptions::default())
+}
+
+/// Imports data-sample/ into `engine`, makes a key per role and serves it.
+fn serve_sample(engine: hotelmatch::engine::Engine, data_dir: PathBuf, serve: hotelmatch::api::ServeOptions) -> Server {
     import::import_hotels(&engine, &root().join("data-sample/hotels.csv"), "test").unwrap();
     import::import_images(&engine, &root().join("data-sample/images.csv"), "test", &|_, _| {}).unwrap();
     let tokens = [Role::Uploader, Role::Investigator, Role::Admin]
         .into_iter()
-        .map(|r| (r, engine.catalog().create_key(r, "test").unwrap().1))
+        .map(|r| (r, engine.create_key(r, "test", "test").unwrap().1))
         .collect();
-    let server = Running::start(Arc::new(engine), cfg.serve.clone());
+    let server = Running::start(Arc::new(engine), serve);
     Server { base: server.base.clone(), tokens, data_dir, server }
 }
 
@@ -121,11 +130,14 @@ fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
 
+/// A route, the roles it admits, and a body that it accepts.
+type RouteCase<'a> = (&'a str, &'a str, Vec<Role>, Option<(String, Vec<u8>)>);
+
 #[test]
 fn every_route_refuses_every_role_that_should_not_reach_it() {
-    let s = start("roles");
+    let s = start_in_memory("roles");
     let photo = std::fs::read(root().join("data-sample/queries/h-harbor-query.jpg")).unwrap();
-    let routes: Vec<(&str, &str, Vec<Role>, Option<(String, Vec<u8>)>)> = vec![
+    let routes: Vec<RouteCase> = vec![
         ("GET", "/api/v1/hotels?q=harbor", vec![Role::Uploader, Role::Investigator, Role::Admin], None),
         (
             "POST",
@@ -801,7 +813,7 @@ fn a_flood_of_large_pixel_counts_is_turned_away_by_the_pixel_budget() {
     cfg.limits.max_pixels = 2_000_000;
     let engine = cfg.open_engine().unwrap();
     import::import_hotels(&engine, &root().join("data-sample/hotels.csv"), "test").unwrap();
-    let token = engine.catalog().create_key(Role::Investigator, "t").unwrap().1;
+    let token = engine.create_key(Role::Investigator, "t", "test").unwrap().1;
     let mut server = Running::start(Arc::new(engine), cfg.serve.clone());
     let big = image::RgbImage::from_fn(1600, 1200, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8]));
     let mut png = std::io::Cursor::new(Vec::new());

@@ -1,11 +1,9 @@
 //! The `hotelmatch` binary as a user runs it (the real model; run `scripts/setup.sh` first).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+use common::root;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::process::Command;
 
 #[test]
 fn eval_prints_one_row_per_query_file_from_one_gallery() {

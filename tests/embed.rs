@@ -1,18 +1,17 @@
 //! The embedding engine with the real converted models (run `scripts/setup.sh` first;
 //! `scripts/test.sh` does).
 
+mod common;
+use common::root;
+
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use hotelmatch::decode::{self, DecodeError, Limits};
 use hotelmatch::embed::{EmbedError, EmbedOptions, Embedder, Input, Resize};
 use hotelmatch::{Config, Mask, ModelCard, Pooling};
 use image::{DynamicImage, RgbImage};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn photo(name: &str) -> Vec<u8> {
     std::fs::read(root().join("data-sample/imagenet").join(name)).unwrap()

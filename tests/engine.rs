@@ -1,16 +1,15 @@
 //! The engine end to end on data-sample/: a real SQLite catalog, real photo files, the
 //! real model and index (run `scripts/setup.sh` first; `scripts/test.sh` does).
 
+mod common;
+use common::root;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use hotelmatch::catalog::{HotelFilter, Source, Status};
 use hotelmatch::engine::{Engine, Ingested, NewPhoto, Query};
 use hotelmatch::{decode, import, Config, Mask};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn fresh(name: &str) -> Config {
     let dir = std::env::temp_dir().join(format!("hm-engine-{name}-{}", std::process::id()));
@@ -79,7 +78,7 @@ fn import_then_search_finds_the_right_hotel_and_keeps_no_query() {
             assert!(stored != bytes, "query stored at {}", f.display());
         }
     }
-    let audit = engine.catalog().audit_entries(100).unwrap();
+    let audit = engine.audit_entries(None, 100).unwrap();
     let searches: Vec<_> = audit.iter().filter(|a| a.action == "search").collect();
     assert_eq!(searches.len(), 6);
     assert_eq!(searches[0].actor, "investigator-7");
@@ -91,8 +90,8 @@ fn import_then_search_finds_the_right_hotel_and_keeps_no_query() {
 #[test]
 fn filtered_search_never_leaves_the_filter() {
     let (engine, cfg) = imported("filter");
-    let ext = |id: i64| engine.catalog().hotel(id).unwrap().external_id.unwrap();
-    let harbor = engine.catalog().hotel_by_external_id("h-harbor").unwrap().unwrap().id;
+    let ext = |id: i64| engine.hotel(id).unwrap().external_id.unwrap();
+    let harbor = engine.hotel_by_external_id("h-harbor").unwrap().unwrap().id;
     let filters: Vec<(HotelFilter, Vec<&str>)> = vec![
         (HotelFilter { near: Some((39.74, -104.99, 60.0)), ..Default::default() }, vec!["h-aurora", "h-pinecrest"]),
         (HotelFilter { country: Some("CA".into()), ..Default::default() }, vec!["h-maple"]),
@@ -147,7 +146,7 @@ fn mirrored_jpeg(path: &Path) -> Vec<u8> {
 fn restart_after_a_commit_without_index_dump_loses_nothing_and_damage_is_rebuilt() {
     let (engine, cfg) = imported("restart");
     engine.save_index().unwrap();
-    let harbor = engine.catalog().hotel_by_external_id("h-harbor").unwrap().unwrap().id;
+    let harbor = engine.hotel_by_external_id("h-harbor").unwrap().unwrap().id;
     let extra = mirrored_jpeg(&root().join("data-sample/images/h-aurora-101-0.jpg"));
     let photo = NewPhoto { hotel_id: harbor, room: Some("999".into()), source: Source::Crowd, uploader_key_id: Some("k1".into()) };
     let Ingested::Added { image_id, .. } = engine.ingest(&extra, &photo, "test").unwrap() else { panic!("not added") };
@@ -197,8 +196,8 @@ fn with_gps_exif(jpeg: &[u8], orientation: u16) -> Vec<u8> {
 #[test]
 fn stored_copies_carry_no_metadata_and_duplicates_are_caught() {
     let (engine, cfg) = imported("privacy");
-    let aurora = engine.catalog().hotel_by_external_id("h-aurora").unwrap().unwrap().id;
-    let maple = engine.catalog().hotel_by_external_id("h-maple").unwrap().unwrap().id;
+    let aurora = engine.hotel_by_external_id("h-aurora").unwrap().unwrap().id;
+    let maple = engine.hotel_by_external_id("h-maple").unwrap().unwrap().id;
     let base = mirrored_jpeg(&root().join("data-sample/images/h-pinecrest-111-2.jpg"));
     for orientation in [1u16, 6] {
         let bytes = with_gps_exif(&base, orientation);
@@ -262,7 +261,7 @@ fn killing_an_import_midway_loses_nothing_and_the_rerun_finishes_it() {
     assert_eq!(added, 48, "{report}");
     let engine = cfg.open_engine().unwrap();
     assert_eq!(engine.indexed(), 48, "every photo searchable exactly once");
-    let (active, _) = engine.catalog().image_counts().unwrap();
+    let (active, _) = engine.image_counts().unwrap();
     assert_eq!(active, 48);
     std::fs::remove_dir_all(&cfg.data_dir).ok();
 }
@@ -296,7 +295,7 @@ fn a_model_change_is_caught_up_by_reindex() {
 #[test]
 fn a_reused_photo_is_recognised_even_mirrored_and_case_images_are_kept_only_when_asked() {
     let (engine, cfg) = imported("reuse");
-    let aurora = engine.catalog().hotel_by_external_id("h-aurora").unwrap().unwrap();
+    let aurora = engine.hotel_by_external_id("h-aurora").unwrap().unwrap();
     let stored = std::fs::read(root().join("data-sample/images/h-aurora-101-0.jpg")).unwrap();
     // The advertised photo is one of the crowd's photos, recompressed and mirrored.
     let img = image::load_from_memory(&stored).unwrap().fliph();
@@ -324,10 +323,10 @@ fn a_reused_photo_is_recognised_even_mirrored_and_case_images_are_kept_only_when
     let kept = files_under(&cfg.data_dir.join("cases"));
     assert_eq!(kept.len(), 1);
     assert_eq!(std::fs::read(&kept[0]).unwrap(), query);
-    let audit = engine.catalog().audit_entries(1).unwrap();
+    let audit = engine.audit_entries(None, 1).unwrap();
     assert_eq!((audit[0].actor.as_str(), &audit[0].detail["saved_case_image"]), ("inv-3", &serde_json::json!(true)));
     assert_eq!(engine.case_image(&res.query_sha256, "inv-4").unwrap(), query);
-    let audit = engine.catalog().audit_entries(1).unwrap();
+    let audit = engine.audit_entries(None, 1).unwrap();
     assert_eq!((audit[0].actor.as_str(), audit[0].action.as_str()), ("inv-4", "case-image-view"), "viewing a case image is audited");
     std::fs::remove_dir_all(&cfg.data_dir).ok();
 }

@@ -1,14 +1,13 @@
 //! PDQ against Meta's C++ reference: tests/fixtures/pdq_reference.csv holds the hashes and
 //! qualities that the PyPI `pdqhash` bindings computed (scripts/pdq_fixture.py).
 
+mod common;
+use common::root;
+
 use std::path::PathBuf;
 
 use hotelmatch::decode::{self, Limits};
 use hotelmatch::pdq::{self, PdqHash};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 struct Row {
     path: PathBuf,

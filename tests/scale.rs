@@ -1,14 +1,13 @@
 //! Beyond one machine: the catalog contract on SQLite and on a real PostgreSQL, the S3 photo
 //! store on a real SeaweedFS, and two `hotelmatch serve` replicas sharing both.
 
-// The shared helpers; only `multipart` is used here.
-#[allow(dead_code)]
 mod common;
+use common::root;
 #[path = "common/services.rs"]
 mod services;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,10 +15,6 @@ use hotelmatch::catalog::{self, Catalog, CatalogError, Change, Hotel, HotelFilte
 use hotelmatch::pdq::PdqHash;
 use hotelmatch::store::{BlobStore, S3Options, S3Store, StoreError};
 use services::Service;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn hotel(ext: &str, city: &str, lat: f64, lon: f64) -> Hotel {
     Hotel {

@@ -2,46 +2,14 @@
 //! catalog, in-memory blob stores and the built-in colour-layout embedder. No ONNX Runtime,
 //! no server: what the engine decides, audits and shares between replicas.
 
-use std::path::PathBuf;
+mod common;
+use common::{in_memory, root, settings};
 
 use hotelmatch::catalog::sqlite::SqliteCatalog;
 use hotelmatch::catalog::{self, Hotel, Source, Status};
-use hotelmatch::decode::Limits;
 use hotelmatch::embedders::ColourLayout;
 use hotelmatch::engine::{Engine, EngineSettings, ErrorKind, Ingested, NewPhoto, Query, SearchOptions};
 use hotelmatch::store::{self, MemoryStore, StoreOptions};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn settings(name: &str) -> EngineSettings {
-    let data_dir = std::env::temp_dir().join(format!("hm-usecase-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    EngineSettings {
-        data_dir,
-        catalog: String::new(),
-        photos: String::new(),
-        store: StoreOptions::default(),
-        limits: Limits::default(),
-        index: Default::default(),
-        search: SearchOptions { verify: 5, ..Default::default() },
-        duplicate_distance: 16,
-    }
-}
-
-fn in_memory(name: &str) -> Engine {
-    let s = settings(name);
-    let limits = s.limits;
-    Engine::from_parts(
-        s,
-        Box::new(SqliteCatalog::in_memory().unwrap()),
-        Box::new(MemoryStore::default()),
-        Box::new(MemoryStore::default()),
-        Box::new(ColourLayout::new(limits)),
-    )
-    .unwrap()
-}
 
 fn photo(name: &str) -> Vec<u8> {
     std::fs::read(root().join("data-sample/images").join(name)).unwrap()
@@ -70,8 +38,8 @@ fn every_use_case_audits_whoever_calls_it() {
     assert_eq!(res.hotels[0].evidence[0].image_id, image_id);
     engine.set_status(image_id, Status::Quarantined, "admin-3").unwrap();
     let (_, token) = engine.create_key(hotelmatch::catalog::Role::Investigator, "x", "admin-4").unwrap();
-    assert!(engine.catalog().verify_key(&token).unwrap().is_some());
-    let audit: Vec<(String, String)> = engine.catalog().audit_entries(20).unwrap().into_iter().rev().map(|e| (e.actor, e.action)).collect();
+    assert!(engine.verify_key(&token).unwrap().is_some());
+    let audit: Vec<(String, String)> = engine.audit_entries(None, 20).unwrap().into_iter().rev().map(|e| (e.actor, e.action)).collect();
     let want = [
         ("admin-1", "hotel-create"),
         ("admin-2", "hotel-update"),
@@ -89,7 +57,7 @@ fn a_csv_import_is_audited_photo_by_photo() {
     let engine = in_memory("import");
     hotelmatch::import::import_hotels(&engine, &root().join("data-sample/hotels.csv"), "importer").unwrap();
     let report = hotelmatch::import::import_images(&engine, &root().join("data-sample/images.csv"), "importer", &|_, _| {}).unwrap();
-    let uploads = engine.catalog().audit_entries_of(Some("upload"), 1000).unwrap();
+    let uploads = engine.audit_entries(Some("upload"), 1000).unwrap();
     assert_eq!(uploads.len(), report.added + report.duplicates);
     assert!(uploads.iter().all(|e| e.actor == "importer" && e.detail["source"] == "import"));
     assert_eq!(engine.indexed(), report.added);
@@ -195,11 +163,7 @@ fn hits_from_the_compact_index_carry_exact_similarities() {
     }
     let query = photo("h-harbor-121-2.jpg");
     let q = engine.embedder().embed(hotelmatch::Input::photo(&query)).unwrap().vector;
-    let model = engine
-        .catalog()
-        .model_id(engine.embedder().model(), &engine.embedder().pooling(), engine.embedder().dim(), &engine.embedder().settings())
-        .unwrap();
-    let stored: std::collections::HashMap<i64, Vec<f32>> = engine.catalog().embeddings(&ids, model).unwrap().into_iter().collect();
+    let stored: std::collections::HashMap<i64, Vec<f32>> = engine.stored_vectors(&ids).unwrap().into_iter().collect();
     let res = engine.search(&Query { bytes: &query, skip_auto_mask: true, ..Default::default() }, "inv").unwrap();
     let sims: Vec<f32> = res.hotels.iter().map(|h| h.evidence[0].similarity).collect();
     assert_eq!(sims.len(), names.len());
@@ -252,8 +216,9 @@ fn a_case_keeps_searches_notes_and_verdicts_for_its_owner_and_confirmations_reca
         assert_eq!(res.hotels[0].hotel.id, ids[0]);
         let p: f32 = res.hotels.iter().map(|h| h.probability).sum();
         assert!(p <= 1.0 + 1e-5 && res.hotels.windows(2).all(|w| w[0].probability >= w[1].probability), "probabilities sum to {p}");
-        assert_eq!(entry.body["hotels"][0]["hotel_id"], ids[0]);
-        assert_eq!(entry.body["query_kept"], i == 0);
+        let saved = entry.entry.search().expect("a saved search");
+        assert_eq!(saved.hotels[0].hotel_id, ids[0]);
+        assert_eq!(saved.query_kept, i == 0);
         entries.push(entry.id);
     }
     // Another investigator sees nothing of it, an admin sees all.
@@ -297,7 +262,7 @@ fn a_case_keeps_searches_notes_and_verdicts_for_its_owner_and_confirmations_reca
     let csv = hotelmatch::report::csv(&report);
     assert_eq!(csv.lines().count(), 1 + 12 * 3, "a header and a row per ranked hotel per search");
     assert!(csv.lines().nth(1).unwrap().ends_with(",confirmed"), "{csv}");
-    let audit: Vec<String> = engine.catalog().audit_entries(200).unwrap().into_iter().map(|e| e.action).collect();
+    let audit: Vec<String> = engine.audit_entries(None, 200).unwrap().into_iter().map(|e| e.action).collect();
     for action in ["case-create", "case-search", "case-read", "case-list", "case-note", "case-verdict", "calibrate", "case-export"] {
         assert!(audit.iter().any(|a| a == action), "{action} not audited: {audit:?}");
     }
@@ -328,9 +293,9 @@ fn hash_banks_read_threatexchange_lists_and_flag_uploads_and_searches() {
     assert_eq!((bank_matches.len(), bank_matches[0].bank.as_str(), bank_matches[0].distance), (1, "partner", 0));
     let res = partner.search(&Query { bytes: &bytes, ..Default::default() }, "inv").unwrap();
     assert_eq!(res.bank_matches.len(), 1);
-    let audit = partner.catalog().audit_entries_of(Some("search"), 1).unwrap();
+    let audit = partner.audit_entries(Some("search"), 1).unwrap();
     assert_eq!(audit[0].detail["bank_matches"][0]["bank"], "partner");
-    let upload = partner.catalog().audit_entries_of(Some("upload"), 1).unwrap();
+    let upload = partner.audit_entries(Some("upload"), 1).unwrap();
     assert_eq!(upload[0].detail["bank_matches"][0]["bank"], "partner");
     // Near-copies match within PDQ's distance of 31; far ones do not.
     let flip = |n: usize| {

@@ -30,7 +30,7 @@ pub(super) async fn audit(
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(100).min(1000);
-    let entries = blocking(move || engine.catalog().audit_entries_of(p.action.as_deref(), limit).map_err(EngineError::from)).await?;
+    let entries = blocking(move || engine.audit_entries(p.action.as_deref(), limit)).await?;
     Ok(Json(entries.into_iter().map(AuditEntry::from).collect()))
 }
 
@@ -60,7 +60,7 @@ pub(super) async fn list_jobs(
 ) -> Result<Json<Vec<Job>>, ApiError> {
     let engine = s.engine.clone();
     let limit = p.limit.unwrap_or(20).min(1000);
-    let jobs = blocking(move || Ok(engine.catalog().jobs(limit)?)).await?;
+    let jobs = blocking(move || engine.jobs(limit)).await?;
     Ok(Json(jobs.into_iter().map(Job::from).collect()))
 }
 
@@ -71,7 +71,7 @@ pub(super) async fn list_jobs(
     params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_job(State(s): State<Shared>, Checked(Path(id)): Checked<Path<i64>>) -> Result<Json<Job>, ApiError> {
     let engine = s.engine.clone();
-    Ok(Json(blocking(move || Ok(engine.catalog().job(id)?)).await?.into()))
+    Ok(Json(blocking(move || engine.job(id)).await?.into()))
 }
 
 /// Prometheus metrics: requests and latency per route, queue depth, index size.
@@ -81,7 +81,7 @@ pub(super) async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     let mut out = String::new();
     let _ = writeln!(out, "# TYPE hotelmatch_requests_total counter");
     let _ = writeln!(out, "# TYPE hotelmatch_request_seconds_sum counter");
-    for ((route, status), (n, secs)) in s.metrics.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    for ((route, status), (n, secs)) in s.metrics.requests.lock().iter() {
         let _ = writeln!(out, "hotelmatch_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
         let _ = writeln!(out, "hotelmatch_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {secs:.6}");
     }

@@ -384,7 +384,7 @@ impl From<engine::SearchResult> for SearchResult {
             reuse: r
                 .reuse
                 .into_iter()
-                .map(|u| Reuse { image_id: u.image_id, hotel_id: u.hotel_id, distance: u.distance, variant: u.variant.to_string() })
+                .map(|u| Reuse { image_id: u.image_id, hotel_id: u.hotel_id, distance: u.distance, variant: u.variant })
                 .collect(),
             grid: r.grid,
             plan,
@@ -440,9 +440,10 @@ pub struct CaseEntry {
     pub body: serde_json::Value,
 }
 
-impl From<catalog::CaseEntry> for CaseEntry {
-    fn from(e: catalog::CaseEntry) -> Self {
-        CaseEntry { id: e.id, at: e.at, actor: e.actor, kind: e.kind, body: e.body }
+impl From<engine::JournalEntry> for CaseEntry {
+    fn from(e: engine::JournalEntry) -> Self {
+        let (kind, body) = e.entry.to_row().unwrap_or_default();
+        CaseEntry { id: e.id, at: e.at, actor: e.actor, kind, body }
     }
 }
 

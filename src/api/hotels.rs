@@ -28,17 +28,7 @@ pub(super) async fn list_hotels(
     let limit = p.limit.unwrap_or(20).min(200);
     let text = p.q.unwrap_or_default();
     let near = near_filter(p.near.as_deref(), p.radius_km)?;
-    let hotels = blocking(move || {
-        let c = engine.catalog();
-        let mut hotels = c.find_hotels(&text, if near.is_some() { usize::MAX >> 1 } else { limit })?;
-        if near.is_some() {
-            let inside = c.hotels_matching(&HotelFilter { near, ..Default::default() })?;
-            hotels.retain(|h| inside.contains(&h.id));
-            hotels.truncate(limit);
-        }
-        Ok(hotels)
-    })
-    .await?;
+    let hotels = blocking(move || engine.find_hotels(&text, near, limit)).await?;
     Ok(Json(hotels.into_iter().map(Hotel::from).collect()))
 }
 
@@ -179,6 +169,6 @@ pub(super) async fn update_hotel(
     params(("id" = i64, Path, description = "Hotel id")), responses((status = 200, body = Vec<Image>)))]
 pub(super) async fn hotel_photos(State(s): State<Shared>, Checked(Path(id)): Checked<Path<i64>>) -> Result<Json<Vec<Image>>, ApiError> {
     let engine = s.engine.clone();
-    let images = blocking(move || Ok(engine.catalog().images_of_hotel(id)?)).await?;
+    let images = blocking(move || engine.images_of_hotel(id)).await?;
     Ok(Json(images.into_iter().map(Image::from).collect()))
 }

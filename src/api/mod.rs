@@ -81,14 +81,14 @@ impl Default for ServeOptions {
 /// Per-key token buckets (uploads, searches).
 struct RateLimiter {
     per_minute: f64,
-    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+    buckets: parking_lot::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
 }
 
 impl RateLimiter {
     /// Takes one token for `key`, or says how many seconds until one is free.
     fn take(&self, key: &str) -> Result<(), u64> {
         let now = std::time::Instant::now();
-        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = self.buckets.lock();
         let (tokens, last) = b.entry(key.to_string()).or_insert((self.per_minute, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_minute / 60.0).min(self.per_minute);
         *last = now;
@@ -104,12 +104,12 @@ impl RateLimiter {
 /// Request counts and latencies per route and status, for /metrics.
 #[derive(Default)]
 struct Metrics {
-    requests: std::sync::Mutex<std::collections::BTreeMap<(String, u16), (u64, f64)>>,
+    requests: parking_lot::Mutex<std::collections::BTreeMap<(String, u16), (u64, f64)>>,
 }
 
 impl Metrics {
     fn record(&self, route: &str, status: u16, seconds: f64) {
-        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.requests.lock();
         let e = m.entry((route.to_string(), status)).or_insert((0, 0.0));
         e.0 += 1;
         e.1 += seconds;
@@ -250,7 +250,7 @@ async fn authorize(state: &Shared, headers: &HeaderMap, allowed: &[Role]) -> Res
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing_key", "send an API key: Authorization: Bearer hm_…"))?
         .to_string();
     let engine = state.engine.clone();
-    let key = blocking(move || engine.catalog().verify_key(&token).map_err(EngineError::from)).await?;
+    let key = blocking(move || engine.verify_key(&token)).await?;
     let key = key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_key", "unknown or revoked API key"))?;
     if !allowed.contains(&key.role) {
         return Err(ApiError::new(
@@ -352,7 +352,7 @@ async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object)))]
 async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
     Json(
-        serde_json::json!({"ready": true, "model": s.engine.embedder().model(), "catalog": s.engine.catalog().backend(), "watermark": s.engine.watermark(), "reindex_generation": s.engine.generation(), "indexed_photos": s.engine.indexed()}),
+        serde_json::json!({"ready": true, "model": s.engine.embedder().model(), "catalog": s.engine.catalog_backend(), "watermark": s.engine.watermark(), "reindex_generation": s.engine.generation(), "indexed_photos": s.engine.indexed()}),
     )
 }
 

@@ -553,9 +553,9 @@ pub struct Case {
     pub created: i64,
 }
 
-/// One entry of a case's journal (append-only: a later verdict supersedes, never erases).
+/// One stored entry of a case's journal (append-only: a later verdict supersedes, never erases); the engine reads it typed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CaseEntry {
+pub struct JournalRow {
     pub id: i64,
     pub case_id: i64,
     pub at: i64,
@@ -574,9 +574,9 @@ pub trait CaseStore {
     /// The cases of `owner` (every case when `None`), newest first.
     fn cases(&self, owner: Option<&str>) -> Result<Vec<Case>, CatalogError>;
     /// Appends to a case's journal.
-    fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<CaseEntry, CatalogError>;
+    fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<JournalRow, CatalogError>;
     /// A case's journal, oldest first.
-    fn case_entries(&self, case_id: i64) -> Result<Vec<CaseEntry>, CatalogError>;
+    fn case_entries(&self, case_id: i64) -> Result<Vec<JournalRow>, CatalogError>;
 }
 
 /// A named list of PDQ hashes (known advertisement photos, a partner's list).

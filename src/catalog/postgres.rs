@@ -1,6 +1,6 @@
 //! The catalog in PostgreSQL: what several replicas share (`catalog = "postgres://…"`).
 
-use std::sync::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard};
 
 use ::postgres::error::SqlState;
 use ::postgres::{Client, GenericClient, NoTls, Row};
@@ -87,7 +87,7 @@ impl PgCatalog {
     }
 
     fn client(&self) -> Result<MutexGuard<'_, Client>, CatalogError> {
-        let mut c = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.client.lock();
         if c.is_closed() {
             *c = Client::connect(&self.url, NoTls)?;
         }
@@ -452,8 +452,8 @@ fn case_from_row(r: &Row) -> Case {
     Case { id: r.get(0), title: r.get(1), owner: r.get(2), created: r.get(3) }
 }
 
-fn entry_from_row(r: &Row) -> CaseEntry {
-    CaseEntry {
+fn entry_from_row(r: &Row) -> JournalRow {
+    JournalRow {
         id: r.get(0),
         case_id: r.get(1),
         at: r.get(2),
@@ -484,7 +484,7 @@ impl CaseStore for PgCatalog {
         Ok(rows.iter().map(case_from_row).collect())
     }
 
-    fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<CaseEntry, CatalogError> {
+    fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<JournalRow, CatalogError> {
         let r = self.client()?.query_opt(
             "INSERT INTO case_entries (case_id, at, actor, kind, body) SELECT id, $2, $3, $4, $5 FROM cases WHERE id = $1 RETURNING id, case_id, at, actor, kind, body",
             &[&case_id, &now(), &actor, &kind, &body.to_string()],
@@ -492,7 +492,7 @@ impl CaseStore for PgCatalog {
         r.map(|r| entry_from_row(&r)).ok_or(CatalogError::NoCase(case_id))
     }
 
-    fn case_entries(&self, case_id: i64) -> Result<Vec<CaseEntry>, CatalogError> {
+    fn case_entries(&self, case_id: i64) -> Result<Vec<JournalRow>, CatalogError> {
         let rows = self
             .client()?
             .query("SELECT id, case_id, at, actor, kind, body FROM case_entries WHERE case_id = $1 ORDER BY id", &[&case_id])?;

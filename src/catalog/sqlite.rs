@@ -1,7 +1,7 @@
 //! The embedded catalog: one SQLite file in the data directory (the default).
 
+use parking_lot::{Mutex, MutexGuard};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -100,7 +100,7 @@ impl SqliteCatalog {
     // A panic while the lock was held cannot leave SQLite half-written (transactions roll
     // back), so a poisoned lock is taken over.
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        self.conn.lock()
     }
 
     fn migrate(&self) -> Result<(), CatalogError> {
@@ -500,27 +500,6 @@ impl ImportJournal for SqliteCatalog {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_job_whose_local_process_died_is_interrupted() {
-        let cat = SqliteCatalog::in_memory().unwrap();
-        let dead = cat.start_job("reindex", "admin1").unwrap();
-        // A pid above Linux's pid_max: that process cannot exist.
-        cat.conn().execute("UPDATE jobs SET pid = 99999999 WHERE id = ?1", [dead.id]).unwrap();
-        let next = cat.start_job("reindex", "admin1").unwrap();
-        assert_eq!(cat.job(dead.id).unwrap().state, JobState::Interrupted);
-        // Another machine's job is judged by its lease alone.
-        cat.conn().execute("UPDATE jobs SET pid = 99999999, host = 'elsewhere' WHERE id = ?1", [next.id]).unwrap();
-        assert!(matches!(cat.start_job("reindex", "x"), Err(CatalogError::JobRunning { .. })));
-        cat.conn().execute("UPDATE jobs SET heartbeat = heartbeat - ?2 WHERE id = ?1", params![next.id, JOB_LEASE_SECS + 1]).unwrap();
-        assert!(cat.start_job("reindex", "x").is_ok(), "a job whose lease ran out no longer blocks");
-        assert_eq!(cat.job(next.id).unwrap().state, JobState::Interrupted);
-    }
-}
-
 fn case_from_row(r: &rusqlite::Row) -> rusqlite::Result<Case> {
     Ok(Case { id: r.get(0)?, title: r.get(1)?, owner: r.get(2)?, created: r.get(3)? })
 }
@@ -547,7 +526,7 @@ impl CaseStore for SqliteCatalog {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<CaseEntry, CatalogError> {
+    fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<JournalRow, CatalogError> {
         let conn = self.conn();
         let at = now();
         conn.execute(
@@ -557,15 +536,15 @@ impl CaseStore for SqliteCatalog {
         if conn.changes() == 0 {
             return Err(CatalogError::NoCase(case_id));
         }
-        Ok(CaseEntry { id: conn.last_insert_rowid(), case_id, at, actor: actor.into(), kind: kind.into(), body: body.clone() })
+        Ok(JournalRow { id: conn.last_insert_rowid(), case_id, at, actor: actor.into(), kind: kind.into(), body: body.clone() })
     }
 
-    fn case_entries(&self, case_id: i64) -> Result<Vec<CaseEntry>, CatalogError> {
+    fn case_entries(&self, case_id: i64) -> Result<Vec<JournalRow>, CatalogError> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT id, case_id, at, actor, kind, body FROM case_entries WHERE case_id = ?1 ORDER BY id")?;
         let rows = st.query_map([case_id], |r| {
             let body: String = r.get(5)?;
-            Ok(CaseEntry {
+            Ok(JournalRow {
                 id: r.get(0)?,
                 case_id: r.get(1)?,
                 at: r.get(2)?,
@@ -623,5 +602,26 @@ impl HashBanks for SqliteCatalog {
             Ok(BankHash { id: r.get(0)?, bank_id: r.get(1)?, pdq: pdq.parse().unwrap_or_default(), label: r.get(3)? })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_whose_local_process_died_is_interrupted() {
+        let cat = SqliteCatalog::in_memory().unwrap();
+        let dead = cat.start_job("reindex", "admin1").unwrap();
+        // A pid above Linux's pid_max: that process cannot exist.
+        cat.conn().execute("UPDATE jobs SET pid = 99999999 WHERE id = ?1", [dead.id]).unwrap();
+        let next = cat.start_job("reindex", "admin1").unwrap();
+        assert_eq!(cat.job(dead.id).unwrap().state, JobState::Interrupted);
+        // Another machine's job is judged by its lease alone.
+        cat.conn().execute("UPDATE jobs SET pid = 99999999, host = 'elsewhere' WHERE id = ?1", [next.id]).unwrap();
+        assert!(matches!(cat.start_job("reindex", "x"), Err(CatalogError::JobRunning { .. })));
+        cat.conn().execute("UPDATE jobs SET heartbeat = heartbeat - ?2 WHERE id = ?1", params![next.id, JOB_LEASE_SECS + 1]).unwrap();
+        assert!(cat.start_job("reindex", "x").is_ok(), "a job whose lease ran out no longer blocks");
+        assert_eq!(cat.job(next.id).unwrap().state, JobState::Interrupted);
     }
 }

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::{Engine, EngineError};
-use crate::catalog::{Bank, CatalogError};
+use crate::catalog::Bank;
 use crate::hamming::HammingIndex;
 use crate::pdq::{self, PdqHash};
 
 /// A bank hash an upload or query matched.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct BankMatch {
     pub bank: String,
     /// The label the hash came with (the sharing party's id or tag; may be empty).
@@ -89,7 +89,7 @@ impl Engine {
             fresh.about.insert(h.id as u64, (names.get(&h.bank_id).cloned().unwrap_or_default(), h.label, h.pdq));
         }
         fresh.checked = Some(std::time::Instant::now());
-        *self.banks.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.banks.write() = fresh;
         Ok(())
     }
 
@@ -97,7 +97,7 @@ impl Engine {
     /// tells); at most every `BANK_CHECK`.
     pub(super) fn follow_banks(&self) -> Result<(), EngineError> {
         let (due, held) = {
-            let b = self.banks.read().unwrap_or_else(|e| e.into_inner());
+            let b = self.banks.read();
             (b.checked.is_none_or(|t| t.elapsed() >= BANK_CHECK), b.about.len() as i64)
         };
         if !due {
@@ -107,14 +107,14 @@ impl Engine {
         if total != held {
             return self.load_banks();
         }
-        self.banks.write().unwrap_or_else(|e| e.into_inner()).checked = Some(std::time::Instant::now());
+        self.banks.write().checked = Some(std::time::Instant::now());
         Ok(())
     }
 
     /// Bank hashes within PDQ's match distance of any of `hashes` (a photo's hash, or a
     /// query's eight rotations and mirrors), closest first, one per bank hash.
     pub fn bank_matches(&self, hashes: &[PdqHash]) -> Vec<BankMatch> {
-        let banks = self.banks.read().unwrap_or_else(|e| e.into_inner());
+        let banks = self.banks.read();
         let mut best: HashMap<u64, u32> = HashMap::new();
         for h in hashes {
             for hit in banks.index.within(h, pdq::MATCH_DISTANCE) {
@@ -142,7 +142,7 @@ impl Engine {
     pub fn import_bank(&self, name: &str, text: &str, actor: &str) -> Result<BankImport, EngineError> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-            return Err(CatalogError::Invalid { field: "name", message: "a bank name of 1 to 100 printable characters".into() }.into());
+            return Err(EngineError::Invalid { field: "name", message: "a bank name of 1 to 100 printable characters".into() });
         }
         let parsed = parse_hash_list(text)?;
         let bank = match self.catalog.banks()?.into_iter().find(|b| b.name == name) {
@@ -209,7 +209,7 @@ pub fn parse_hash_list(text: &str) -> Result<ParsedList, EngineError> {
     let lines: Vec<(usize, &str)> =
         text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect();
     if lines.len() > MAX_LINES {
-        return Err(CatalogError::Invalid { field: "hashes", message: format!("at most {MAX_LINES} lines per import") }.into());
+        return Err(EngineError::Invalid { field: "hashes", message: format!("at most {MAX_LINES} lines per import") });
     }
     let mut out = ParsedList::default();
     let Some(&(_, first)) = lines.first() else { return Ok(out) };
@@ -227,11 +227,10 @@ pub fn parse_hash_list(text: &str) -> Result<ParsedList, EngineError> {
     let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.to_ascii_lowercase().as_str()));
     let (hash_col, type_col, label_col) = if has_header {
         let Some(h) = col(&["hash", "signal", "pdq", "indicator", "pdq_hash", "hash_value"]) else {
-            return Err(CatalogError::Invalid {
+            return Err(EngineError::Invalid {
                 field: "hashes",
                 message: format!("the header {first:?} names no hash column (hash, signal, pdq, indicator)"),
-            }
-            .into());
+            });
         };
         (
             Some(h),

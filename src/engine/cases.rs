@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::journal::{Candidate, CaseEntry, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 use super::{Engine, EngineError, Query, SearchResult};
 use crate::calibrate::{Calibration, Sample};
-use crate::catalog::{Case, CaseEntry, CatalogError, Hotel};
-use crate::pool::Mask;
-use crate::report::CaseReport;
+use crate::catalog::{Case, CatalogError, Hotel};
 use crate::store;
 
 /// Who is asking: a key, and whether it is an admin's (admins see every case).
@@ -17,18 +16,6 @@ use crate::store;
 pub struct Viewer<'a> {
     pub key_id: &'a str,
     pub admin: bool,
-}
-
-/// What an investigator concluded about a candidate hotel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    /// The photo was taken here (also a labelled search for calibration).
-    Confirmed,
-    /// It was not.
-    RuledOut,
-    /// Undecided again (withdraws an earlier verdict; the record keeps both).
-    Open,
 }
 
 /// A hotel's current verdict in a case: the latest one recorded.
@@ -46,10 +33,28 @@ pub struct HotelVerdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseView {
     pub case: Case,
-    pub entries: Vec<CaseEntry>,
+    pub entries: Vec<JournalEntry>,
     pub verdicts: Vec<HotelVerdict>,
     /// Every hotel a saved search or verdict names, by id.
     pub hotels: BTreeMap<i64, Hotel>,
+}
+
+/// A case with everything its report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseReport {
+    #[serde(flatten)]
+    pub view: CaseView,
+    /// Unix seconds.
+    pub generated_at: i64,
+    /// The key id that exported it.
+    pub generated_by: String,
+    /// The model and index serving when it was exported (each search records its own).
+    pub model: String,
+    pub index: serde_json::Value,
+    /// JPEG thumbnails of the evidence photos, as data URIs, by image id.
+    pub thumbnails: BTreeMap<i64, String>,
+    /// The query photos kept with consent, as data URIs, by sha256.
+    pub queries: BTreeMap<String, String>,
 }
 
 /// Longest side of an evidence thumbnail in a report: enough to recognise a room in print.
@@ -66,7 +71,7 @@ impl Engine {
     pub fn create_case(&self, title: &str, viewer: Viewer) -> Result<Case, EngineError> {
         let title = title.trim();
         if title.is_empty() || title.chars().count() > MAX_TITLE {
-            return Err(CatalogError::Invalid { field: "title", message: format!("1 to {MAX_TITLE} characters") }.into());
+            return Err(EngineError::Invalid { field: "title", message: format!("1 to {MAX_TITLE} characters") });
         }
         let case = self.catalog.create_case(title, viewer.key_id)?;
         self.catalog.audit(viewer.key_id, "case-create", &serde_json::json!({"case_id": case.id}))?;
@@ -91,11 +96,14 @@ impl Engine {
     /// The case, if the viewer may see it (not audited: callers audit what they do with it).
     pub(super) fn case_view(&self, id: i64, viewer: Viewer) -> Result<CaseView, EngineError> {
         let case = self.owned_case(id, viewer)?;
-        let entries = self.catalog.case_entries(id)?;
+        let entries = self.journal(id)?;
         let verdicts = current_verdicts(&entries);
         let mut hotels = BTreeMap::new();
-        let named =
-            entries.iter().filter(|e| e.kind == "search").flat_map(|e| hotel_ids(&e.body)).chain(verdicts.iter().map(|v| v.hotel_id));
+        let named = entries
+            .iter()
+            .filter_map(|e| e.entry.search())
+            .flat_map(|s| s.hotels.iter().map(|h| h.hotel_id))
+            .chain(verdicts.iter().map(|v| v.hotel_id));
         for hotel_id in named {
             if let std::collections::btree_map::Entry::Vacant(slot) = hotels.entry(hotel_id) {
                 match self.catalog.hotel(hotel_id) {
@@ -110,6 +118,18 @@ impl Engine {
         Ok(CaseView { case, entries, verdicts, hotels })
     }
 
+    /// A case's journal, oldest first, typed.
+    fn journal(&self, id: i64) -> Result<Vec<JournalEntry>, EngineError> {
+        self.catalog.case_entries(id)?.into_iter().map(JournalEntry::try_from).collect()
+    }
+
+    /// Appends an entry to a case's journal.
+    fn append(&self, case_id: i64, actor: &str, entry: CaseEntry) -> Result<JournalEntry, EngineError> {
+        let (kind, body) = entry.to_row()?;
+        let row = self.catalog.add_case_entry(case_id, actor, &kind, &body)?;
+        Ok(JournalEntry { id: row.id, case_id, at: row.at, actor: row.actor, entry })
+    }
+
     fn owned_case(&self, id: i64, viewer: Viewer) -> Result<Case, EngineError> {
         let case = self.catalog.case(id)?;
         if case.owner != viewer.key_id && !viewer.admin {
@@ -119,13 +139,13 @@ impl Engine {
     }
 
     /// Adds a note to a case.
-    pub fn add_case_note(&self, id: i64, text: &str, viewer: Viewer) -> Result<CaseEntry, EngineError> {
+    pub fn add_case_note(&self, id: i64, text: &str, viewer: Viewer) -> Result<JournalEntry, EngineError> {
         let text = text.trim();
         if text.is_empty() || text.chars().count() > MAX_NOTE {
-            return Err(CatalogError::Invalid { field: "text", message: format!("1 to {MAX_NOTE} characters") }.into());
+            return Err(EngineError::Invalid { field: "text", message: format!("1 to {MAX_NOTE} characters") });
         }
         self.owned_case(id, viewer)?;
-        let entry = self.catalog.add_case_entry(id, viewer.key_id, "note", &serde_json::json!({"text": text}))?;
+        let entry = self.append(id, viewer.key_id, CaseEntry::Note { text: text.to_string() })?;
         self.catalog.audit(viewer.key_id, "case-note", &serde_json::json!({"case_id": id, "entry": entry.id}))?;
         Ok(entry)
     }
@@ -138,17 +158,16 @@ impl Engine {
         verdict: Verdict,
         search_entry: Option<i64>,
         viewer: Viewer,
-    ) -> Result<CaseEntry, EngineError> {
+    ) -> Result<JournalEntry, EngineError> {
         self.owned_case(id, viewer)?;
         self.catalog.hotel(hotel_id)?;
         if let Some(e) = search_entry {
-            let known = self.catalog.case_entries(id)?.iter().any(|x| x.id == e && x.kind == "search");
+            let known = self.journal(id)?.iter().any(|x| x.id == e && x.entry.search().is_some());
             if !known {
-                return Err(CatalogError::Invalid { field: "search_entry", message: format!("case {id} has no saved search {e}") }.into());
+                return Err(EngineError::Invalid { field: "search_entry", message: format!("case {id} has no saved search {e}") });
             }
         }
-        let body = serde_json::json!({"hotel_id": hotel_id, "verdict": verdict, "search_entry": search_entry});
-        let entry = self.catalog.add_case_entry(id, viewer.key_id, "verdict", &body)?;
+        let entry = self.append(id, viewer.key_id, CaseEntry::Verdict { hotel_id, verdict, search_entry })?;
         self.catalog.audit(viewer.key_id, "case-verdict", &serde_json::json!({"case_id": id, "hotel_id": hotel_id, "verdict": verdict}))?;
         Ok(entry)
     }
@@ -156,33 +175,46 @@ impl Engine {
     /// Searches and saves the search into a case: what was asked (query sha256, the query
     /// itself only when `q.save_case`, the mask, the filters) and what came back (ranked
     /// hotels with probabilities and evidence ids), with the model, index and calibration.
-    pub fn search_into_case(&self, q: &Query, case_id: i64, viewer: Viewer) -> Result<(SearchResult, CaseEntry), EngineError> {
+    pub fn search_into_case(&self, q: &Query, case_id: i64, viewer: Viewer) -> Result<(SearchResult, JournalEntry), EngineError> {
         self.owned_case(case_id, viewer)?;
         let res = self.search(q, viewer.key_id)?;
-        let body = serde_json::json!({
-            "query_sha256": res.query_sha256,
-            "query_kept": res.saved_case_image,
-            "mask": q.mask.map(mask_record),
-            "filters": q.filter,
-            "model": self.embedder.model(),
-            "index": {"plan": res.plan, "watermark": self.watermark(), "indexed": self.indexed()},
-            "calibration": res.calibration,
-            "auto_mask": res.auto_mask,
-            "hotels": res.hotels.iter().map(|h| serde_json::json!({
-                "rank": h.rank,
-                "hotel_id": h.hotel.id,
-                "name": h.hotel.name,
-                "score": h.score,
-                "probability": h.probability,
-                "confidence": h.confidence,
-                "gap": h.gap,
-                "evidence": h.evidence.iter().map(|e| serde_json::json!({"image_id": e.image_id, "room": e.room, "similarity": e.similarity, "matched_points": e.matched_points})).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "candidates": res.candidates.iter().map(|&(hotel_id, score)| serde_json::json!({"hotel_id": hotel_id, "score": score})).collect::<Vec<_>>(),
-            "reuse": res.reuse,
-            "bank_matches": res.bank_matches,
-        });
-        let entry = self.catalog.add_case_entry(case_id, viewer.key_id, "search", &body)?;
+        let saved = SavedSearch {
+            query_sha256: res.query_sha256.clone(),
+            query_kept: res.saved_case_image,
+            mask: q.mask.map(MaskRecord::of),
+            filters: q.filter.clone(),
+            model: self.embedder.model().to_string(),
+            index: serde_json::json!({"plan": res.plan, "watermark": self.watermark(), "indexed": self.indexed()}),
+            calibration: res.calibration.clone(),
+            auto_mask: res.auto_mask,
+            hotels: res
+                .hotels
+                .iter()
+                .map(|h| SavedHotel {
+                    rank: h.rank,
+                    hotel_id: h.hotel.id,
+                    name: h.hotel.name.clone(),
+                    score: h.score,
+                    probability: h.probability,
+                    confidence: h.confidence,
+                    gap: h.gap,
+                    evidence: h
+                        .evidence
+                        .iter()
+                        .map(|e| SavedEvidence {
+                            image_id: e.image_id,
+                            room: e.room.clone(),
+                            similarity: e.similarity,
+                            matched_points: e.matched_points,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            candidates: res.candidates.iter().map(|&(hotel_id, score)| Candidate { hotel_id, score }).collect(),
+            reuse: res.reuse.clone(),
+            bank_matches: res.bank_matches.clone(),
+        };
+        let entry = self.append(case_id, viewer.key_id, CaseEntry::Search(Box::new(saved)))?;
         self.catalog.audit(
             viewer.key_id,
             "case-search",
@@ -199,10 +231,10 @@ impl Engine {
         let mut queries = BTreeMap::new();
         let data_uri =
             |bytes: &[u8]| format!("data:image/jpeg;base64,{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes));
-        for e in view.entries.iter().filter(|e| e.kind == "search") {
-            for h in e.body["hotels"].as_array().into_iter().flatten() {
-                for ev in h["evidence"].as_array().into_iter().flatten() {
-                    let Some(image_id) = ev["image_id"].as_i64() else { continue };
+        for search in view.entries.iter().filter_map(|e| e.entry.search()) {
+            for h in &search.hotels {
+                for ev in &h.evidence {
+                    let image_id = ev.image_id;
                     if thumbnails.contains_key(&image_id) {
                         continue;
                     }
@@ -221,7 +253,8 @@ impl Engine {
                     }
                 }
             }
-            if let (Some(sha), true) = (e.body["query_sha256"].as_str(), e.body["query_kept"].as_bool() == Some(true)) {
+            if search.query_kept {
+                let sha = search.query_sha256.as_str();
                 if let Ok(t) = self
                     .cases
                     .get(sha)
@@ -252,15 +285,13 @@ impl Engine {
     pub fn confirmed_samples(&self) -> Result<Vec<Sample>, EngineError> {
         let mut out = Vec::new();
         for case in self.catalog.cases(None)? {
-            let entries = self.catalog.case_entries(case.id)?;
+            let entries = self.journal(case.id)?;
             let confirmed: Vec<i64> =
                 current_verdicts(&entries).iter().filter(|v| v.verdict == Verdict::Confirmed).map(|v| v.hotel_id).collect();
             // A case confirms one place; two confirmed hotels is a conflict nobody resolved.
             let [right] = confirmed[..] else { continue };
-            for e in entries.iter().filter(|e| e.kind == "search") {
-                let Some(candidates) = e.body["candidates"].as_array() else { continue };
-                let (ids, scores): (Vec<i64>, Vec<f32>) =
-                    candidates.iter().filter_map(|c| Some((c["hotel_id"].as_i64()?, c["score"].as_f64()? as f32))).unzip();
+            for search in entries.iter().filter_map(|e| e.entry.search()) {
+                let (ids, scores): (Vec<i64>, Vec<f32>) = search.candidates.iter().map(|c| (c.hotel_id, c.score)).unzip();
                 out.push(Sample { right: ids.iter().position(|&h| h == right), scores });
             }
         }
@@ -279,45 +310,19 @@ impl Engine {
         let dir = &self.settings.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir { path: dir.clone(), source })?;
         fitted.save(dir)?;
-        *self.calibration.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(fitted.clone());
+        *self.calibration.write() = std::sync::Arc::new(fitted.clone());
         self.catalog.audit(actor, "calibrate", &serde_json::json!({"source": source, "samples": samples.len(), "temperature": fitted.temperature, "none_score": fitted.none_score}))?;
         Ok(fitted)
     }
 }
 
-/// The hotels a saved search ranked, in rank order.
-fn hotel_ids(body: &serde_json::Value) -> Vec<i64> {
-    body["hotels"].as_array().map(|hs| hs.iter().filter_map(|h| h["hotel_id"].as_i64()).collect()).unwrap_or_default()
-}
-
 /// The latest verdict per hotel, in hotel id order; "open" withdraws.
-fn current_verdicts(entries: &[CaseEntry]) -> Vec<HotelVerdict> {
+fn current_verdicts(entries: &[JournalEntry]) -> Vec<HotelVerdict> {
     let mut latest: BTreeMap<i64, HotelVerdict> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.kind == "verdict") {
-        let (Some(hotel_id), Ok(verdict)) = (e.body["hotel_id"].as_i64(), serde_json::from_value::<Verdict>(e.body["verdict"].clone()))
-        else {
-            continue;
-        };
-        latest.insert(
-            hotel_id,
-            HotelVerdict { hotel_id, verdict, by: e.actor.clone(), at: e.at, search_entry: e.body["search_entry"].as_i64() },
-        );
+    for e in entries {
+        if let CaseEntry::Verdict { hotel_id, verdict, search_entry } = e.entry {
+            latest.insert(hotel_id, HotelVerdict { hotel_id, verdict, by: e.actor.clone(), at: e.at, search_entry });
+        }
     }
     latest.into_values().filter(|v| v.verdict != Verdict::Open).collect()
-}
-
-/// A mask as the case keeps it: a PNG (base64) of a painted mask, or its rectangles.
-fn mask_record(m: &Mask) -> serde_json::Value {
-    match m {
-        Mask::Bitmap(g) => {
-            let mut png = Vec::new();
-            match image::DynamicImage::ImageLuma8(g.clone()).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png) {
-                Ok(()) => {
-                    serde_json::json!({"png_base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &png), "width": g.width(), "height": g.height()})
-                }
-                Err(e) => serde_json::json!({"error": e.to_string()}),
-            }
-        }
-        Mask::Rects(r) => serde_json::json!({"rects": r}),
-    }
 }

@@ -1,13 +1,17 @@
 //! Index maintenance: loading, following the catalog's change feed, re-indexing, purging.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use rayon::prelude::*;
 
 use super::{Engine, EngineError, Step};
-use crate::catalog::Status;
+use crate::catalog::{Job, Status, JOB_LEASE_SECS};
 use crate::index::VectorIndex;
 use crate::store::StoreError;
+
+/// The kind name of re-index jobs.
+pub const REINDEX: &str = "reindex";
 
 /// What one look at the change feed did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,7 +63,7 @@ impl Engine {
 
     /// Applies the catalog changes made after the index's watermark, to both indexes.
     pub(super) fn catch_up(&self) -> Result<usize, EngineError> {
-        let _one_at_a_time = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = self.generation.lock();
         self.apply_feed()
     }
 
@@ -88,11 +92,11 @@ impl Engine {
     /// the last look. A replica calls this every `serve.follow_ms`.
     pub fn follow(&self) -> Result<Followed, EngineError> {
         self.follow_banks()?;
-        let done = self.catalog.last_done(crate::jobs::REINDEX)?;
-        let seen = *self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let done = self.catalog.last_done(REINDEX)?;
+        let seen = *self.generation.lock();
         if done > seen {
             self.rebuild_from_catalog()?;
-            let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+            let mut g = self.generation.lock();
             *g = (*g).max(done);
             return Ok(Followed { changes: 0, rebuilt: true });
         }
@@ -101,12 +105,12 @@ impl Engine {
 
     /// The last finished re-index job this process's index reflects (0: none).
     pub fn generation(&self) -> i64 {
-        *self.generation.lock().unwrap_or_else(|e| e.into_inner())
+        *self.generation.lock()
     }
 
     /// Records that the index reflects re-index job `job_id` (the replica that ran it).
     pub fn mark_reindexed(&self, job_id: i64) {
-        let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.generation.lock();
         *g = (*g).max(job_id);
     }
 
@@ -119,7 +123,7 @@ impl Engine {
         // current status, so deleted photos are never inserted and compacting is a no-op.
         fresh.apply(&changes)?;
         fresh.compact();
-        let _g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.generation.lock();
         self.swap_index(fresh.into());
         // What was added or deleted while the new index was being built.
         self.apply_feed()?;
@@ -165,6 +169,69 @@ impl Engine {
             tracing::info!(files = purged, "deleted photos' files removed from the store");
         }
         Ok(total)
+    }
+
+    /// Records a new re-index job, the lease on the rebuild: refused with `job_running`
+    /// while one runs on any replica sharing the catalog.
+    pub fn start_reindex(&self, started_by: &str) -> Result<Job, EngineError> {
+        Ok(self.catalog.start_job(REINDEX, started_by)?)
+    }
+
+    /// Runs the recorded re-index job `id` to its end in this thread, keeping its record up
+    /// to date (lease heartbeat, progress, outcome) and auditing it. Returns the finished
+    /// record and how many photos were re-embedded.
+    pub fn run_reindex(
+        &self,
+        id: i64,
+        started_by: &str,
+        progress: &(dyn Fn(Step, usize, usize) + Sync),
+    ) -> Result<(Job, usize), EngineError> {
+        // Dropped when the rebuild ends, which ends the heartbeat at once.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let outcome = std::thread::scope(|s| {
+            // The lease is renewed well within its term even while a long step reports nothing.
+            s.spawn(move || {
+                let beat = Duration::from_secs((JOB_LEASE_SECS / 4).max(1) as u64);
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(beat) {
+                    if let Err(e) = self.catalog.heartbeat(id) {
+                        tracing::warn!(job = id, "cannot renew the job's lease: {e}");
+                    }
+                }
+            });
+            let outcome = self.rebuild_index(&|step, done, total| {
+                // Progress is advisory: a failed write must not stop the job.
+                if let Err(e) = self.catalog.job_progress(id, step.as_str(), done, total) {
+                    tracing::warn!(job = id, "cannot record progress: {e}");
+                }
+                progress(step, done, total);
+            });
+            drop(done_tx);
+            outcome
+        });
+        let error = outcome.as_ref().err().map(|e| e.to_string());
+        self.catalog.finish_job(id, error.as_deref())?;
+        if error.is_none() {
+            self.mark_reindexed(id);
+        }
+        let detail = serde_json::json!({"job_id": id, "reembedded": outcome.as_ref().ok(), "error": error});
+        self.catalog.audit(started_by, "reindex", &detail)?;
+        let reembedded = outcome?;
+        Ok((self.catalog.job(id)?, reembedded))
+    }
+
+    /// Ends a recorded job that could not run, with the reason.
+    pub fn abandon_job(&self, id: i64, reason: &str) -> Result<(), EngineError> {
+        Ok(self.catalog.finish_job(id, Some(reason))?)
+    }
+
+    /// The most recent jobs, newest first.
+    pub fn jobs(&self, limit: usize) -> Result<Vec<Job>, EngineError> {
+        Ok(self.catalog.jobs(limit)?)
+    }
+
+    /// One job's record.
+    pub fn job(&self, id: i64) -> Result<Job, EngineError> {
+        Ok(self.catalog.job(id)?)
     }
 
     /// Removes from the store the files of deleted photos whose bytes no other photo (active

@@ -7,12 +7,16 @@
 mod banks;
 mod cases;
 mod ingest;
+mod journal;
+mod lookup;
 mod maintenance;
 mod moderation;
 mod search;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +33,9 @@ use crate::rank::Aggregation;
 use crate::store::{self, BlobStore, StoreError, StoreOptions};
 
 pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat};
-pub use cases::{CaseView, HotelVerdict, Verdict, Viewer};
-pub use maintenance::Followed;
+pub use cases::{CaseReport, CaseView, HotelVerdict, Viewer};
+pub use journal::{Candidate, CaseEntry, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
+pub use maintenance::{Followed, REINDEX};
 
 /// Why an engine operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +52,12 @@ pub enum EngineError {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Calibration(#[from] crate::calibrate::CalibrationError),
+    /// A field of the request is invalid (the engine's own validation).
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    /// A fault of this program or its host (a thread that could not start, say).
+    #[error("{0}")]
+    Internal(String),
     /// The data directory could not be prepared.
     #[error("data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
@@ -116,7 +127,8 @@ impl EngineError {
                 StoreError::Corrupt(_) | StoreError::Encode(_) => (K::Internal, "internal"),
             },
             EngineError::Index(IndexError::Io { .. } | IndexError::BadDump(_) | IndexError::Dimension { .. }) => (K::Internal, "internal"),
-            EngineError::DataDir { .. } => (K::Internal, "internal"),
+            EngineError::Invalid { .. } => (K::Invalid, "invalid_field"),
+            EngineError::DataDir { .. } | EngineError::Internal(_) => (K::Internal, "internal"),
             EngineError::Calibration(c) => match c {
                 crate::calibrate::CalibrationError::TooFew(_) => (K::Invalid, "too_few_samples"),
                 crate::calibrate::CalibrationError::Io { .. } | crate::calibrate::CalibrationError::Format { .. } => {
@@ -282,13 +294,13 @@ pub struct Evidence {
 
 /// A stored photo that the query is a copy of: the same picture, perhaps resized,
 /// recompressed, rotated or mirrored (PDQ within its match distance).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Reuse {
     pub image_id: i64,
     pub hotel_id: i64,
     pub distance: u32,
     /// Which rotation or mirror of the query matched ("original", "flip_x", …).
-    pub variant: &'static str,
+    pub variant: String,
 }
 
 /// A candidate hotel.
@@ -339,7 +351,7 @@ pub struct SearchResult {
 }
 
 /// Where a search's probabilities come from and where its labels change.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CalibrationInfo {
     pub source: String,
     /// Labelled searches it was fitted on.
@@ -445,7 +457,7 @@ impl Engine {
         embedder: Box<dyn Embed>,
     ) -> Result<Self, EngineError> {
         let model_id = catalog.model_id(embedder.model(), &embedder.pooling(), embedder.dim(), &embedder.settings())?;
-        let generation = catalog.last_done(crate::jobs::REINDEX)?;
+        let generation = catalog.last_done(maintenance::REINDEX)?;
         let index = crate::index::new_index(embedder.dim(), settings.index.clone());
         let calibration = match Calibration::load(&settings.data_dir) {
             Ok(Some(c)) => c,
@@ -491,29 +503,24 @@ impl Engine {
     // every later request: the catalog stays the source of truth, and `reindex` restores
     // the indexes from it.
     fn index(&self) -> Arc<dyn VectorIndex> {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.index.read().clone()
     }
 
     fn swap_index(&self, index: Arc<dyn VectorIndex>) {
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        *self.index.write() = index;
     }
 
     /// The calibration in use.
     pub fn calibration(&self) -> Arc<Calibration> {
-        self.calibration.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.calibration.read().clone()
     }
 
     fn hashes(&self) -> RwLockReadGuard<'_, HammingIndex> {
-        self.hashes.read().unwrap_or_else(|e| e.into_inner())
+        self.hashes.read()
     }
 
     fn hashes_mut(&self) -> RwLockWriteGuard<'_, HammingIndex> {
-        self.hashes.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The catalog, for reads (writes go through the use cases, which audit them).
-    pub fn catalog(&self) -> &dyn Catalog {
-        self.catalog.as_ref()
+        self.hashes.write()
     }
 
     /// The embedder in use.

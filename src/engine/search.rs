@@ -25,7 +25,7 @@ impl Engine {
         let auto_mask = opts.auto_mask && !q.skip_auto_mask;
         let emb = self.embedder.embed(crate::Input { bytes: q.bytes, mask: q.mask, auto_mask })?;
         // After the embedding, not beside it: ONNX Runtime already uses every core.
-        let banked = !self.banks.read().unwrap_or_else(|e| e.into_inner()).is_empty();
+        let banked = !self.banks.read().is_empty();
         let hashes = if opts.reuse || banked { Some(query_hashes(q.bytes, &self.settings.limits)?) } else { None };
         let bank_matches = match &hashes {
             Some(h) if h.quality >= pdq::MIN_TRUSTED_QUALITY => self.bank_matches(&h.named().map(|(_, x)| x)),
@@ -231,7 +231,7 @@ impl Engine {
             let img = cat.image(id as i64)?;
             let allowed = hotels.is_none_or(|h| h.contains(&img.hotel_id));
             if allowed && img.status == Status::Active && img.pdq_quality >= pdq::MIN_TRUSTED_QUALITY {
-                out.push(Reuse { image_id: img.id, hotel_id: img.hotel_id, distance, variant });
+                out.push(Reuse { image_id: img.id, hotel_id: img.hotel_id, distance, variant: variant.to_string() });
             }
         }
         out.sort_by_key(|r| (r.distance, r.image_id));

@@ -13,7 +13,9 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::OnceLock;
+
+use parking_lot::{Mutex, RwLock};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -164,12 +166,12 @@ impl GraphIndex {
         }
     }
 
-    fn maps(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
-        self.maps.read().unwrap_or_else(|e| e.into_inner())
+    fn maps(&self) -> parking_lot::RwLockReadGuard<'_, Maps> {
+        self.maps.read()
     }
 
-    fn lock(&self, node: u32) -> std::sync::MutexGuard<'_, ()> {
-        self.locks[node as usize % LOCK_STRIPES].lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self, node: u32) -> parking_lot::MutexGuard<'_, ()> {
+        self.locks[node as usize % LOCK_STRIPES].lock()
     }
 
     #[inline]
@@ -276,7 +278,7 @@ impl GraphIndex {
         let mut ep = self.entry_point();
         if ep.is_none_or(|(_, top)| level > top) {
             // This node may become the entry point: one such insert at a time (as hnswlib).
-            guard = Some(self.entry_lock.lock().unwrap_or_else(|e| e.into_inner()));
+            guard = Some(self.entry_lock.lock());
             ep = self.entry_point();
         }
         let Some((mut cur, top)) = ep else {
@@ -512,7 +514,7 @@ impl VectorIndex for GraphIndex {
     }
 
     fn apply(&self, changes: &[Change]) -> Result<(), IndexError> {
-        let _one = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.writer.lock();
         let mut fresh: Vec<Pending> = Vec::new();
         let mut pending_of: HashMap<i64, usize> = HashMap::new();
         for c in changes {
@@ -531,7 +533,7 @@ impl VectorIndex for GraphIndex {
                         }
                         let node = self.reserve();
                         {
-                            let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+                            let mut maps = self.maps.write();
                             maps.node_of.insert(c.image_id, node);
                             maps.by_hotel.entry(c.hotel_id).or_default().push(node);
                         }
@@ -608,7 +610,7 @@ impl VectorIndex for GraphIndex {
         let keep: Vec<(u32, u32)> =
             (0..self.reserved.load(Acquire) as u32).filter(|&n| self.is_live(n)).map(|n| (n, fresh.reserve())).collect();
         {
-            let mut maps = fresh.maps.write().unwrap_or_else(|e| e.into_inner());
+            let mut maps = fresh.maps.write();
             for &(old, new) in &keep {
                 let rec = self.nodes.at(old as usize);
                 let (image, hotel) = (rec[0].load(Relaxed) as i64, rec[1].load(Relaxed) as i64);
@@ -626,7 +628,7 @@ impl VectorIndex for GraphIndex {
     }
 
     fn save(&self, dir: &Path) -> Result<(), IndexError> {
-        let _one = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.writer.lock();
         let count = self.reserved.load(Acquire);
         let watermark = self.watermark();
         super::save_generation(dir, watermark, |gdir| {
@@ -767,7 +769,7 @@ impl GraphIndex {
             return Err(bad("graph.bin: no entry point".into()));
         }
         idx.entry.store(manifest.entry, Release);
-        *idx.maps.write().unwrap_or_else(|e| e.into_inner()) = maps;
+        *idx.maps.write() = maps;
         idx.watermark.store(manifest.watermark, Release);
         Ok(idx)
     }

@@ -3,9 +3,9 @@
 //! [`super::GraphIndex`] as the reference the benchmark compares with; its inserts take a
 //! write lock, so searches wait for them.
 
+use parking_lot::RwLock;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::RwLock;
 
 use hnsw_rs::prelude::{Distance, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
@@ -41,8 +41,8 @@ impl HnswRsIndex {
         Ok(HnswRsIndex(RwLock::new(HnswIndex::load(dir, dim, opts)?)))
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HnswIndex> {
-        self.0.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, HnswIndex> {
+        self.0.read()
     }
 }
 
@@ -54,7 +54,7 @@ impl VectorIndex for HnswRsIndex {
         self.read().watermark()
     }
     fn apply(&self, changes: &[Change]) -> Result<(), IndexError> {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).apply(changes)
+        self.0.write().apply(changes)
     }
     fn vector_of(&self, image_id: i64) -> Option<Vec<f32>> {
         self.read().vector_of(image_id).map(<[f32]>::to_vec)
@@ -63,7 +63,7 @@ impl VectorIndex for HnswRsIndex {
         self.read().search(q, k, hotels, ef)
     }
     fn compact(&mut self) {
-        self.0.get_mut().unwrap_or_else(|e| e.into_inner()).compact()
+        self.0.get_mut().compact()
     }
     fn save(&self, dir: &Path) -> Result<(), IndexError> {
         self.read().save(dir)

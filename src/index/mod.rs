@@ -107,6 +107,10 @@ pub enum Plan {
 pub trait VectorIndex: Send + Sync {
     /// Live vectors.
     fn len(&self) -> usize;
+    /// Whether it holds no live vector.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The last catalog change applied.
     fn watermark(&self) -> i64;
     /// Applies catalog changes in order (replaying one already applied changes nothing).

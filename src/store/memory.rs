@@ -1,7 +1,7 @@
 //! Blobs in memory, for tests of the use cases and throw-away evaluation runs.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::RwLock;
 
 use super::{check_id, sha256_hex, BlobStore, StoreError};
 
@@ -14,23 +14,23 @@ pub struct MemoryStore {
 impl BlobStore for MemoryStore {
     fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
         let sha = sha256_hex(bytes);
-        self.blobs.write().unwrap_or_else(|e| e.into_inner()).entry(sha.clone()).or_insert_with(|| bytes.to_vec());
+        self.blobs.write().entry(sha.clone()).or_insert_with(|| bytes.to_vec());
         Ok(sha)
     }
 
     fn get(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
         check_id(sha256)?;
-        self.blobs.read().unwrap_or_else(|e| e.into_inner()).get(sha256).cloned().ok_or_else(|| StoreError::Missing(sha256.to_string()))
+        self.blobs.read().get(sha256).cloned().ok_or_else(|| StoreError::Missing(sha256.to_string()))
     }
 
     fn exists(&self, sha256: &str) -> Result<bool, StoreError> {
         check_id(sha256)?;
-        Ok(self.blobs.read().unwrap_or_else(|e| e.into_inner()).contains_key(sha256))
+        Ok(self.blobs.read().contains_key(sha256))
     }
 
     fn remove(&self, sha256: &str) -> Result<bool, StoreError> {
         check_id(sha256)?;
-        Ok(self.blobs.write().unwrap_or_else(|e| e.into_inner()).remove(sha256).is_some())
+        Ok(self.blobs.write().remove(sha256).is_some())
     }
 
     fn location(&self) -> String {

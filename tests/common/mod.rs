@@ -1,11 +1,56 @@
-//! Helpers shared by the API tests and the load benchmark (`#[path]`-included there): a real
-//! server on a free 127.0.0.1 port, and multipart bodies.
+//! Helpers shared by every test file and the load benchmarks (`#[path]`-included there):
+//! the repository root, an engine over in-memory adapters, a real server on a free
+//! 127.0.0.1 port, and multipart bodies.
 
+// Each test file is its own crate and uses only some of these.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hotelmatch::api::ServeOptions;
-use hotelmatch::engine::Engine;
+use hotelmatch::catalog::sqlite::SqliteCatalog;
+use hotelmatch::decode::Limits;
+use hotelmatch::embedders::ColourLayout;
+use hotelmatch::engine::{Engine, EngineSettings, SearchOptions};
+use hotelmatch::store::{MemoryStore, StoreOptions};
+
+/// The repository's root (data-sample/, scripts/, tests/fixtures/).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Engine settings over a fresh temporary data directory named after `name` (index dumps go there).
+pub fn settings(name: &str) -> EngineSettings {
+    let data_dir = std::env::temp_dir().join(format!("hm-usecase-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    EngineSettings {
+        data_dir,
+        catalog: String::new(),
+        photos: String::new(),
+        store: StoreOptions::default(),
+        limits: Limits::default(),
+        index: Default::default(),
+        search: SearchOptions { verify: 5, ..Default::default() },
+        duplicate_distance: 16,
+    }
+}
+
+/// An engine over an in-memory SQLite catalog, in-memory stores and the built-in
+/// colour-layout embedder: no ONNX Runtime, no files but the index dumps.
+pub fn in_memory(name: &str) -> Engine {
+    let s = settings(name);
+    let limits = s.limits;
+    Engine::from_parts(
+        s,
+        Box::new(SqliteCatalog::in_memory().unwrap()),
+        Box::new(MemoryStore::default()),
+        Box::new(MemoryStore::default()),
+        Box::new(ColourLayout::new(limits)),
+    )
+    .unwrap()
+}
 
 /// `hotelmatch::api::serve` on a free 127.0.0.1 port, on a thread with its own runtime;
 /// stopped (in-flight requests finished) when dropped.
