@@ -45,6 +45,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The catalog: `postgres://user@host:port/db`, or a SQLite file (empty: in `data_dir`).
     pub catalog: String,
+    /// Connections to a PostgreSQL catalog kept by this process, at most (SQLite uses one):
+    /// searches, uploads and the feed follower run side by side up to this many.
+    pub catalog_pool: u32,
     /// Where photos and case images are kept: a directory or `s3://bucket/prefix` (empty: `data_dir`).
     pub photos: String,
     /// Object store settings (`[store.s3]`: endpoint, region, credentials).
@@ -79,6 +82,7 @@ impl Default for Config {
             limits: Limits::default(),
             data_dir: PathBuf::from("data"),
             catalog: String::new(),
+            catalog_pool: crate::catalog::DEFAULT_POOL,
             photos: String::new(),
             store: StoreOptions::default(),
             index: IndexOptions::default(),
@@ -140,6 +144,7 @@ impl Config {
         EngineSettings {
             data_dir: self.data_dir.clone(),
             catalog: self.catalog.clone(),
+            catalog_pool: self.catalog_pool,
             photos: self.photos.clone(),
             store: self.store.clone(),
             limits: self.limits,
@@ -163,6 +168,117 @@ impl Config {
     /// The engine these settings describe.
     pub fn open_engine(&self) -> Result<Engine, EngineError> {
         Engine::open(self.engine_settings(), self.embedder()?)
+    }
+}
+
+/// Settings the command line may override, each kept as configured when absent: the CLI's
+/// global flags (flattened into them), merged by [`Config::apply_overrides`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Model card name in the models directory.
+    #[arg(long, global = true)]
+    pub model: Option<String>,
+    /// Pooling of the feature map: gem, gap or multiscale.
+    #[arg(long = "pool", global = true)]
+    pub pooling: Option<crate::pool::Pooling>,
+    /// How photos are fitted to the network: aspect or stretch.
+    #[arg(long, global = true, value_parser = parse_resize)]
+    pub resize: Option<crate::embed::Resize>,
+    /// Square input side overriding the model card's (multiple of the model stride).
+    #[arg(long, global = true)]
+    pub input_size: Option<u32>,
+    /// Short sides photos are scaled to, comma-separated (several: multi-scale), overriding the card's.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub short_side: Option<Vec<u32>>,
+    /// How masked pixels are filled before the network: mean, diffuse or none.
+    #[arg(long, global = true)]
+    pub fill: Option<crate::erased::Fill>,
+    /// ONNX Runtime threads (0 = all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Directory of model cards.
+    #[arg(long, global = true)]
+    pub models_dir: Option<PathBuf>,
+    /// Path of libonnxruntime.so.
+    #[arg(long, global = true)]
+    pub ort_library: Option<PathBuf>,
+    /// How image hits become hotel scores: best, vote, sum2, sum3, ...
+    #[arg(long, global = true)]
+    pub aggregation: Option<crate::rank::Aggregation>,
+    /// α-query expansion with the top N images (0 = off).
+    #[arg(long, global = true)]
+    pub expansion: Option<usize>,
+    /// Geometric verification of the top N photos of a search (0 = off; default 30).
+    #[arg(long, global = true)]
+    pub verify: Option<usize>,
+    /// Data directory (this process's index dumps; the catalog and photos too unless
+    /// --catalog / --photos say otherwise).
+    #[arg(long, global = true, env = "HOTELMATCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The catalog: postgres://user@host:port/db, or a SQLite file (default: in the data directory).
+    #[arg(long, global = true)]
+    pub catalog: Option<String>,
+    /// Where photos are kept: a directory or s3://bucket/prefix (default: the data directory).
+    #[arg(long, global = true)]
+    pub photos: Option<String>,
+}
+
+impl Config {
+    /// Applies the command line's overrides (after the file and the environment).
+    pub fn apply_overrides(&mut self, o: &Overrides) {
+        if let Some(m) = &o.model {
+            self.model = m.clone();
+        }
+        if let Some(p) = o.pooling {
+            self.embed.pooling = p;
+        }
+        if let Some(r) = o.resize {
+            self.embed.resize = r;
+        }
+        if let Some(s) = o.input_size {
+            self.embed.input_size = s;
+        }
+        if let Some(s) = &o.short_side {
+            self.embed.short_side = s.clone();
+        }
+        if let Some(f) = o.fill {
+            self.embed.fill = f;
+        }
+        if let Some(t) = o.threads {
+            self.embed.threads = t;
+        }
+        if let Some(d) = &o.models_dir {
+            self.models_dir = d.clone();
+        }
+        if let Some(l) = &o.ort_library {
+            self.ort_library = l.clone();
+        }
+        if let Some(d) = &o.data_dir {
+            self.data_dir = d.clone();
+        }
+        if let Some(v) = &o.catalog {
+            self.catalog = v.clone();
+        }
+        if let Some(v) = &o.photos {
+            self.photos = v.clone();
+        }
+        if let Some(a) = o.aggregation {
+            self.search.aggregation = a;
+        }
+        if let Some(e) = o.expansion {
+            self.search.expansion = e;
+        }
+        if let Some(v) = o.verify {
+            self.search.verify = v;
+        }
+    }
+}
+
+fn parse_resize(s: &str) -> Result<crate::embed::Resize, String> {
+    match s {
+        "aspect" => Ok(crate::embed::Resize::Aspect),
+        "stretch" => Ok(crate::embed::Resize::Stretch),
+        _ => Err(format!("{s}: use aspect or stretch")),
     }
 }
 

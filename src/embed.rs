@@ -11,7 +11,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::decode::{self, DecodeError, Limits};
+use crate::decode::{self, DecodeError, Decoded, Limits};
 use crate::erased::{self, Fill};
 use crate::model::{ColorOrder, InputLayout, InputType, Layout, ModelCard, ModelError};
 use crate::pool::{self, FeatureMap, Mask, PoolError, Pooling};
@@ -102,12 +102,15 @@ pub struct Input<'a> {
     /// With no mask given, look for a region a censor already painted out or blurred, and
     /// mask it (queries only: a gallery photo is never second-guessed).
     pub auto_mask: bool,
+    /// The same photo already decoded (a search decodes its query once for every stage);
+    /// used when it is at least as large as the network needs, else the bytes are decoded.
+    pub decoded: Option<&'a Decoded>,
 }
 
 impl<'a> Input<'a> {
     /// A photo with nothing masked and no automatic mask.
     pub fn photo(bytes: &'a [u8]) -> Self {
-        Input { bytes, mask: None, auto_mask: false }
+        Input { bytes, mask: None, auto_mask: false, decoded: None }
     }
 }
 
@@ -315,7 +318,12 @@ impl Embedder {
             let sizes = scales.iter().map(|&s| self.target_size(w, h, s));
             Some(sizes.fold((1, 1), |(a, b), (tw, th)| (a.max(tw), b.max(th))))
         };
-        let d = decode::decode_sized(input.bytes, &self.limits, &need)?;
+        let d = match input.decoded {
+            Some(d) if need(d.full_width, d.full_height).is_some_and(|(w, h)| d.rgb.width() >= w && d.rgb.height() >= h) => {
+                std::borrow::Cow::Borrowed(d)
+            }
+            _ => std::borrow::Cow::Owned(decode::decode_sized(input.bytes, &self.limits, &need)?),
+        };
         let (fw, fh) = (d.full_width, d.full_height);
         let mut auto_mask = None;
         let mask = match (input.mask, &d.transparent) {
@@ -462,7 +470,7 @@ impl Embedder {
 
     /// Embeds one photo.
     pub fn embed_one(&self, bytes: &[u8], mask: Option<&Mask>) -> Result<Embedding, EmbedError> {
-        self.embed_input(Input { bytes, mask, auto_mask: false })
+        self.embed_input(Input { bytes, mask, auto_mask: false, decoded: None })
     }
 
     /// Embeds one input.

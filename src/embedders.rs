@@ -73,7 +73,10 @@ impl Embed for ColourLayout {
         (Self::GRID * Self::GRID * 3) as usize
     }
     fn embed(&self, input: Input) -> Result<Embedding, EmbedError> {
-        let d = decode::decode(input.bytes, &self.limits, Some((64, 64)))?;
+        let d = match input.decoded {
+            Some(d) => std::borrow::Cow::Borrowed(d),
+            None => std::borrow::Cow::Owned(decode::decode(input.bytes, &self.limits, Some((64, 64)))?),
+        };
         let g = Self::GRID;
         let small = image::imageops::resize(&d.rgb, g, g, image::imageops::FilterType::Triangle);
         let keep = match input.mask {

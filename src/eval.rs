@@ -122,8 +122,11 @@ pub fn embed_all(
             .collect::<Result<_, _>>()?;
         let masks: Vec<Option<crate::Mask>> =
             chunk.iter().map(|r| if as_queries { read_mask(r, limits) } else { Ok(None) }).collect::<Result<_, _>>()?;
-        let inputs: Vec<Input> =
-            bytes.iter().zip(&masks).map(|(b, m)| Input { bytes: b, mask: m.as_ref(), auto_mask: as_queries && m.is_none() }).collect();
+        let inputs: Vec<Input> = bytes
+            .iter()
+            .zip(&masks)
+            .map(|(b, m)| Input { bytes: b, mask: m.as_ref(), auto_mask: as_queries && m.is_none(), decoded: None })
+            .collect();
         for (r, e) in chunk.iter().zip(embedder.embed(&inputs)) {
             let e = e.map_err(|e| EvalError::Embed { path: r.path.clone(), message: e.to_string() })?;
             auto += usize::from(e.auto_mask.is_some());

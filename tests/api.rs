@@ -326,6 +326,12 @@ fn uploads_and_searches_are_rate_limited_per_key_and_metrics_count_requests() {
     assert!(text.contains("hotelmatch_requests_total{route=\"POST /api/v1/photos\",status=\"201\"} 3"), "{text}");
     assert!(text.contains("hotelmatch_requests_total{route=\"POST /api/v1/photos\",status=\"429\"} 1"));
     assert!(text.contains("hotelmatch_indexed_photos 51"));
+    // Latency histograms per route and per search stage, and the replica's lag behind the feed.
+    assert!(text.contains("hotelmatch_request_seconds_bucket{route=\"POST /api/v1/search\",le=\"+Inf\"} 2"), "{text}");
+    for stage in ["retrieve", "verify", "rank", "explain", "record"] {
+        assert!(text.contains(&format!("hotelmatch_search_stage_seconds_count{{stage=\"{stage}\"}} 1")), "{stage}: {text}");
+    }
+    assert!(text.contains("hotelmatch_feed_lag_changes 0"), "{text}");
     let (st, ready) = call(&s, "GET", "/readyz", None, None);
     assert_eq!((st, ready["ready"].as_bool()), (200, Some(true)));
 }

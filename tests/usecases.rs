@@ -8,7 +8,7 @@ use common::{in_memory, root, settings};
 use hotelmatch::catalog::sqlite::SqliteCatalog;
 use hotelmatch::catalog::{self, Hotel, Source, Status};
 use hotelmatch::embedders::ColourLayout;
-use hotelmatch::engine::{Engine, EngineSettings, ErrorKind, Ingested, NewPhoto, Query, SearchOptions};
+use hotelmatch::engine::{Engine, EngineSettings, ErrorKind, Ingested, NewPhoto, Query, QueryPhoto, SearchOptions};
 use hotelmatch::store::{self, MemoryStore, StoreOptions};
 
 fn photo(name: &str) -> Vec<u8> {
@@ -162,7 +162,9 @@ fn hits_from_the_compact_index_carry_exact_similarities() {
         ids.push(image_id);
     }
     let query = photo("h-harbor-121-2.jpg");
-    let q = engine.embedder().embed(hotelmatch::Input::photo(&query)).unwrap().vector;
+    // Embedded as the search embeds it: from the query's one decode.
+    let decoded = QueryPhoto::decode(&query, engine.limits()).unwrap();
+    let q = engine.embedder().embed(decoded.input()).unwrap().vector;
     let stored: std::collections::HashMap<i64, Vec<f32>> = engine.stored_vectors(&ids).unwrap().into_iter().collect();
     let res = engine.search(&Query { bytes: &query, skip_auto_mask: true, ..Default::default() }, "inv").unwrap();
     let sims: Vec<f32> = res.hotels.iter().map(|h| h.evidence[0].similarity).collect();

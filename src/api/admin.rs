@@ -1,4 +1,4 @@
-//! Administration and operations: the audit trail, batch jobs, metrics.
+//! Administration: the audit trail, batch jobs, the calibration refit.
 
 use super::*;
 
@@ -74,20 +74,18 @@ pub(super) async fn get_job(State(s): State<Shared>, Checked(Path(id)): Checked<
     Ok(Json(blocking(move || engine.job(id)).await?.into()))
 }
 
-/// Prometheus metrics: requests and latency per route, queue depth, index size.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", description = "Prometheus text format")))]
-pub(super) async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(out, "# TYPE hotelmatch_requests_total counter");
-    let _ = writeln!(out, "# TYPE hotelmatch_request_seconds_sum counter");
-    for ((route, status), (n, secs)) in s.metrics.requests.lock().iter() {
-        let _ = writeln!(out, "hotelmatch_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
-        let _ = writeln!(out, "hotelmatch_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {secs:.6}");
-    }
-    let busy = s.queue_size - s.queue.available_permits();
-    let _ = writeln!(out, "# TYPE hotelmatch_queue_depth gauge\nhotelmatch_queue_depth {busy}");
-    let _ = writeln!(out, "# TYPE hotelmatch_queue_capacity gauge\nhotelmatch_queue_capacity {}", s.queue_size);
-    let _ = writeln!(out, "# TYPE hotelmatch_indexed_photos gauge\nhotelmatch_indexed_photos {}", s.engine.indexed());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+/// Refits the calibration on the saved searches of every case that confirmed a hotel, writes
+/// it into the data directory and uses it from the next search on. Audited.
+///
+/// Roles: admin.
+#[utoipa::path(post, path = "/api/v1/calibration/from-cases", tag = "cases", security(("api_key" = [])),
+    responses((status = 200, body = Object, description = "The new calibration"), (status = 400, body = ErrorBody, description = "Too few confirmed searches")))]
+pub(super) async fn recalibrate(State(s): State<Shared>, Extension(key): Extension<KeyInfo>) -> Result<Json<serde_json::Value>, ApiError> {
+    let engine = s.engine.clone();
+    let c = blocking(move || {
+        let samples = engine.confirmed_samples()?;
+        engine.recalibrate(&samples, "cases", &key.id)
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(c).unwrap_or_default()))
 }

@@ -1,31 +1,11 @@
-//! Cases (an investigator's saved searches, notes, verdicts and reports), hash banks, the
-//! calibration, and who a key is.
+//! Cases: an investigator's saved searches, notes, verdicts and reports.
 
 use super::*;
-use crate::engine::{HashFormat, Viewer};
-use dto::{Bank, BankImport, Case, CaseEntry, CaseView, Verdict};
+use crate::engine::Viewer;
+use dto::{Case, CaseEntry, CaseView, Verdict};
 
-fn viewer(key: &KeyInfo) -> Viewer<'_> {
+pub(super) fn viewer(key: &KeyInfo) -> Viewer<'_> {
     Viewer { key_id: &key.id, admin: key.role == Role::Admin }
-}
-
-/// Who this key is, and what the pages need to know.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct WhoAmI {
-    key_id: String,
-    /// uploader, investigator or admin.
-    role: String,
-    /// A map tile URL template (`{z}/{x}/{y}`) when the operator configured one; the pages
-    /// draw the built-in outlines otherwise.
-    map_tiles: Option<String>,
-}
-
-/// The key's id and role: pages check a key when it is entered.
-///
-/// Roles: any.
-#[utoipa::path(get, path = "/api/v1/whoami", tag = "operations", security(("api_key" = [])), responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
-pub(super) async fn whoami(State(s): State<Shared>, Extension(key): Extension<KeyInfo>) -> Json<WhoAmI> {
-    Json(WhoAmI { role: key.role.as_str().to_string(), key_id: key.id, map_tiles: Some(s.map_tiles.clone()).filter(|t| !t.is_empty()) })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -165,74 +145,4 @@ pub(super) async fn case_report(
         body,
     )
         .into_response())
-}
-
-/// The hash banks, with their sizes.
-///
-/// Roles: admin.
-#[utoipa::path(get, path = "/api/v1/banks", tag = "banks", security(("api_key" = [])), responses((status = 200, body = Vec<Bank>)))]
-pub(super) async fn list_banks(State(s): State<Shared>) -> Result<Json<Vec<Bank>>, ApiError> {
-    let engine = s.engine.clone();
-    Ok(Json(blocking(move || engine.banks()).await?.into_iter().map(Bank::from).collect()))
-}
-
-/// Imports a hash list into the bank `name` (created when new): ThreatExchange's formats —
-/// python-threatexchange signal files (`pdq <hash>` per line), CSV/TSV with a hash column
-/// (`hash`, `signal`, `pdq`, `indicator`), or pdq-photo-hasher's `hash,quality,name`.
-/// Uploads and searches that match a bank are flagged in their results and the audit.
-///
-/// Roles: admin.
-#[utoipa::path(post, path = "/api/v1/banks/{name}/hashes", tag = "banks", request_body(content = String, content_type = "text/plain"), security(("api_key" = [])),
-    params(("name" = String, Path, description = "Bank name")),
-    responses((status = 200, body = BankImport), (status = 400, body = ErrorBody)))]
-pub(super) async fn import_bank(
-    State(s): State<Shared>,
-    Extension(key): Extension<KeyInfo>,
-    Checked(Path(name)): Checked<Path<String>>,
-    body: axum::body::Bytes,
-) -> Result<Json<BankImport>, ApiError> {
-    let text = String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("invalid_body", "a hash list is UTF-8 text"))?;
-    let engine = s.engine.clone();
-    Ok(Json(BankImport::from(blocking(move || engine.import_bank(&name, &text, &key.id)).await?)))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(super) struct ExportFormat {
-    /// `tx` (default: python-threatexchange's `pdq <hash>` lines) or `csv`
-    /// (`pdq,quality,image_id,hotel_id`).
-    format: Option<String>,
-}
-
-/// The gallery's PDQ hashes (active photos with trustworthy hashes), for sharing. Audited.
-///
-/// Roles: admin.
-#[utoipa::path(get, path = "/api/v1/hashes", tag = "banks", security(("api_key" = [])), params(ExportFormat),
-    responses((status = 200, content_type = "text/plain", body = String), (status = 400, body = ErrorBody)))]
-pub(super) async fn export_hashes(
-    State(s): State<Shared>,
-    Extension(key): Extension<KeyInfo>,
-    Checked(QueryParams(f)): Checked<QueryParams<ExportFormat>>,
-) -> Result<Response, ApiError> {
-    let format: HashFormat = f.format.as_deref().unwrap_or("tx").parse().map_err(|e: String| ApiError::bad_request("invalid_query", e))?;
-    let engine = s.engine.clone();
-    let text = blocking(move || engine.export_hashes(format, &key.id)).await?;
-    let kind = if format == HashFormat::Csv { "text/csv; charset=utf-8" } else { "text/plain; charset=utf-8" };
-    Ok(([(header::CONTENT_TYPE, kind)], text).into_response())
-}
-
-/// Refits the calibration on the saved searches of every case that confirmed a hotel, writes
-/// it into the data directory and uses it from the next search on. Audited.
-///
-/// Roles: admin.
-#[utoipa::path(post, path = "/api/v1/calibration/from-cases", tag = "cases", security(("api_key" = [])),
-    responses((status = 200, body = Object, description = "The new calibration"), (status = 400, body = ErrorBody, description = "Too few confirmed searches")))]
-pub(super) async fn recalibrate(State(s): State<Shared>, Extension(key): Extension<KeyInfo>) -> Result<Json<serde_json::Value>, ApiError> {
-    let engine = s.engine.clone();
-    let c = blocking(move || {
-        let samples = engine.confirmed_samples()?;
-        engine.recalibrate(&samples, "cases", &key.id)
-    })
-    .await?;
-    Ok(Json(serde_json::to_value(c).unwrap_or_default()))
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query as QueryParams, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,21 +17,31 @@ use utoipa_axum::routes;
 
 use crate::catalog::{self, CatalogError, HotelFilter, KeyInfo, Role, Source};
 use crate::embed::EmbedError;
-use crate::engine::{Engine, EngineError, ErrorKind, NewPhoto, Query};
+use crate::engine::{Engine, EngineError, NewPhoto, Query};
 use crate::jobs;
 
 mod admin;
+mod banks;
 mod cases;
 pub mod dto;
+mod error;
 mod hotels;
+mod limits;
+mod ops;
+mod pages;
 mod photos;
 mod search;
 
 use crate::pool::Mask;
 use admin::*;
+use banks::*;
 use cases::*;
 use dto::{AuditEntry, Hotel, Image, Ingested, Job, SearchResult, Status};
+pub use error::ApiError;
+use error::{Checked, ErrorBody};
 use hotels::*;
+use limits::{pixel_permit, queue_slot, RateLimiter};
+use ops::*;
 use photos::*;
 use search::*;
 
@@ -75,154 +85,6 @@ impl Default for ServeOptions {
             follow_ms: 200,
             map_tiles: String::new(),
         }
-    }
-}
-
-/// Per-key token buckets (uploads, searches).
-struct RateLimiter {
-    per_minute: f64,
-    buckets: parking_lot::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
-}
-
-impl RateLimiter {
-    /// Takes one token for `key`, or says how many seconds until one is free.
-    fn take(&self, key: &str) -> Result<(), u64> {
-        let now = std::time::Instant::now();
-        let mut b = self.buckets.lock();
-        let (tokens, last) = b.entry(key.to_string()).or_insert((self.per_minute, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_minute / 60.0).min(self.per_minute);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err((((1.0 - *tokens) * 60.0 / self.per_minute).ceil() as u64).max(1))
-        }
-    }
-}
-
-/// Request counts and latencies per route and status, for /metrics.
-#[derive(Default)]
-struct Metrics {
-    requests: parking_lot::Mutex<std::collections::BTreeMap<(String, u16), (u64, f64)>>,
-}
-
-impl Metrics {
-    fn record(&self, route: &str, status: u16, seconds: f64) {
-        let mut m = self.requests.lock();
-        let e = m.entry((route.to_string(), status)).or_insert((0, 0.0));
-        e.0 += 1;
-        e.1 += seconds;
-    }
-}
-
-/// An API failure, with its HTTP status and stable code.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
-    }
-    fn retry(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
-        self
-    }
-    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({"error": {"code": self.code, "message": self.message}}));
-        let mut resp = (self.status, body).into_response();
-        if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        resp
-    }
-}
-
-/// The one place where engine failures become HTTP statuses.
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        use StatusCode as S;
-        let (kind, code) = e.kind();
-        let status = match kind {
-            ErrorKind::Invalid => S::BAD_REQUEST,
-            ErrorKind::NotFound => S::NOT_FOUND,
-            ErrorKind::Conflict => S::CONFLICT,
-            ErrorKind::TooLarge => S::PAYLOAD_TOO_LARGE,
-            ErrorKind::Unsupported => S::UNSUPPORTED_MEDIA_TYPE,
-            ErrorKind::Unprocessable => S::UNPROCESSABLE_ENTITY,
-            ErrorKind::Unavailable => S::SERVICE_UNAVAILABLE,
-            ErrorKind::Internal => S::INTERNAL_SERVER_ERROR,
-        };
-        if matches!(kind, ErrorKind::Internal | ErrorKind::Unavailable) {
-            // Details go to the operator's log, not to the client.
-            tracing::error!("{code}: {e}");
-            return ApiError::new(status, code, "the server could not complete this; see its log");
-        }
-        ApiError::new(status, code, e.to_string())
-    }
-}
-
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        let code = match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "not_json",
-            _ => "invalid_json",
-        };
-        ApiError::new(e.status(), code, e.body_text())
-    }
-}
-
-impl From<axum::extract::rejection::PathRejection> for ApiError {
-    fn from(e: axum::extract::rejection::PathRejection) -> Self {
-        ApiError::bad_request("invalid_path", e.body_text())
-    }
-}
-
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
-    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
-        ApiError::bad_request("invalid_query", e.body_text())
-    }
-}
-
-impl From<axum::extract::multipart::MultipartRejection> for ApiError {
-    fn from(e: axum::extract::multipart::MultipartRejection) -> Self {
-        ApiError::new(e.status(), "invalid_multipart", e.body_text())
-    }
-}
-
-/// An axum extractor whose rejection is answered with the JSON error body (axum's own
-/// rejections are plain text), so that every error has the same shape.
-struct Checked<E>(E);
-
-impl<S: Send + Sync, E: axum::extract::FromRequest<S>> axum::extract::FromRequest<S> for Checked<E>
-where
-    ApiError: From<E::Rejection>,
-{
-    type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Ok(Checked(E::from_request(req, state).await?))
-    }
-}
-
-impl<S: Send + Sync, E: axum::extract::FromRequestParts<S>> axum::extract::FromRequestParts<S> for Checked<E>
-where
-    ApiError: From<E::Rejection>,
-{
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
-        Ok(Checked(E::from_request_parts(parts, state).await?))
     }
 }
 
@@ -270,29 +132,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, EngineError> 
         .map_err(ApiError::from)
 }
 
-/// A place in the embedding queue (503 when it is full), then a worker (waiting for one).
-async fn queue_slot(state: &Shared) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit), ApiError> {
-    let place = state
-        .queue
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many photos waiting; retry shortly").retry(1))?;
-    let worker =
-        state.workers.clone().acquire_owned().await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "shutting down"))?;
-    Ok((place, worker))
-}
-
-/// Takes the photos' pixels out of the server-wide budget before they are decoded (held
-/// until the returned permit drops), or answers 503: decoding memory grows with pixels, not
-/// with file size (an 80-Mpixel PNG of one colour is a few hundred kB).
-fn pixel_permit(state: &Shared, photos: &[&[u8]]) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    let pixels: u64 = photos.iter().map(|b| crate::decode::pixel_count(b).unwrap_or(0)).sum();
-    let mp = (pixels.div_ceil(1_000_000)).clamp(1, u64::from(state.pixel_budget)) as u32;
-    state.pixels.clone().try_acquire_many_owned(mp).map_err(|_| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many pixels are being decoded right now; retry shortly").retry(1)
-    })
-}
-
 /// The fields of a multipart form: file parts as bytes, text parts as strings.
 #[derive(Default)]
 struct Form {
@@ -326,49 +165,6 @@ fn parse_field<T: std::str::FromStr>(form: &Form, name: &str) -> Result<Option<T
         Some(s) => s.parse().map(Some).map_err(|_| ApiError::bad_request("invalid_field", format!("{name}: cannot parse {s:?}"))),
         None => Ok(None),
     }
-}
-
-/// The body of every error response.
-#[derive(Serialize, utoipa::ToSchema)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-/// A stable machine-readable code and a message for people.
-#[derive(Serialize, utoipa::ToSchema)]
-struct ErrorDetail {
-    /// Stable code, e.g. `missing_key`, `forbidden`, `bad_image`, `busy`, `rate_limited`.
-    code: String,
-    message: String,
-}
-
-/// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// Readiness: the model and the index are loaded.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object)))]
-async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
-    Json(
-        serde_json::json!({"ready": true, "model": s.engine.embedder().model(), "catalog": s.engine.catalog_backend(), "watermark": s.engine.watermark(), "reindex_generation": s.engine.generation(), "indexed_photos": s.engine.indexed()}),
-    )
-}
-
-/// The web pages and their assets, built into the binary (no CDN: works offline).
-fn page(name: &'static str) -> Response {
-    let (kind, body) = match name {
-        "index" => ("text/html; charset=utf-8", include_str!("../../web/index.html")),
-        "contribute" => ("text/html; charset=utf-8", include_str!("../../web/contribute.html")),
-        "investigate" => ("text/html; charset=utf-8", include_str!("../../web/investigate.html")),
-        "docs" => ("text/html; charset=utf-8", include_str!("../../web/docs.html")),
-        "common.js" => ("text/javascript; charset=utf-8", include_str!("../../web/common.js")),
-        "map.js" => ("text/javascript; charset=utf-8", include_str!("../../web/map.js")),
-        "world.json" => ("application/json", include_str!("../../web/world.json")),
-        _ => ("text/css; charset=utf-8", include_str!("../../web/style.css")),
-    };
-    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
 /// Routes that need a key with one of `roles`: checked before the body is read, so a
@@ -426,11 +222,11 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
         queue: Arc::new(Semaphore::new(queue_size)),
         queue_size,
         workers: Arc::new(Semaphore::new(workers)),
-        uploads: RateLimiter { per_minute: f64::from(opts.uploads_per_minute.max(1)), buckets: Default::default() },
-        searches: RateLimiter { per_minute: f64::from(opts.searches_per_minute.max(1)), buckets: Default::default() },
+        uploads: RateLimiter::per_minute(opts.uploads_per_minute),
+        searches: RateLimiter::per_minute(opts.searches_per_minute),
         pixels: Arc::new(Semaphore::new(pixel_budget as usize)),
         pixel_budget,
-        metrics: Metrics::default(),
+        metrics: Metrics::new(),
         map_tiles: opts.map_tiles.clone(),
     });
     let (api, openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
@@ -473,21 +269,21 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
     let doc = openapi.to_json().unwrap_or_default();
     let router = api
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }))
-        .route("/", get(|| async { page("index") }))
-        .route("/contribute", get(|| async { page("contribute") }))
-        .route("/investigate", get(|| async { page("investigate") }))
-        .route("/docs", get(|| async { page("docs") }))
-        .route("/static/common.js", get(|| async { page("common.js") }))
-        .route("/static/style.css", get(|| async { page("style.css") }))
-        .route("/static/map.js", get(|| async { page("map.js") }))
-        .route("/static/world.json", get(|| async { page("world.json") }))
+        .route("/", get(|| async { pages::page("index") }))
+        .route("/contribute", get(|| async { pages::page("contribute") }))
+        .route("/investigate", get(|| async { pages::page("investigate") }))
+        .route("/docs", get(|| async { pages::page("docs") }))
+        .route("/static/common.js", get(|| async { pages::page("common.js") }))
+        .route("/static/style.css", get(|| async { pages::page("style.css") }))
+        .route("/static/map.js", get(|| async { pages::page("map.js") }))
+        .route("/static/world.json", get(|| async { pages::page("world.json") }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /docs") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /docs")
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(move |req: Request, next: Next| declared_length(body_limit, req, next)))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn(move |req: Request, next: Next| limits::declared_length(body_limit, req, next)))
+        .layer(middleware::from_fn_with_state(state.clone(), ops::track))
         .with_state(state);
     (router, openapi)
 }
@@ -495,29 +291,6 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
 /// The HTTP routes over an opened engine.
 pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {
     router_and_openapi(engine, opts).0
-}
-
-/// Answers 413 at once when the declared `Content-Length` is over the body limit, instead
-/// of waiting for a body that will be refused anyway.
-async fn declared_length(limit: usize, req: Request, next: Next) -> Response {
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body may be at most {limit} bytes"))
-            .into_response();
-    }
-    next.run(req).await
-}
-
-/// Counts every request by its route pattern (never the concrete path: ids stay out of metrics).
-async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched".to_string(), |p| format!("{} {}", req.method(), p.as_str()));
-    let t = std::time::Instant::now();
-    let resp = next.run(req).await;
-    s.metrics.record(&route, resp.status().as_u16(), t.elapsed().as_secs_f64());
-    resp
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish first.

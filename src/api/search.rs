@@ -1,7 +1,6 @@
 //! Search: the query form, results, and the case images investigators keep.
 
 use super::*;
-use crate::engine::Viewer;
 
 /// The search form (multipart/form-data).
 #[derive(utoipa::ToSchema)]
@@ -97,14 +96,13 @@ pub(super) async fn search(
         };
         let q = Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask, ef };
         match case_id {
-            Some(id) => {
-                engine.search_into_case(&q, id, Viewer { key_id: &key.id, admin: key.role == Role::Admin }).map(|(r, e)| (r, Some(e.id)))
-            }
+            Some(id) => engine.search_into_case(&q, id, cases::viewer(&key)).map(|(r, e)| (r, Some(e.id))),
             None => engine.search(&q, &key.id).map(|r| (r, None)),
         }
     })
     .await?;
     let (res, entry) = res;
+    s.metrics.search_stages(&res.stages);
     Ok(Json(SearchResult { case_entry: entry, ..SearchResult::from(res) }).into_response())
 }
 

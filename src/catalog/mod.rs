@@ -24,6 +24,9 @@ pub enum CatalogError {
     /// PostgreSQL failed.
     #[error("catalog (postgres): {0}")]
     Postgres(#[from] ::postgres::Error),
+    /// No PostgreSQL connection could be had in time.
+    #[error("catalog (postgres): no connection: {0}")]
+    Pool(String),
     /// The database is newer than this program.
     #[error("catalog schema version {found} is newer than this program's {known}")]
     TooNew { found: i64, known: i64 },
@@ -416,6 +419,8 @@ pub trait HotelStore {
     fn upsert_hotel(&self, h: &Hotel) -> Result<i64, CatalogError>;
     /// One hotel.
     fn hotel(&self, id: i64) -> Result<Hotel, CatalogError>;
+    /// The hotels with these ids, in one read (ids that name none are left out; any order).
+    fn hotels(&self, ids: &[i64]) -> Result<Vec<Hotel>, CatalogError>;
     /// The hotel with this external id.
     fn hotel_by_external_id(&self, ext: &str) -> Result<Option<Hotel>, CatalogError>;
     /// Hotels whose name or city contains `text` (case-insensitive), at most `limit`.
@@ -438,6 +443,8 @@ pub trait PhotoCatalog {
     fn put_embedding(&self, image_id: i64, model_id: i64, vector: &[f32]) -> Result<(), CatalogError>;
     /// One image.
     fn image(&self, id: i64) -> Result<Image, CatalogError>;
+    /// The images with these ids, in one read (ids that name none are left out; any order).
+    fn images(&self, ids: &[i64]) -> Result<Vec<Image>, CatalogError>;
     /// Active images with these stored bytes.
     fn images_with_sha(&self, sha256: &str) -> Result<Vec<Image>, CatalogError>;
     /// Whether an image that is not deleted holds these bytes (its blob must stay).
@@ -624,11 +631,19 @@ pub fn is_postgres(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
+/// Connections a PostgreSQL catalog keeps when no setting says otherwise.
+pub const DEFAULT_POOL: u32 = 8;
+
 /// Opens the catalog at `location`: a `postgres://` URL, or a path to a SQLite file
 /// (created and migrated when missing).
 pub fn open(location: &str) -> Result<Box<dyn Catalog>, CatalogError> {
+    open_pooled(location, DEFAULT_POOL)
+}
+
+/// Like `open`, with at most `pool` connections to a PostgreSQL catalog (SQLite has one).
+pub fn open_pooled(location: &str, pool: u32) -> Result<Box<dyn Catalog>, CatalogError> {
     if is_postgres(location) {
-        Ok(Box::new(postgres::PgCatalog::connect(location)?))
+        Ok(Box::new(postgres::PgCatalog::connect(location, pool)?))
     } else {
         Ok(Box::new(sqlite::SqliteCatalog::open(Path::new(location))?))
     }

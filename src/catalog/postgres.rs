@@ -1,9 +1,10 @@
 //! The catalog in PostgreSQL: what several replicas share (`catalog = "postgres://…"`).
 
-use parking_lot::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use ::postgres::error::SqlState;
 use ::postgres::{Client, GenericClient, NoTls, Row};
+use r2d2_postgres::PostgresConnectionManager;
 
 use super::*;
 
@@ -69,29 +70,38 @@ fn is(e: &::postgres::Error, state: &SqlState) -> bool {
     e.code() == Some(state)
 }
 
-/// The catalog in a PostgreSQL database. One connection per process, behind a lock (and
-/// reopened when the server dropped it): catalog calls are short, and the heavy work of a
-/// search (embedding, the index, verification) happens outside them.
+type Manager = PostgresConnectionManager<NoTls>;
+
+/// How long a catalog call waits for a free (or new) connection before it fails.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The catalog in a PostgreSQL database, through a pool of connections (`r2d2`): searches,
+/// uploads and the change-feed follower of one replica no longer queue behind one
+/// connection. A connection the server dropped is discarded when it comes back to the pool.
 pub struct PgCatalog {
-    url: String,
-    client: Mutex<Client>,
+    pool: r2d2::Pool<Manager>,
 }
 
 impl PgCatalog {
-    /// Connects to `url` (`postgres://user@host:port/db`) and migrates the schema.
-    pub fn connect(url: &str) -> Result<Self, CatalogError> {
-        let client = Client::connect(url, NoTls)?;
-        let cat = PgCatalog { url: url.to_string(), client: Mutex::new(client) };
+    /// Connects to `url` (`postgres://user@host:port/db`) with a pool of at most `pool`
+    /// connections, and migrates the schema.
+    pub fn connect(url: &str, pool: u32) -> Result<Self, CatalogError> {
+        let config: ::postgres::Config = url.parse()?;
+        let pool = r2d2::Pool::builder()
+            .max_size(pool.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            // A round trip per checkout would cost more than the calls it guards: a broken
+            // connection fails its call and is dropped on return (`has_broken`).
+            .test_on_check_out(false)
+            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+        let cat = PgCatalog { pool };
         cat.migrate()?;
         Ok(cat)
     }
 
-    fn client(&self) -> Result<MutexGuard<'_, Client>, CatalogError> {
-        let mut c = self.client.lock();
-        if c.is_closed() {
-            *c = Client::connect(&self.url, NoTls)?;
-        }
-        Ok(c)
+    fn client(&self) -> Result<r2d2::PooledConnection<Manager>, CatalogError> {
+        self.pool.get().map_err(|e| CatalogError::Pool(e.to_string()))
     }
 
     fn migrate(&self) -> Result<(), CatalogError> {
@@ -172,6 +182,11 @@ impl HotelStore for PgCatalog {
         row.map(|r| hotel_from_row(&r)).ok_or(CatalogError::NoHotel(id))
     }
 
+    fn hotels(&self, ids: &[i64]) -> Result<Vec<Hotel>, CatalogError> {
+        let rows = self.client()?.query(&format!("SELECT {HOTEL_COLUMNS} FROM hotels WHERE id = ANY($1)"), &[&ids])?;
+        Ok(rows.iter().map(hotel_from_row).collect())
+    }
+
     fn hotel_by_external_id(&self, ext: &str) -> Result<Option<Hotel>, CatalogError> {
         Ok(self
             .client()?
@@ -233,6 +248,10 @@ impl PhotoCatalog for PgCatalog {
 
     fn image(&self, id: i64) -> Result<Image, CatalogError> {
         self.images_where("WHERE id = $1", &[&id])?.pop().ok_or(CatalogError::NoImage(id))
+    }
+
+    fn images(&self, ids: &[i64]) -> Result<Vec<Image>, CatalogError> {
+        self.images_where("WHERE id = ANY($1)", &[&ids])
     }
 
     fn images_with_sha(&self, sha256: &str) -> Result<Vec<Image>, CatalogError> {

@@ -99,6 +99,21 @@ impl SqliteCatalog {
 
     // A panic while the lock was held cannot leave SQLite half-written (transactions roll
     // back), so a poisoned lock is taken over.
+    /// The rows of `select` (a query without WHERE) whose `id` is one of `ids`, read in
+    /// slices under SQLite's default limit of bound parameters.
+    fn rows_by_id<T>(&self, select: &str, ids: &[i64], row: fn(&rusqlite::Row) -> rusqlite::Result<T>) -> Result<Vec<T>, CatalogError> {
+        let conn = self.conn();
+        let mut out = Vec::with_capacity(ids.len());
+        for slice in ids.chunks(500) {
+            let marks = vec!["?"; slice.len()].join(",");
+            let mut st = conn.prepare_cached(&format!("{select} WHERE id IN ({marks})"))?;
+            for r in st.query_map(rusqlite::params_from_iter(slice), row)? {
+                out.push(r?);
+            }
+        }
+        Ok(out)
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock()
     }
@@ -184,6 +199,10 @@ impl HotelStore for SqliteCatalog {
             .ok_or(CatalogError::NoHotel(id))
     }
 
+    fn hotels(&self, ids: &[i64]) -> Result<Vec<Hotel>, CatalogError> {
+        self.rows_by_id(&format!("SELECT {HOTEL_COLUMNS} FROM hotels"), ids, hotel_from_row)
+    }
+
     fn hotel_by_external_id(&self, ext: &str) -> Result<Option<Hotel>, CatalogError> {
         Ok(self
             .conn()
@@ -257,6 +276,10 @@ impl PhotoCatalog for SqliteCatalog {
             .query_row(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"), [id], image_from_row)
             .optional()?
             .ok_or(CatalogError::NoImage(id))
+    }
+
+    fn images(&self, ids: &[i64]) -> Result<Vec<Image>, CatalogError> {
+        self.rows_by_id(&format!("SELECT {IMAGE_COLUMNS} FROM images"), ids, image_from_row)
     }
 
     fn images_with_sha(&self, sha256: &str) -> Result<Vec<Image>, CatalogError> {

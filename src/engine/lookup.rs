@@ -65,6 +65,11 @@ impl Engine {
         Ok(self.catalog.record_import(key, image_id, outcome, detail)?)
     }
 
+    /// How many catalog changes this process's index has yet to apply (0: caught up).
+    pub fn feed_lag(&self) -> Result<i64, EngineError> {
+        Ok((self.catalog.last_change()? - self.watermark()).max(0))
+    }
+
     /// The catalog's backend, for operators ("sqlite" or "postgres").
     pub fn catalog_backend(&self) -> &'static str {
         self.catalog.backend()

@@ -36,6 +36,7 @@ pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat};
 pub use cases::{CaseReport, CaseView, HotelVerdict, Viewer};
 pub use journal::{Candidate, CaseEntry, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 pub use maintenance::{Followed, REINDEX};
+pub use search::QueryPhoto;
 
 /// Why an engine operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +118,7 @@ impl EngineError {
                 CatalogError::Invalid { .. } => (K::Invalid, "invalid_field"),
                 CatalogError::JobRunning { .. } => (K::Conflict, "job_running"),
                 CatalogError::HotelExists { .. } => (K::Conflict, "hotel_exists"),
-                CatalogError::Sql(_) | CatalogError::Postgres(_) => (K::Unavailable, "catalog_unavailable"),
+                CatalogError::Sql(_) | CatalogError::Postgres(_) | CatalogError::Pool(_) => (K::Unavailable, "catalog_unavailable"),
                 CatalogError::TooNew { .. } => (K::Internal, "internal"),
             },
             EngineError::Store(s) => match s {
@@ -147,6 +148,8 @@ pub struct EngineSettings {
     pub data_dir: PathBuf,
     /// The catalog: a `postgres://` URL or a SQLite path (empty: `catalog.sqlite` in `data_dir`).
     pub catalog: String,
+    /// Connections to a PostgreSQL catalog this process keeps at most.
+    pub catalog_pool: u32,
     /// Where photos and case images go: a directory, `memory:` or `s3://bucket/prefix`
     /// (empty: `data_dir`).
     pub photos: String,
@@ -347,6 +350,9 @@ pub struct SearchResult {
     /// what a saved search keeps for the next calibration.
     #[serde(skip)]
     pub candidates: Vec<(i64, f32)>,
+    /// Seconds each stage took (retrieve, verify, rank, explain, record), for metrics.
+    #[serde(skip)]
+    pub stages: Vec<(&'static str, f64)>,
     pub millis: f64,
 }
 
@@ -439,7 +445,7 @@ impl Engine {
     pub fn open(settings: EngineSettings, embedder: Box<dyn Embed>) -> Result<Self, EngineError> {
         let dir = &settings.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir { path: dir.clone(), source })?;
-        let catalog = catalog::open(&settings.catalog_location())?;
+        let catalog = catalog::open_pooled(&settings.catalog_location(), settings.catalog_pool)?;
         let photos = settings.photos_location();
         let store = store::open(&photos, "photos", &settings.store)?;
         let cases = store::open(&photos, "cases", &settings.store)?;

@@ -1,99 +1,234 @@
-//! Search: which hotels a query photo may show, with the matching photos as evidence.
+//! Search: which hotels a query photo may show, with the matching photos as evidence. A
+//! search is a pipeline, each stage taking what the one before made:
+//! retrieve → verify → rank → explain → record (and, beside retrieval, the hash checks).
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::{CalibrationInfo, Cell, Engine, EngineError, Evidence, HotelHit, Query, Reuse, SearchResult};
-use crate::calibrate;
-use crate::catalog::Status;
-use crate::decode;
-use crate::index::{Found, VectorIndex};
+use super::{BankMatch, CalibrationInfo, Cell, Engine, EngineError, Evidence, HotelHit, Query, Reuse, SearchResult};
+use crate::calibrate::{self, Calibration};
+use crate::catalog::{Hotel, Image, Status};
+use crate::decode::{self, Decoded, Limits};
+use crate::embed::Embedding;
+use crate::index::{Found, Plan, VectorIndex};
 use crate::pdq;
 use crate::pool::{FeatureMap, Mask};
-use crate::rank;
+use crate::rank::{self, RankedHotel};
 use crate::store;
 use crate::vector;
 use crate::verify;
+
+/// A query photo decoded once, for every stage that reads its pixels: the embedding, PDQ and
+/// the geometric verification.
+pub struct QueryPhoto<'a> {
+    bytes: &'a [u8],
+    decoded: Decoded,
+}
+
+impl<'a> QueryPhoto<'a> {
+    /// Decodes `bytes` as large as the verification's keypoints need (which covers PDQ and,
+    /// for most photos, the network; the embedder decodes again only when it needs more).
+    pub fn decode(bytes: &'a [u8], limits: &Limits) -> Result<Self, EngineError> {
+        let side = verify::MAX_SIDE;
+        Ok(QueryPhoto { bytes, decoded: decode::decode(bytes, limits, Some((side, side)))? })
+    }
+
+    /// The photo to embed, as a search embeds it (nothing masked).
+    pub fn input(&self) -> crate::Input<'_> {
+        crate::Input { bytes: self.bytes, mask: None, auto_mask: false, decoded: Some(&self.decoded) }
+    }
+}
+
+/// What retrieval found: the query's embedding and the stored photos nearest to it, best first.
+struct Retrieved {
+    emb: Embedding,
+    found: Vec<Found>,
+    /// Exact vectors of the hits, where the re-rank fetched them from the catalog.
+    exact: HashMap<i64, Vec<f32>>,
+    plan: Plan,
+}
+
+/// What the query's hashes matched: stored photos it is a copy of, and hash-bank entries.
+struct Copies {
+    reuse: Vec<Reuse>,
+    bank_matches: Vec<BankMatch>,
+}
+
+/// Per verified photo: its cosine similarity before the bonus, and the matched keypoints.
+type Verified = HashMap<i64, (f32, verify::Matched)>;
+
+/// Hotels ranked, with the calibration's reading of their scores.
+struct Ranked {
+    hotels: Vec<RankedHotel>,
+    /// (hotel id, score) of the candidates the probabilities are spread over, best first.
+    candidates: Vec<(i64, f32)>,
+    probabilities: Vec<f32>,
+    /// Each ranked hotel's score minus the next one's.
+    gaps: Vec<Option<f32>>,
+    calibration: std::sync::Arc<Calibration>,
+}
+
+/// How long each stage of a search took, in seconds.
+struct Laps {
+    last: Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Laps {
+    fn start() -> Self {
+        Laps { last: Instant::now(), laps: Vec::new() }
+    }
+
+    /// Ends `stage`, begun when the previous one ended.
+    fn lap(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        self.laps.push((stage, now.duration_since(self.last).as_secs_f64()));
+        self.last = now;
+    }
+}
 
 impl Engine {
     /// Searches: ranked hotels with evidence. Writes an audit entry for `actor`.
     pub fn search(&self, q: &Query, actor: &str) -> Result<SearchResult, EngineError> {
         let t = Instant::now();
+        let mut laps = Laps::start();
+        let photo = QueryPhoto::decode(q.bytes, &self.settings.limits)?;
+        let allowed = if q.filter.is_empty() { None } else { Some(self.catalog.hotels_matching(&q.filter)?) };
+        let mut retrieved = self.retrieve(q, &photo, allowed.as_deref())?;
+        let copies = self.copies(&photo, allowed.as_deref())?;
+        laps.lap("retrieve");
+        let verified = self.verify(&photo, retrieved.emb.mask.as_ref(), &mut retrieved.found)?;
+        laps.lap("verify");
+        let ranked = self.rank(&retrieved.found, if q.top == 0 { self.settings.search.top_hotels } else { q.top });
+        laps.lap("rank");
+        let hotels = self.explain(&ranked, &retrieved, &verified)?;
+        laps.lap("explain");
+        let query_sha256 = self.record(q, &retrieved, &copies, &hotels, actor)?;
+        laps.lap("record");
+        let c = &ranked.calibration;
+        Ok(SearchResult {
+            grid: retrieved.emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height)),
+            auto_mask: retrieved.emb.auto_mask,
+            hotels,
+            reuse: copies.reuse,
+            images: retrieved.found,
+            plan: retrieved.plan,
+            query_sha256,
+            saved_case_image: q.save_case,
+            calibration: CalibrationInfo { source: c.source.clone(), samples: c.samples, strong: c.strong, possible: c.possible },
+            bank_matches: copies.bank_matches,
+            candidates: ranked.candidates,
+            stages: laps.laps,
+            millis: t.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// Embeds the query and finds the stored photos nearest to it (re-ranked exactly, and
+    /// expanded with the top hits when `search.expansion` is set), within `allowed` hotels.
+    fn retrieve(&self, q: &Query, photo: &QueryPhoto, allowed: Option<&[i64]>) -> Result<Retrieved, EngineError> {
         let opts = &self.settings.search;
         let auto_mask = opts.auto_mask && !q.skip_auto_mask;
-        let emb = self.embedder.embed(crate::Input { bytes: q.bytes, mask: q.mask, auto_mask })?;
-        // After the embedding, not beside it: ONNX Runtime already uses every core.
-        let banked = !self.banks.read().is_empty();
-        let hashes = if opts.reuse || banked { Some(query_hashes(q.bytes, &self.settings.limits)?) } else { None };
-        let bank_matches = match &hashes {
-            Some(h) if h.quality >= pdq::MIN_TRUSTED_QUALITY => self.bank_matches(&h.named().map(|(_, x)| x)),
-            _ => Vec::new(),
-        };
-        let hotels = if q.filter.is_empty() { None } else { Some(self.catalog.hotels_matching(&q.filter)?) };
-        let reuse = match hashes {
-            Some(h) if opts.reuse => self.reuse_of(&h, hotels.as_deref())?,
-            _ => Vec::new(),
-        };
+        let emb = self.embedder.embed(crate::Input { bytes: photo.bytes, mask: q.mask, auto_mask, decoded: Some(&photo.decoded) })?;
         let index = self.index();
-        let (mut found, mut plan) = index.search(&emb.vector, opts.top_images, hotels.as_deref(), q.ef)?;
+        let (mut found, mut plan) = index.search(&emb.vector, opts.top_images, allowed, q.ef)?;
         let mut exact = self.rerank(index.as_ref(), &emb.vector, &mut found)?;
-        // A hit's vector: the catalog's exact one where the re-rank fetched it.
-        let vector_of = |exact: &HashMap<i64, Vec<f32>>, id: i64| exact.get(&id).cloned().or_else(|| index.vector_of(id));
         if opts.expansion > 0 && !found.is_empty() {
             let mut expanded = emb.vector.clone();
             for f in found.iter().take(opts.expansion) {
-                if let Some(v) = vector_of(&exact, f.image_id) {
+                if let Some(v) = exact.get(&f.image_id).cloned().or_else(|| index.vector_of(f.image_id)) {
                     let w = f.similarity.max(0.0).powf(opts.alpha);
                     expanded.iter_mut().zip(&v).for_each(|(e, x)| *e += w * x);
                 }
             }
             crate::pool::l2_normalize(&mut expanded);
-            (found, plan) = index.search(&expanded, opts.top_images, hotels.as_deref(), q.ef)?;
+            (found, plan) = index.search(&expanded, opts.top_images, allowed, q.ef)?;
             exact = self.rerank(index.as_ref(), &expanded, &mut found)?;
         }
-        let verified = self.verify(q.bytes, emb.mask.as_ref(), &mut found)?;
-        let top = if q.top == 0 { opts.top_hotels } else { q.top };
-        // Probabilities are spread over the same number of candidates whatever `top` shows.
-        let mut ranked = rank::rank_hotels(&found, opts.aggregation, top.max(calibrate::CANDIDATES));
-        let calibration = self.calibration();
-        let candidates: Vec<(i64, f32)> = ranked.iter().take(calibrate::CANDIDATES).map(|r| (r.hotel_id, r.score)).collect();
-        let probabilities = calibration.probabilities(&candidates.iter().map(|c| c.1).collect::<Vec<_>>());
-        let gaps: Vec<Option<f32>> = (0..ranked.len()).map(|i| ranked.get(i + 1).map(|n| ranked[i].score - n.score)).collect();
-        ranked.truncate(top);
-        let grid = emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height));
-        let cat = &self.catalog;
-        let mut hits = Vec::with_capacity(ranked.len());
-        for r in ranked {
-            let hotel = cat.hotel(r.hotel_id)?;
-            let mut evidence = Vec::new();
-            for f in r.images.iter().take(opts.evidence) {
-                let img = cat.image(f.image_id)?;
-                let query_cells = match (&emb.cells, vector_of(&exact, f.image_id)) {
-                    (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), &v, 3),
-                    _ => Vec::new(),
-                };
-                let (similarity, matched) = match verified.get(&f.image_id) {
-                    Some((cos, m)) => (*cos, Some(m)),
-                    None => (f.similarity, None),
-                };
-                let matched_points = matched.map(|m| m.inliers);
-                let matched_pairs = matched.map(|m| m.pairs.clone()).unwrap_or_default();
-                evidence.push(Evidence {
-                    image_id: img.id,
-                    sha256: img.sha256,
-                    room: img.room,
-                    similarity,
-                    matched_points,
-                    matched_pairs,
-                    query_cells,
-                });
-            }
-            let probability = probabilities.get(r.rank - 1).copied().unwrap_or(0.0);
-            let confidence = calibration.confidence(probability);
-            hits.push(HotelHit { rank: r.rank, score: r.score, probability, confidence, gap: gaps[r.rank - 1], hotel, evidence });
+        Ok(Retrieved { emb, found, exact, plan })
+    }
+
+    /// The query's PDQ hashes matched against the gallery (reuse of a crowd photo, when
+    /// `search.reuse`) and the hash banks. Hashing waits for the embedding: ONNX Runtime
+    /// already uses every core.
+    fn copies(&self, photo: &QueryPhoto, allowed: Option<&[i64]>) -> Result<Copies, EngineError> {
+        let reuse = self.settings.search.reuse;
+        let banked = !self.banks.read().is_empty();
+        if !reuse && !banked {
+            return Ok(Copies { reuse: Vec::new(), bank_matches: Vec::new() });
         }
+        let hashes = query_hashes(&photo.decoded);
+        let bank_matches = match hashes.quality >= pdq::MIN_TRUSTED_QUALITY {
+            true => self.bank_matches(&hashes.named().map(|(_, x)| x)),
+            false => Vec::new(),
+        };
+        let reuse = if reuse { self.reuse_of(&hashes, allowed)? } else { Vec::new() };
+        Ok(Copies { reuse, bank_matches })
+    }
+
+    /// Groups the photos by hotel and ranks the hotels; probabilities are spread over the
+    /// same number of candidates whatever `top` shows.
+    fn rank(&self, found: &[Found], top: usize) -> Ranked {
+        let mut hotels = rank::rank_hotels(found, self.settings.search.aggregation, top.max(calibrate::CANDIDATES));
+        let calibration = self.calibration();
+        let candidates: Vec<(i64, f32)> = hotels.iter().take(calibrate::CANDIDATES).map(|r| (r.hotel_id, r.score)).collect();
+        let probabilities = calibration.probabilities(&candidates.iter().map(|c| c.1).collect::<Vec<_>>());
+        let gaps = (0..hotels.len()).map(|i| hotels.get(i + 1).map(|n| hotels[i].score - n.score)).collect();
+        hotels.truncate(top);
+        Ranked { hotels, candidates, probabilities, gaps, calibration }
+    }
+
+    /// The ranked hotels as the investigator sees them: each with its probability, label and
+    /// evidence photos (similarity, matched keypoints, the query cells that point at it).
+    /// The catalog is read once for all hotels and once for all evidence photos.
+    fn explain(&self, ranked: &Ranked, retrieved: &Retrieved, verified: &Verified) -> Result<Vec<HotelHit>, EngineError> {
+        let evidence_n = self.settings.search.evidence;
+        let hotel_ids: Vec<i64> = ranked.hotels.iter().map(|r| r.hotel_id).collect();
+        let image_ids: Vec<i64> = ranked.hotels.iter().flat_map(|r| r.images.iter().take(evidence_n).map(|f| f.image_id)).collect();
+        let hotels: HashMap<i64, Hotel> = self.catalog.hotels(&hotel_ids)?.into_iter().map(|h| (h.id, h)).collect();
+        let images: HashMap<i64, Image> = self.catalog.images(&image_ids)?.into_iter().map(|i| (i.id, i)).collect();
+        let mut hits = Vec::with_capacity(ranked.hotels.len());
+        for r in &ranked.hotels {
+            let hotel = hotels.get(&r.hotel_id).cloned().ok_or(crate::catalog::CatalogError::NoHotel(r.hotel_id))?;
+            let evidence = r.images.iter().take(evidence_n).map(|f| {
+                let img = images.get(&f.image_id).ok_or(crate::catalog::CatalogError::NoImage(f.image_id))?;
+                Ok(self.evidence(f, img, retrieved, verified.get(&f.image_id)))
+            });
+            let evidence = evidence.collect::<Result<Vec<_>, EngineError>>()?;
+            let probability = ranked.probabilities.get(r.rank - 1).copied().unwrap_or(0.0);
+            let confidence = ranked.calibration.confidence(probability);
+            hits.push(HotelHit { rank: r.rank, score: r.score, probability, confidence, gap: ranked.gaps[r.rank - 1], hotel, evidence });
+        }
+        Ok(hits)
+    }
+
+    /// One evidence photo: its similarity (before any verification bonus), matched
+    /// keypoints, and the query cells most like it.
+    fn evidence(&self, f: &Found, img: &Image, retrieved: &Retrieved, verified: Option<&(f32, verify::Matched)>) -> Evidence {
+        let vector = retrieved.exact.get(&f.image_id).cloned().or_else(|| self.index().vector_of(f.image_id));
+        let query_cells = match (&retrieved.emb.cells, vector) {
+            (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), &v, 3),
+            _ => Vec::new(),
+        };
+        let (similarity, matched) = match verified {
+            Some((cos, m)) => (*cos, Some(m)),
+            None => (f.similarity, None),
+        };
+        Evidence {
+            image_id: img.id,
+            sha256: img.sha256.clone(),
+            room: img.room.clone(),
+            similarity,
+            matched_points: matched.map(|m| m.inliers),
+            matched_pairs: matched.map(|m| m.pairs.clone()).unwrap_or_default(),
+            query_cells,
+        }
+    }
+
+    /// Keeps the query as a case image when asked, and audits the search (the query's
+    /// sha256, never the photo); returns that sha256.
+    fn record(&self, q: &Query, retrieved: &Retrieved, copies: &Copies, hits: &[HotelHit], actor: &str) -> Result<String, EngineError> {
         let query_sha256 = store::sha256_hex(q.bytes);
         if q.save_case {
             self.cases.put(q.bytes)?;
@@ -102,35 +237,16 @@ impl Engine {
             "query_sha256": query_sha256,
             "filters": q.filter,
             "masked": q.mask.is_some(),
-            "auto_mask": emb.auto_mask,
+            "auto_mask": retrieved.emb.auto_mask,
             "saved_case_image": q.save_case,
             "hotel_ids": hits.iter().map(|h| h.hotel.id).collect::<Vec<_>>(),
             "probabilities": hits.iter().map(|h| h.probability).collect::<Vec<_>>(),
             "image_ids": hits.iter().flat_map(|h| h.evidence.iter().map(|e| e.image_id)).collect::<Vec<_>>(),
-            "reuse_image_ids": reuse.iter().map(|r| r.image_id).collect::<Vec<_>>(),
-            "bank_matches": bank_matches,
+            "reuse_image_ids": copies.reuse.iter().map(|r| r.image_id).collect::<Vec<_>>(),
+            "bank_matches": copies.bank_matches,
         });
-        cat.audit(actor, "search", &detail)?;
-        let calibration = CalibrationInfo {
-            source: calibration.source.clone(),
-            samples: calibration.samples,
-            strong: calibration.strong,
-            possible: calibration.possible,
-        };
-        Ok(SearchResult {
-            hotels: hits,
-            reuse,
-            images: found,
-            grid,
-            plan,
-            query_sha256,
-            saved_case_image: q.save_case,
-            auto_mask: emb.auto_mask,
-            calibration,
-            bank_matches,
-            candidates,
-            millis: t.elapsed().as_secs_f64() * 1e3,
-        })
+        self.catalog.audit(actor, "search", &detail)?;
+        Ok(query_sha256)
     }
 
     /// Re-scores what a compact index found with the exact f32 vectors the catalog keeps,
@@ -152,49 +268,23 @@ impl Engine {
         Ok(exact)
     }
 
-    /// Geometric verification of the top `verify` photos of `found`: each gets a bonus for
-    /// the keypoint matches it shares with the query in one consistent geometry, and `found`
-    /// is re-sorted. Returns, per verified image, its cosine similarity and the matches.
-    fn verify(&self, query: &[u8], mask: Option<&Mask>, found: &mut [Found]) -> Result<HashMap<i64, (f32, verify::Matched)>, EngineError> {
+    /// Geometric verification of the top `search.verify` photos of `found`: each gets a bonus
+    /// for the keypoint matches it shares with the query in one consistent geometry, and
+    /// `found` is re-sorted.
+    fn verify(&self, photo: &QueryPhoto, mask: Option<&Mask>, found: &mut [Found]) -> Result<Verified, EngineError> {
         let opts = &self.settings.search;
         let k = opts.verify.min(found.len());
         if k == 0 {
             return Ok(Default::default());
         }
-        let side = verify::MAX_SIDE;
-        let decoded = decode::decode(query, &self.settings.limits, Some((side, side)))?;
-        let (fw, fh) = (decoded.full_width, decoded.full_height);
-        // The mask as a picture at a quarter of the verification size is precise enough.
-        let mask = match mask {
-            Some(m) => {
-                let (cols, rows) = ((fw * side / 4 / fw.max(fh)).max(1), (fh * side / 4 / fw.max(fh)).max(1));
-                let px = m.pixels(fw, fh, cols, rows).map_err(|e| EngineError::Embed(e.into()))?;
-                Some(image::GrayImage::from_fn(cols, rows, |x, y| image::Luma([if px[(y * cols + x) as usize] { 255 } else { 0 }])))
-            }
-            None => None,
-        };
-        let query_points = verify::keypoints(&decoded.rgb, mask.as_ref());
-        let shas: Vec<String> = {
-            let cat = &self.catalog;
-            found[..k].iter().map(|f| cat.image(f.image_id).map(|i| i.sha256)).collect::<Result<_, _>>()?
-        };
-        let matched: Vec<verify::Matched> = shas
+        let query_points = query_keypoints(&photo.decoded, mask)?;
+        let ids: Vec<i64> = found[..k].iter().map(|f| f.image_id).collect();
+        let shas: HashMap<i64, String> = self.catalog.images(&ids)?.into_iter().map(|i| (i.id, i.sha256)).collect();
+        let matched: Vec<verify::Matched> = ids
             .par_iter()
-            .map(|sha| {
-                // A stored photo that cannot be read again is not verified (and logged): the
-                // search still answers from the vectors.
-                let points = self
-                    .store
-                    .get(sha)
-                    .map_err(EngineError::from)
-                    .and_then(|b| Ok(decode::decode(&b, &self.settings.limits, Some((side, side)))?));
-                match points {
-                    Ok(d) => verify::matched(&query_points, &verify::keypoints(&d.rgb, None)),
-                    Err(e) => {
-                        tracing::warn!(photo = %sha, "geometric verification skipped: {e}");
-                        verify::Matched::default()
-                    }
-                }
+            .map(|id| match shas.get(id).and_then(|sha| self.stored_keypoints(sha)) {
+                Some(points) => verify::matched(&query_points, &points),
+                None => verify::Matched::default(),
             })
             .collect();
         let cap = opts.verify_cap.max(1);
@@ -206,6 +296,21 @@ impl Engine {
         }
         found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         Ok(verified)
+    }
+
+    /// The keypoints of a stored photo, or `None` (logged) when it cannot be read again: the
+    /// search still answers from the vectors.
+    fn stored_keypoints(&self, sha: &str) -> Option<verify::Keypoints> {
+        let side = verify::MAX_SIDE;
+        let decoded =
+            self.store.get(sha).map_err(EngineError::from).and_then(|b| Ok(decode::decode(&b, &self.settings.limits, Some((side, side)))?));
+        match decoded {
+            Ok(d) => Some(verify::keypoints(&d.rgb, None)),
+            Err(e) => {
+                tracing::warn!(photo = %sha, "geometric verification skipped: {e}");
+                None
+            }
+        }
     }
 
     /// Active stored photos (of `hotels`, when given) that the query is a copy of, in any of
@@ -225,10 +330,10 @@ impl Engine {
             }
         }
         drop(known);
-        let cat = &self.catalog;
+        let ids: Vec<i64> = best.keys().map(|&id| id as i64).collect();
         let mut out = Vec::new();
-        for (id, (distance, variant)) in best {
-            let img = cat.image(id as i64)?;
+        for img in self.catalog.images(&ids)? {
+            let (distance, variant) = best[&(img.id as u64)];
             let allowed = hotels.is_none_or(|h| h.contains(&img.hotel_id));
             if allowed && img.status == Status::Active && img.pdq_quality >= pdq::MIN_TRUSTED_QUALITY {
                 out.push(Reuse { image_id: img.id, hotel_id: img.hotel_id, distance, variant: variant.to_string() });
@@ -241,14 +346,14 @@ impl Engine {
 
 /// PDQ hashes of a query in its eight rotations and mirrors. PDQ reduces the picture to
 /// 64x64 first, so a DCT-scaled decode of at least 512 pixels a side suffices (Meta's PHP
-/// reference downsamples before hashing too): photos under 1024 pixels on the short side
+/// reference downsamples before hashing too; the query's one decode is at least
+/// `verify::MAX_SIDE`, 640): photos under 1024 pixels on the short side
 /// are decoded whole and hash identically; 12-Mpixel photos land 5 bits from their
 /// full-resolution hash on average, 10 at most (`tests/pdq.rs`, `README`).
 /// Formats without a reduced-scale decode (PNG, WebP, …) are shrunk to 1024 pixels on the
 /// short side the same way before hashing, so an 80-Mpixel PNG does not also need a
 /// full-size luma plane.
-fn query_hashes(bytes: &[u8], limits: &decode::Limits) -> Result<pdq::Dihedral, EngineError> {
-    let decoded = decode::decode(bytes, limits, Some((512, 512)))?;
+fn query_hashes(decoded: &Decoded) -> pdq::Dihedral {
     let (w, h) = decoded.rgb.dimensions();
     if w.min(h) > 2048 {
         let s = 1024.0 / f64::from(w.min(h));
@@ -257,10 +362,25 @@ fn query_hashes(bytes: &[u8], limits: &decode::Limits) -> Result<pdq::Dihedral, 
             ((f64::from(w) * s).round() as u32).max(1),
             ((f64::from(h) * s).round() as u32).max(1),
         );
-        drop(decoded);
-        return Ok(pdq::hash_dihedral(&small));
+        return pdq::hash_dihedral(&small);
     }
-    Ok(pdq::hash_dihedral(&decoded.rgb))
+    pdq::hash_dihedral(&decoded.rgb)
+}
+
+/// The query's keypoints, outside its mask (drawn at a quarter of the verification size,
+/// which is precise enough).
+fn query_keypoints(decoded: &Decoded, mask: Option<&Mask>) -> Result<verify::Keypoints, EngineError> {
+    let side = verify::MAX_SIDE;
+    let (fw, fh) = (decoded.full_width, decoded.full_height);
+    let mask = match mask {
+        Some(m) => {
+            let (cols, rows) = ((fw * side / 4 / fw.max(fh)).max(1), (fh * side / 4 / fw.max(fh)).max(1));
+            let px = m.pixels(fw, fh, cols, rows).map_err(|e| EngineError::Embed(e.into()))?;
+            Some(image::GrayImage::from_fn(cols, rows, |x, y| image::Luma([if px[(y * cols + x) as usize] { 255 } else { 0 }])))
+        }
+        None => None,
+    };
+    Ok(verify::keypoints(&decoded.rgb, mask.as_ref()))
 }
 
 /// The `n` kept cells of the query whose features point most towards `v`.

@@ -28,6 +28,7 @@ pub fn settings(name: &str) -> EngineSettings {
     EngineSettings {
         data_dir,
         catalog: String::new(),
+        catalog_pool: 1,
         photos: String::new(),
         store: StoreOptions::default(),
         limits: Limits::default(),

@@ -1,0 +1,61 @@
+//! `hotelmatch eval`: measures retrieval quality through the engine (or exact cosine).
+
+use super::*;
+
+#[derive(Args)]
+pub(super) struct EvalArgs {
+    /// CSV of gallery photos: path,hotel,room (paths relative to the CSV).
+    #[arg(long)]
+    gallery: PathBuf,
+    /// CSV of query photos: path,hotel,room[,mask] (repeatable: one row each).
+    #[arg(long, required = true)]
+    queries: Vec<PathBuf>,
+    /// Print one JSON object per query file instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Skip the engine: embeddings and exact cosine search only (quick model comparison).
+    #[arg(long)]
+    exact: bool,
+}
+
+pub(super) fn run(cfg: &Config, args: EvalArgs, out: &mut impl Write) -> Result<()> {
+    let EvalArgs { gallery, queries, json, exact } = args;
+    let sets = queries.iter().map(|q| hotelmatch::eval::QuerySet::read(q)).collect::<Result<Vec<_>, _>>()?;
+    let reports = if exact {
+        let embedder = cfg.onnx_embedder()?;
+        hotelmatch::eval::evaluate_exact(&embedder, &hotelmatch::eval::read_csv(&gallery)?, &sets, &cfg.limits)?
+    } else {
+        evaluate_in_scratch(cfg, &gallery, &sets)?
+    };
+    if !json {
+        writeln!(
+            out,
+            "| queries | model | path | n | hotel@1 (95 % CI) | hotel@5 | hotel@10 | MRR | room@1 | auto-masked | query ms p50 | p95 |"
+        )?;
+        writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    }
+    for r in &reports {
+        if json {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+            continue;
+        }
+        let [lo, hi] = r.hotel_at_1_ci95;
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.3} ({lo:.2}–{hi:.2}) | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} | {:.1} |",
+            r.queries_file.display(),
+            r.model,
+            r.path,
+            r.queries,
+            r.hotel_at_1,
+            r.hotel_at_5,
+            r.hotel_at_10,
+            r.mrr,
+            r.room_at_1,
+            r.auto_masked,
+            r.query_ms_p50,
+            r.query_ms_p95
+        )?;
+    }
+    Ok(())
+}
