@@ -1,4 +1,4 @@
-//! hotelmatch's side of the ANN benchmark (`scripts/bench_ann.sh` runs it beside hnswlib,
+//! hotelmatch's side of the ANN benchmark (`scripts/bench/bench_ann.sh` runs it beside hnswlib,
 //! faiss and usearch on the same files): build on all cores, an `ef` sweep with queries one
 //! at a time on one thread, recall@10 against the given ground truth, exact-scan speed,
 //! memory per vector, dump size and reload time. One JSON object per line on stdout.

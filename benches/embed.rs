@@ -1,6 +1,6 @@
 //! End-to-end embedding throughput, JPEG bytes in memory to L2-normalised vector, with the
 //! default model: batch 1 and batch 16. Run side by side with the Python pipeline by
-//! `scripts/bench_embed.sh`, which also makes the phone-sized photos.
+//! `scripts/bench/bench_embed.sh`, which also makes the phone-sized photos.
 //! Prints JSON lines: {"impl": "rust", "batch": B, "images_per_s": X}.
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ fn main() {
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/bench-photos"));
     let seconds: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8.0);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/bench_embed.sh)", dir.display()))
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/bench/bench_embed.sh)", dir.display()))
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "jpg"))

@@ -1,6 +1,6 @@
 //! PDQ hashing speed (single thread, decoded pixels in memory to hash) and Hamming search
 //! speed (flat SIMD-popcount scan vs multi-index hashing) at several sizes. Run with the
-//! Python reference side by side by `scripts/bench_pdq.sh`.
+//! Python reference side by side by `scripts/bench/bench_pdq.sh`.
 //! Prints JSON lines.
 
 use std::path::PathBuf;

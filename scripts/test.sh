@@ -16,4 +16,4 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
 fi
 cargo test --locked "$@"
 # The debug binary that `cargo test` just built serves the pages.
-scripts/browser_test.sh "${CARGO_TARGET_DIR:-target}/debug/hotelmatch"
+scripts/dev/browser_test.sh "${CARGO_TARGET_DIR:-target}/debug/hotelmatch"

@@ -643,7 +643,7 @@ fn stored_files(s: &Server) -> Vec<PathBuf> {
 /// What Pillow (an independent parser) still finds in each file, by the project's checker.
 fn metadata_found_by_pillow(files: &[PathBuf]) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(root().join(".cache/venv/bin/python"))
-        .arg(root().join("scripts/check_metadata.py"))
+        .arg(root().join("scripts/dev/check_metadata.py"))
         .args(files)
         .output()
         .expect("the project venv (run scripts/setup.sh)");
@@ -855,7 +855,7 @@ fn a_flood_of_large_pixel_counts_is_turned_away_by_the_pixel_budget() {
 
 #[test]
 fn every_file_of_the_bad_input_corpus_is_refused_cleanly_or_handled() {
-    // tests/fixtures/bad/ is made by scripts/make_bad_fixtures.py; expected.csv says what each must get.
+    // tests/fixtures/bad/ is made by scripts/data/make_bad_fixtures.py; expected.csv says what each must get.
     let s =
         start_with("bad", hotelmatch::api::ServeOptions { uploads_per_minute: 10_000, searches_per_minute: 10_000, ..Default::default() });
     let token = |r: Role| s.tokens.iter().find(|(x, _)| *x == r).unwrap().1.clone();

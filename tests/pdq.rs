@@ -1,5 +1,5 @@
 //! PDQ against Meta's C++ reference: tests/fixtures/pdq_reference.csv holds the hashes and
-//! qualities that the PyPI `pdqhash` bindings computed (scripts/pdq_fixture.py).
+//! qualities that the PyPI `pdqhash` bindings computed (scripts/data/pdq_fixture.py).
 
 mod common;
 use common::root;

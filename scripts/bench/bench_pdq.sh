@@ -2,15 +2,15 @@
 # PDQ benchmarks in one run: hashing images/s, Rust vs the C++ reference (PyPI pdqhash), one
 # thread each, same decoded pixels; Hamming search over up to 1 M hashes, flat vs index.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 scripts/setup.sh >/dev/null
 PY=.cache/venv/bin/python
 "$PY" -c 'import pdqhash' 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check pdqhash==0.2.8
-"$PY" scripts/make_bench_photos.py data-sample/imagenet .cache/bench-photos 32
+"$PY" scripts/bench/make_bench_photos.py data-sample/imagenet .cache/bench-photos 32
 export BENCH_SECONDS=${BENCH_SECONDS:-4}
 RAYON_NUM_THREADS=1 cargo bench --bench pdq 2>/dev/null | grep '"bench"' > .cache/bench-pdq-rust.jsonl
-OMP_NUM_THREADS=1 "$PY" scripts/bench_pdq_py.py "$BENCH_SECONDS" > .cache/bench-pdq-python.jsonl
+OMP_NUM_THREADS=1 "$PY" scripts/bench/bench_pdq_py.py "$BENCH_SECONDS" > .cache/bench-pdq-python.jsonl
 "$PY" - <<'PYEOF'
 import json
 rows = [json.loads(l) for f in (".cache/bench-pdq-rust.jsonl", ".cache/bench-pdq-python.jsonl") for l in open(f)]

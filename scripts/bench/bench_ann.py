@@ -1,5 +1,5 @@
 """ANN benchmark: hotelmatch's index beside hnswlib, faiss-cpu and usearch, on the same
-vectors and queries, in one run. Driven by scripts/bench_ann.sh; see docs/ann.md.
+vectors and queries, in one run. Driven by scripts/bench/bench_ann.sh; see docs/ann.md.
 
 Each system builds on all cores and answers queries one at a time on one thread (the peers
 get their whole query batch in one call with one thread, so no Python overhead counts

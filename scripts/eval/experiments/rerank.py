@@ -4,7 +4,7 @@ fusion of two models' similarities, hotel aggregation. Exact cosine, best photo 
 Vectors come from `hotelmatch embed --vector` (the same pipeline as search: masks filled,
 painted regions auto-masked), cached in .cache/rerank/.
 
-  .cache/venv/bin/python scripts/experiments/rerank.py ../shared/data/listings-dev
+  .cache/venv/bin/python scripts/eval/experiments/rerank.py ../shared/data/listings-dev
 """
 import csv
 import hashlib

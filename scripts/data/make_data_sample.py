@@ -7,7 +7,7 @@ query per hotel: a new viewpoint with a person-like figure standing in the room,
 mask an investigator would paint over it. Everything is drawn here (numpy + Pillow), so
 there is no licence question. Deterministic: same bytes every run.
 
-    .cache/venv/bin/python scripts/make_data_sample.py
+    .cache/venv/bin/python scripts/data/make_data_sample.py
 """
 import csv
 import os
@@ -15,7 +15,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "data-sample")
 W, H = 1024, 768
 

@@ -2,9 +2,9 @@
 # Scale-out demo: PostgreSQL, SeaweedFS (S3) and two `hotelmatch serve` replicas on
 # 127.0.0.1; uploads through replica A, searches through replica B until the photo is found,
 # prints the delay, then stops everything. Needs scripts/setup.sh and `cargo build --release`.
-#   scripts/scaleout_demo.sh [UPLOADS]
+#   scripts/dev/scaleout_demo.sh [UPLOADS]
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${HOTELMATCH_BIN:-$ROOT/target/release/hotelmatch}
 N=${1:-8}
 [ -x "$BIN" ] || { echo "build it first: cargo build --release" >&2; exit 1; }

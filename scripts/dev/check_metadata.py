@@ -4,7 +4,7 @@ Prints one JSON object per file: {"file", "format", "found": [what was found]}; 
 "found" means the file carries its pixels only (JFIF, ICC and Adobe's colour marker are not
 reported: the store keeps them on purpose). Used by the privacy test in tests/api.rs.
 
-  .cache/venv/bin/python scripts/check_metadata.py FILE...
+  .cache/venv/bin/python scripts/dev/check_metadata.py FILE...
 """
 import json
 import sys

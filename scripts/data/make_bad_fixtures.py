@@ -2,7 +2,7 @@
 manifest, expected.csv: file,field,expect — `reject` (a JSON 4xx, nothing stored) or
 `accept` (odd but valid: it must be handled, not refused). tests/api.rs sends each one.
 
-  .cache/venv/bin/python scripts/make_bad_fixtures.py
+  .cache/venv/bin/python scripts/data/make_bad_fixtures.py
 """
 import io
 import struct
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-OUT = Path(__file__).resolve().parent.parent / "tests/fixtures/bad"
+OUT = Path(__file__).resolve().parents[2] / "tests/fixtures/bad"
 OUT.mkdir(parents=True, exist_ok=True)
 rows = []
 

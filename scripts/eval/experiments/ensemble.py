@@ -1,13 +1,13 @@
 """Late fusion of MobileNetV2 and EfficientNet-Lite2 (GAP, aspect-preserving) on indoor-dev.
 
-  .cache/venv/bin/python scripts/experiments/ensemble.py
+  .cache/venv/bin/python scripts/eval/experiments/ensemble.py
 
 Measured: fusion never beats MobileNetV2 alone (README, "What was tried").
 """
 import os
 import csv, numpy as np, onnxruntime as ort
 from PIL import Image
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..')
 D = os.path.join(ROOT, '..', 'shared', 'data', 'indoor-dev') + '/'
 def feats(model, mean, std, short):
     s=ort.InferenceSession(os.path.join(ROOT, 'models', f'{model}.onnx'), providers=['CPUExecutionProvider'])

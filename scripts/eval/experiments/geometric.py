@@ -3,7 +3,7 @@ mask excluded), Lowe's ratio test, RANSAC fundamental matrix between the query a
 the SSCD top-K gallery photos; the photo's score becomes similarity + beta * min(inliers, cap) / cap.
 
   .cache/venv/bin/pip install opencv-python-headless==5.0.0.93
-  [FEATURES=orb] .cache/venv/bin/python scripts/experiments/geometric.py ../shared/data/listings-dev
+  [FEATURES=orb] .cache/venv/bin/python scripts/eval/experiments/geometric.py ../shared/data/listings-dev
 """
 import os
 import sys

@@ -2,7 +2,7 @@
 640x360), Lowe's ratio test 0.8, RANSAC fundamental matrix; gallery photos ranked by inliers.
 
   .cache/venv/bin/pip install opencv-python-headless==5.0.0.93
-  .cache/venv/bin/python scripts/experiments/sift_ransac.py     # ~5 min on 2 cores
+  .cache/venv/bin/python scripts/eval/experiments/sift_ransac.py     # ~5 min on 2 cores
 
 Measured: hotel@1 0.034, room@1 0.011 (worse than chance): the query walks share almost no
 geometry with the gallery walks of the same floor.
@@ -12,7 +12,7 @@ import csv, os, sys
 import cv2
 import numpy as np
 from multiprocessing import Pool
-D = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared', 'data', 'indoor-dev') + '/'
+D = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', '..', 'shared', 'data', 'indoor-dev') + '/'
 g=list(csv.DictReader(open(D+'gallery.csv'))); q=list(csv.DictReader(open(D+'queries.csv')))
 sift=cv2.SIFT_create(nfeatures=1500)
 def feat(p):

@@ -1,6 +1,6 @@
 """Feature maps of indoor-dev for the retrieval experiments (cells_lda.py).
 
-  .cache/venv/bin/python scripts/experiments/extract_feature_maps.py [SHORT_SIDE=224] [OUT_DIR=target/experiments]
+  .cache/venv/bin/python scripts/eval/experiments/extract_feature_maps.py [SHORT_SIDE=224] [OUT_DIR=target/experiments]
 
 Runs models/mobilenetv2.onnx (made by scripts/setup.sh) on ../shared/data/indoor-dev with
 an aspect-preserving resize (short side SHORT_SIDE, sides multiples of 32), and saves every
@@ -11,7 +11,7 @@ import csv, os, sys
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..')
 D = os.path.join(ROOT, '..', 'shared', 'data', 'indoor-dev') + '/'
 OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, 'target', 'experiments')
 os.makedirs(OUT, exist_ok=True)

@@ -9,7 +9,7 @@ screen with the keyboard only; checks contrast and alt text; and renders the API
 Screenshots go to $OUT (default target/browser-test/). Exit code 0 on success; prints
 'N passed, M failed'.
 
-    .cache/venv/bin/python scripts/browser_test.py
+    .cache/venv/bin/python scripts/dev/browser_test.py
 """
 import json
 import os
@@ -29,7 +29,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("HOTELMATCH_BIN") or os.path.join(ROOT, "target", "release", "hotelmatch")
 OUT = os.environ.get("OUT") or os.path.join(ROOT, "target", "browser-test")
 QUERY = f"{ROOT}/data-sample/queries/h-lonestar-query.jpg"

@@ -2,9 +2,9 @@
 # Retrieval quality through the engine (import once, every query through Engine::search) for
 # each model and setting that decides a default: listings-dev plain / masked (mask given) /
 # painted (no mask: auto-mask), then indoor-dev. The tables in docs/retrieval.md come from it.
-#   scripts/eval_sweep.sh [SHARED_DATA_DIR]     # default ../shared/data
+#   scripts/eval/eval_sweep.sh [SHARED_DATA_DIR]     # default ../shared/data
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DATA=${1:-$ROOT/../shared/data}
 cd "$ROOT"
 scripts/setup.sh >/dev/null

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The ANN benchmark: hotelmatch's index beside hnswlib, faiss-cpu and usearch (PyPI, pinned,
 # installed into the project's venv) on the same vectors and queries. See docs/ann.md.
-#   scripts/bench_ann.sh                          # 100,000 generated vectors × 512, 1,000 queries
-#   scripts/bench_ann.sh --n 1000000 --dim 1280   # other sizes
-#   scripts/bench_ann.sh --base B.npy --queries Q.npy   # your own vectors (.npy or .fvecs)
+#   scripts/bench/bench_ann.sh                          # 100,000 generated vectors × 512, 1,000 queries
+#   scripts/bench/bench_ann.sh --n 1000000 --dim 1280   # other sizes
+#   scripts/bench/bench_ann.sh --base B.npy --queries Q.npy   # your own vectors (.npy or .fvecs)
 # Other options: --rounds, --systems, --m, --ef-construction, --json FILE.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=${HOTELMATCH_CACHE:-$ROOT/.cache}/venv/bin/python
 [ -x "$PY" ] || { echo "bench_ann: run scripts/setup.sh first (it makes the venv)" >&2; exit 1; }
 if ! "$PY" -c 'import hnswlib, faiss, usearch' 2>/dev/null; then
@@ -20,4 +20,4 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ann" and m.get("executable"):
         print(m["executable"])')
 [ -n "$BIN" ] || { echo "bench_ann: could not build benches/ann.rs" >&2; exit 1; }
-exec "$PY" "$ROOT/scripts/bench_ann.py" --bench-bin "$BIN" "$@"
+exec "$PY" "$ROOT/scripts/bench/bench_ann.py" --bench-bin "$BIN" "$@"

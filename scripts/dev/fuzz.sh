@@ -4,9 +4,9 @@
 # nightly toolchain (rustup toolchain install nightly) and a C++ compiler; installs
 # cargo-fuzz when missing. Logs and the last lines of libFuzzer's stats go to
 # target/fuzz/TARGET.log; a crash is left in fuzz/artifacts/TARGET/ (make it a test).
-#   scripts/fuzz.sh [SECONDS] [TARGET ...]
+#   scripts/dev/fuzz.sh [SECONDS] [TARGET ...]
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 SECS=${1:-600}
 shift || true

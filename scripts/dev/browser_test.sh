@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Browser tests of the web pages in real headless Chromium. Installs Debian's chromium and
 # chromium-driver when missing (root, or sudo), and selenium into the project's venv.
-#   scripts/browser_test.sh [path-to-hotelmatch-binary]
+#   scripts/dev/browser_test.sh [path-to-hotelmatch-binary]
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 PY=.cache/venv/bin/python
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
@@ -17,4 +17,4 @@ fi
 "$PY" -c 'import selenium' 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check selenium==4.51.0
 BIN=${1:-target/release/hotelmatch}
 [ -x "$BIN" ] || cargo build --release -q
-HOTELMATCH_BIN="$BIN" "$PY" scripts/browser_test.py
+HOTELMATCH_BIN="$BIN" "$PY" scripts/dev/browser_test.py
