@@ -245,7 +245,7 @@ fn main() {
                     x + 0.02 * ((seed % 2001) as f32 / 1000.0 - 1.0)
                 })
                 .collect();
-            hotelmatch::pool::l2_normalize(&mut v);
+            hotelmatch::embed::pool::l2_normalize(&mut v);
             let row = NewImage {
                 sha256: img.sha256.clone(),
                 hotel_id: img.hotel_id,

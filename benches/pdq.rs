@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hotelmatch::decode::{self, Limits};
 use hotelmatch::hamming::HammingIndex;
+use hotelmatch::media::decode::{self, Limits};
 use hotelmatch::pdq::{self, PdqHash};
 
 fn photos(dir: &str, limit: usize) -> Vec<PathBuf> {

@@ -50,7 +50,7 @@ fn main() {
                     (((rnd() + 0.5) * real.len() as f32) as usize % real.len(), ((rnd() + 0.5) * real.len() as f32) as usize % real.len());
                 let w = rnd() + 0.5;
                 let mut c: Vec<f32> = real[a].iter().zip(&real[b]).map(|(x, y)| w * x + (1.0 - w) * y + 0.01 * rnd()).collect();
-                hotelmatch::pool::l2_normalize(&mut c);
+                hotelmatch::embed::pool::l2_normalize(&mut c);
                 c
             })
             .collect();
@@ -59,7 +59,7 @@ fn main() {
             .map(|i| {
                 let base = &centres[i / 10];
                 let mut v: Vec<f32> = base.iter().map(|x| x + noise * rnd()).collect();
-                hotelmatch::pool::l2_normalize(&mut v);
+                hotelmatch::embed::pool::l2_normalize(&mut v);
                 Change {
                     seq: i as i64 + 1,
                     image_id: i as i64 + 1,
@@ -74,7 +74,7 @@ fn main() {
         let queries: Vec<Vec<f32>> = (0..200)
             .map(|i| {
                 let mut v: Vec<f32> = changes[(i * 7919) % n].vector.as_ref().unwrap().iter().map(|x| x + 0.006 * rnd()).collect();
-                hotelmatch::pool::l2_normalize(&mut v);
+                hotelmatch::embed::pool::l2_normalize(&mut v);
                 v
             })
             .collect();

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::api::ServeOptions;
-use crate::decode::Limits;
+use crate::embed::card::ModelCard;
+use crate::embed::{self, Embed};
 use crate::embed::{EmbedError, EmbedOptions, Embedder};
-use crate::embedders::{self, Embed};
 use crate::engine::{Engine, EngineError, EngineSettings, SearchOptions};
 use crate::index::IndexOptions;
-use crate::model::ModelCard;
+use crate::media::decode::Limits;
 use crate::store::StoreOptions;
 
 /// Why the configuration could not be read.
@@ -129,7 +129,7 @@ impl Config {
             self.model = v;
         }
         if let Some(v) = get("HOTELMATCH_POOLING") {
-            self.embed.pooling = v.parse().map_err(|e: crate::pool::PoolError| bad("HOTELMATCH_POOLING", &v, e.to_string()))?;
+            self.embed.pooling = v.parse().map_err(|e: crate::embed::pool::PoolError| bad("HOTELMATCH_POOLING", &v, e.to_string()))?;
         }
         if let Some(v) = get("HOTELMATCH_THREADS") {
             self.embed.threads = v.parse().map_err(|e: std::num::ParseIntError| bad("HOTELMATCH_THREADS", &v, e.to_string()))?;
@@ -156,7 +156,7 @@ impl Config {
 
     /// The embedder these settings name (a model card, or a built-in descriptor).
     pub fn embedder(&self) -> Result<Box<dyn Embed>, EmbedError> {
-        embedders::open(&self.model, &self.models_dir, &self.ort_library, self.embed.clone(), self.limits)
+        embed::open(&self.model, &self.models_dir, &self.ort_library, self.embed.clone(), self.limits)
     }
 
     /// The ONNX embedder of the configured model card (embedding, classifying, evaluating).
@@ -180,7 +180,7 @@ pub struct Overrides {
     pub model: Option<String>,
     /// Pooling of the feature map: gem, gap or multiscale.
     #[arg(long = "pool", global = true)]
-    pub pooling: Option<crate::pool::Pooling>,
+    pub pooling: Option<crate::embed::pool::Pooling>,
     /// How photos are fitted to the network: aspect or stretch.
     #[arg(long, global = true, value_parser = parse_resize)]
     pub resize: Option<crate::embed::Resize>,
@@ -192,7 +192,7 @@ pub struct Overrides {
     pub short_side: Option<Vec<u32>>,
     /// How masked pixels are filled before the network: mean, diffuse or none.
     #[arg(long, global = true)]
-    pub fill: Option<crate::erased::Fill>,
+    pub fill: Option<crate::embed::fill::Fill>,
     /// ONNX Runtime threads (0 = all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
@@ -285,7 +285,7 @@ fn parse_resize(s: &str) -> Result<crate::embed::Resize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::Pooling;
+    use crate::embed::pool::Pooling;
 
     #[test]
     fn file_then_env_override_defaults() {

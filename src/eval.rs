@@ -97,7 +97,7 @@ pub struct Report {
 }
 
 /// The mask a labelled query names, if any.
-pub fn read_mask(row: &Labelled, limits: &crate::decode::Limits) -> Result<Option<crate::Mask>, EvalError> {
+pub fn read_mask(row: &Labelled, limits: &crate::media::decode::Limits) -> Result<Option<crate::Mask>, EvalError> {
     let Some(m) = &row.mask else { return Ok(None) };
     let bytes = std::fs::read(m).map_err(|source| EvalError::Io { path: m.clone(), source })?;
     crate::Mask::from_picture(&bytes, limits).map(Some).map_err(|e| EvalError::Embed { path: m.clone(), message: e.to_string() })
@@ -111,7 +111,7 @@ pub fn embed_all(
     embedder: &Embedder,
     rows: &[Labelled],
     as_queries: bool,
-    limits: &crate::decode::Limits,
+    limits: &crate::media::decode::Limits,
 ) -> Result<(Vec<f32>, usize), EvalError> {
     let mut out = Vec::with_capacity(rows.len() * embedder.dim());
     let mut auto = 0;
@@ -245,7 +245,7 @@ pub fn evaluate_exact(
     embedder: &Embedder,
     gallery: &[Labelled],
     sets: &[QuerySet],
-    limits: &crate::decode::Limits,
+    limits: &crate::media::decode::Limits,
 ) -> Result<Vec<Report>, EvalError> {
     let t = Instant::now();
     let (g, _) = embed_all(embedder, gallery, false, limits)?;

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use crate::digest::hamming256 as dist;
 use crate::pdq::PdqHash;
 
 /// Below this many hashes a flat scan beats building and probing tables (see README).
@@ -44,12 +45,6 @@ struct Tables {
 
 fn chunk(h: &[u64; 4], c: usize) -> u16 {
     (h[c / 4] >> (16 * (c % 4))) as u16
-}
-
-/// Distance of two hashes: one `popcnt` per word (the build enables it, see .cargo/config.toml).
-#[inline(always)]
-fn dist(a: &[u64; 4], b: &[u64; 4]) -> u32 {
-    (a[0] ^ b[0]).count_ones() + (a[1] ^ b[1]).count_ones() + (a[2] ^ b[2]).count_ones() + (a[3] ^ b[3]).count_ones()
 }
 
 /// Calls `f(slot, distance)` for every slot in `hashes`.

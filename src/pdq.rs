@@ -39,7 +39,7 @@ impl PdqHash {
 
     /// Number of differing bits.
     pub fn distance(&self, other: &PdqHash) -> u32 {
-        self.to_u64s().iter().zip(other.to_u64s()).map(|(a, b)| (a ^ b).count_ones()).sum()
+        crate::digest::hamming256(&self.to_u64s(), &other.to_u64s())
     }
 
     /// Parses ThreatExchange's text form: 64 hex digits, word 15 first.

@@ -6,6 +6,7 @@
 //! another hotel shares few such matches; the same room shares many. Rooms are upright,
 //! so the descriptors are not rotated. Knows nothing of models, catalogs or HTTP.
 
+use crate::digest::hamming256 as hamming;
 use image::{GrayImage, RgbImage};
 use nalgebra::{Matrix3, SMatrix, Vector3};
 
@@ -133,10 +134,6 @@ pub fn keypoints(rgb: &RgbImage, masked: Option<&GrayImage>) -> Keypoints {
         }
     }
     out
-}
-
-fn hamming(a: &[u64; 4], b: &[u64; 4]) -> u32 {
-    (0..4).map(|i| (a[i] ^ b[i]).count_ones()).sum()
 }
 
 /// Matches from `a` to `b` that pass the ratio test: (index in a, index in b).

@@ -8,8 +8,8 @@ use std::io::Cursor;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use hotelmatch::decode::{self, DecodeError, Limits};
 use hotelmatch::embed::{EmbedError, EmbedOptions, Embedder, Input, Resize};
+use hotelmatch::media::decode::{self, DecodeError, Limits};
 use hotelmatch::{Config, Mask, ModelCard, Pooling};
 use image::{DynamicImage, RgbImage};
 
@@ -150,7 +150,7 @@ fn bad_inputs_give_typed_errors_and_do_not_spoil_the_batch() {
     );
     assert!(out[4].is_ok());
     let all = Mask::Rects(vec![[0, 0, 10_000, 10_000]]);
-    assert!(matches!(e.embed_one(&good, Some(&all)), Err(EmbedError::Pool(hotelmatch::pool::PoolError::MaskCoversEverything))));
+    assert!(matches!(e.embed_one(&good, Some(&all)), Err(EmbedError::Pool(hotelmatch::embed::pool::PoolError::MaskCoversEverything))));
 }
 
 /// Inserts an EXIF APP1 segment with the given orientation right after SOI.

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use hotelmatch::catalog::{HotelFilter, Source, Status};
 use hotelmatch::engine::{Engine, Ingested, NewPhoto, Query};
-use hotelmatch::{decode, import, Config, Mask};
+use hotelmatch::media::decode;
+use hotelmatch::{import, Config, Mask};
 
 fn fresh(name: &str) -> Config {
     let dir = std::env::temp_dir().join(format!("hm-engine-{name}-{}", std::process::id()));

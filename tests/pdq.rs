@@ -6,7 +6,7 @@ use common::root;
 
 use std::path::PathBuf;
 
-use hotelmatch::decode::{self, Limits};
+use hotelmatch::media::decode::{self, Limits};
 use hotelmatch::pdq::{self, PdqHash};
 
 struct Row {

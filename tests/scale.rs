@@ -237,7 +237,7 @@ fn the_s3_store_on_seaweedfs_is_content_addressed_and_verified() {
     let missing = S3Store::open("hm-no-such-bucket", "photos", &opts).err().expect("a missing bucket was accepted");
     assert!(missing.to_string().contains("hm-no-such-bucket"), "{missing}");
     let sha = store.put(b"room photo").unwrap();
-    assert_eq!(sha, hotelmatch::store::sha256_hex(b"room photo"));
+    assert_eq!(sha, hotelmatch::digest::sha256_hex(b"room photo"));
     assert_eq!(store.put(b"room photo").unwrap(), sha, "written once");
     assert_eq!(store.get(&sha).unwrap(), b"room photo");
     assert!(store.exists(&sha).unwrap());

@@ -7,7 +7,7 @@ use common::{in_memory, root, settings};
 
 use hotelmatch::catalog::sqlite::SqliteCatalog;
 use hotelmatch::catalog::{self, Hotel, Source, Status};
-use hotelmatch::embedders::ColourLayout;
+use hotelmatch::embed::ColourLayout;
 use hotelmatch::engine::{Engine, EngineSettings, ErrorKind, Ingested, NewPhoto, Query, QueryPhoto, SearchOptions};
 use hotelmatch::store::{self, MemoryStore, StoreOptions};
 

@@ -13,8 +13,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(d.quality <= 100);
         }
     }
-    let limits = hotelmatch::decode::Limits { max_bytes: 1 << 20, max_pixels: 4_000_000 };
-    if let Ok(d) = hotelmatch::decode::decode(data, &limits, None) {
+    let limits = hotelmatch::media::decode::Limits { max_bytes: 1 << 20, max_pixels: 4_000_000 };
+    if let Ok(d) = hotelmatch::media::decode::decode(data, &limits, None) {
         let _ = hotelmatch::pdq::hash(&d.rgb);
     }
 });

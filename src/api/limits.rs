@@ -47,7 +47,7 @@ pub(super) async fn queue_slot(state: &Shared) -> Result<(tokio::sync::OwnedSema
 /// until the returned permit drops), or answers 503: decoding memory grows with pixels, not
 /// with file size (an 80-Mpixel PNG of one colour is a few hundred kB).
 pub(super) fn pixel_permit(state: &Shared, photos: &[&[u8]]) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    let pixels: u64 = photos.iter().map(|b| crate::decode::pixel_count(b).unwrap_or(0)).sum();
+    let pixels: u64 = photos.iter().map(|b| crate::media::decode::pixel_count(b).unwrap_or(0)).sum();
     let mp = (pixels.div_ceil(1_000_000)).clamp(1, u64::from(state.pixel_budget)) as u32;
     state.pixels.clone().try_acquire_many_owned(mp).map_err(|_| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many pixels are being decoded right now; retry shortly").retry(1)

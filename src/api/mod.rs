@@ -32,7 +32,7 @@ mod pages;
 mod photos;
 mod search;
 
-use crate::pool::Mask;
+use crate::embed::pool::Mask;
 use admin::*;
 use banks::*;
 use cases::*;

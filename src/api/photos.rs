@@ -82,7 +82,7 @@ pub(super) async fn photo(
         }
         let bytes = engine.store().get(&img.sha256)?;
         Ok(match size {
-            Some(n) => crate::store::thumbnail(&bytes, engine.limits(), n)?,
+            Some(n) => crate::media::clean::thumbnail(&bytes, engine.limits(), n)?,
             None => bytes,
         })
     })

@@ -7,6 +7,7 @@ use ::postgres::{Client, GenericClient, NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::*;
+use crate::pdq::PdqHash;
 
 /// Schema migrations, in order; the `schema_migrations` table records how many have run.
 const MIGRATIONS: &[&str] =

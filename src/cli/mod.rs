@@ -25,7 +25,8 @@ use hotelmatch::catalog::{HotelFilter, Status};
 use hotelmatch::config::Overrides;
 use hotelmatch::engine::{Engine, Query};
 use hotelmatch::import::ImportReport;
-use hotelmatch::{decode, pdq, Config, Input, Mask, ModelCard};
+use hotelmatch::media::decode;
+use hotelmatch::{pdq, Config, Input, Mask, ModelCard};
 use sha2::{Digest, Sha256};
 
 #[derive(Parser)]

@@ -9,7 +9,6 @@ use super::journal::{Candidate, CaseEntry, JournalEntry, MaskRecord, SavedEviden
 use super::{Engine, EngineError, Query, SearchResult};
 use crate::calibrate::{Calibration, Sample};
 use crate::catalog::{Case, CatalogError, Hotel};
-use crate::store;
 
 /// Who is asking: a key, and whether it is an admin's (admins see every case).
 #[derive(Debug, Clone, Copy)]
@@ -247,7 +246,7 @@ impl Engine {
                         .store
                         .get(&img.sha256)
                         .map_err(EngineError::from)
-                        .and_then(|b| Ok(store::thumbnail(&b, &self.settings.limits, REPORT_THUMBNAIL)?))
+                        .and_then(|b| Ok(crate::media::clean::thumbnail(&b, &self.settings.limits, REPORT_THUMBNAIL)?))
                     {
                         thumbnails.insert(image_id, data_uri(&t));
                     }
@@ -259,7 +258,7 @@ impl Engine {
                     .cases
                     .get(sha)
                     .map_err(EngineError::from)
-                    .and_then(|b| Ok(store::thumbnail(&b, &self.settings.limits, REPORT_QUERY)?))
+                    .and_then(|b| Ok(crate::media::clean::thumbnail(&b, &self.settings.limits, REPORT_QUERY)?))
                 {
                     queries.insert(sha.to_string(), data_uri(&t));
                 }

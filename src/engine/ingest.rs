@@ -2,7 +2,8 @@
 
 use super::{Engine, EngineError, Ingested, NewPhoto, Prepared};
 use crate::catalog::{NewImage, Status};
-use crate::{decode, pdq, store};
+use crate::media::{clean, decode};
+use crate::pdq;
 
 impl Engine {
     /// Decodes, hashes, embeds and cleans a photo: the part that can run in parallel.
@@ -10,7 +11,7 @@ impl Engine {
         let decoded = decode::decode(bytes, &self.settings.limits, None)?;
         let pdq = pdq::hash(&decoded.rgb);
         let vector = self.embedder.embed(crate::Input::photo(bytes))?.vector;
-        let clean = store::clean_copy(bytes, &decoded)?;
+        let clean = clean::clean_copy(bytes, &decoded)?;
         Ok(Prepared { clean, width: decoded.full_width, height: decoded.full_height, pdq, vector })
     }
 
@@ -31,7 +32,7 @@ impl Engine {
         let hotel = self.catalog.hotel(photo.hotel_id)?;
         // The very same stored bytes for this hotel: also what makes a re-run import idempotent
         // when it was killed between the catalog commit and recording the line.
-        let sha256 = store::sha256_hex(&p.clean);
+        let sha256 = crate::digest::sha256_hex(&p.clean);
         let same_bytes = self.catalog.images_with_sha(&sha256)?;
         if let Some(same) = same_bytes.iter().find(|i| i.hotel_id == hotel.id) {
             return Ok(Ingested::Duplicate { of_image_id: same.id, distance: 0, pdq: p.pdq.hash.to_string() });

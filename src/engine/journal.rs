@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{BankMatch, CalibrationInfo, EngineError, Reuse};
 use crate::calibrate::Confidence;
 use crate::catalog::{HotelFilter, JournalRow};
-use crate::pool::Mask;
+use crate::embed::pool::Mask;
 
 /// What an investigator concluded about a candidate hotel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,13 +22,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibrate::Calibration;
 use crate::catalog::{self, Catalog, CatalogError, Hotel, HotelFilter, Image, Source};
-use crate::decode::{DecodeError, Limits};
+use crate::embed::pool::{Mask, PoolError};
+use crate::embed::Embed;
 use crate::embed::EmbedError;
-use crate::embedders::Embed;
 use crate::hamming::HammingIndex;
 use crate::index::{Found, IndexError, IndexOptions, Plan, VectorIndex};
+use crate::media::decode::{DecodeError, Limits};
 use crate::pdq;
-use crate::pool::{Mask, PoolError};
 use crate::rank::Aggregation;
 use crate::store::{self, BlobStore, StoreError, StoreOptions};
 
@@ -51,6 +51,9 @@ pub enum EngineError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// A photo could not be encoded again (a clean copy, a thumbnail).
+    #[error(transparent)]
+    Encode(#[from] crate::media::clean::EncodeError),
     #[error(transparent)]
     Calibration(#[from] crate::calibrate::CalibrationError),
     /// A field of the request is invalid (the engine's own validation).
@@ -125,10 +128,11 @@ impl EngineError {
                 StoreError::Missing(_) => (K::NotFound, "not_found"),
                 StoreError::BadId(_) => (K::Invalid, "invalid_field"),
                 StoreError::Remote(_) | StoreError::Io { .. } => (K::Unavailable, "store_unavailable"),
-                StoreError::Corrupt(_) | StoreError::Encode(_) => (K::Internal, "internal"),
+                StoreError::Corrupt(_) => (K::Internal, "internal"),
             },
             EngineError::Index(IndexError::Io { .. } | IndexError::BadDump(_) | IndexError::Dimension { .. }) => (K::Internal, "internal"),
             EngineError::Invalid { .. } => (K::Invalid, "invalid_field"),
+            EngineError::Encode(_) => (K::Internal, "internal"),
             EngineError::DataDir { .. } | EngineError::Internal(_) => (K::Internal, "internal"),
             EngineError::Calibration(c) => match c {
                 crate::calibrate::CalibrationError::TooFew(_) => (K::Invalid, "too_few_samples"),

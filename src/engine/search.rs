@@ -10,13 +10,12 @@ use rayon::prelude::*;
 use super::{BankMatch, CalibrationInfo, Cell, Engine, EngineError, Evidence, HotelHit, Query, Reuse, SearchResult};
 use crate::calibrate::{self, Calibration};
 use crate::catalog::{Hotel, Image, Status};
-use crate::decode::{self, Decoded, Limits};
+use crate::embed::pool::{FeatureMap, Mask};
 use crate::embed::Embedding;
 use crate::index::{Found, Plan, VectorIndex};
+use crate::media::decode::{self, Decoded, Limits};
 use crate::pdq;
-use crate::pool::{FeatureMap, Mask};
 use crate::rank::{self, RankedHotel};
-use crate::store;
 use crate::vector;
 use crate::verify;
 
@@ -142,7 +141,7 @@ impl Engine {
                     expanded.iter_mut().zip(&v).for_each(|(e, x)| *e += w * x);
                 }
             }
-            crate::pool::l2_normalize(&mut expanded);
+            crate::embed::pool::l2_normalize(&mut expanded);
             (found, plan) = index.search(&expanded, opts.top_images, allowed, q.ef)?;
             exact = self.rerank(index.as_ref(), &expanded, &mut found)?;
         }
@@ -229,7 +228,7 @@ impl Engine {
     /// Keeps the query as a case image when asked, and audits the search (the query's
     /// sha256, never the photo); returns that sha256.
     fn record(&self, q: &Query, retrieved: &Retrieved, copies: &Copies, hits: &[HotelHit], actor: &str) -> Result<String, EngineError> {
-        let query_sha256 = store::sha256_hex(q.bytes);
+        let query_sha256 = crate::digest::sha256_hex(q.bytes);
         if q.save_case {
             self.cases.put(q.bytes)?;
         }

@@ -230,33 +230,8 @@ impl HnswIndex {
         if q.len() != self.dim {
             return Err(IndexError::Dimension { got: q.len(), want: self.dim });
         }
-        let (slots, plan) = match hotels {
-            Some(hs) => {
-                let allowed: Vec<usize> = hs.iter().filter_map(|h| self.by_hotel.get(h)).flatten().copied().collect();
-                let live_allowed = allowed.iter().filter(|&&s| self.live[s]).count();
-                match &self.graph {
-                    Some(g) if allowed.len() > self.opts.exact_max => {
-                        let set: HashSet<i64> = hs.iter().copied().collect();
-                        let filter = |id: &usize| self.live[*id] && set.contains(&self.hotel_ids[*id]);
-                        let found = self.walk(g, q, k, ef, Some(&filter));
-                        if found.len() >= k.min(live_allowed) {
-                            (found, Plan::Graph)
-                        } else {
-                            // The walk can strand itself in a sparse filter: k exist, so find them.
-                            (self.scan(q, k, allowed.into_iter()), Plan::ExactFiltered)
-                        }
-                    }
-                    _ => (self.scan(q, k, allowed.into_iter()), Plan::ExactFiltered),
-                }
-            }
-            None => match &self.graph {
-                Some(g) => {
-                    let filter = |id: &usize| self.live[*id];
-                    (self.walk(g, q, k, ef, Some(&filter)), Plan::Graph)
-                }
-                None => (self.scan(q, k, 0..self.image_ids.len()), Plan::Exact),
-            },
-        };
+        let query = HnswQuery { index: self, q, k, ef };
+        let (slots, plan) = super::plan::search(&query, k, hotels, self.opts.exact_max);
         let found =
             slots.into_iter().map(|(s, sim)| Found { image_id: self.image_ids[s], hotel_id: self.hotel_ids[s], similarity: sim }).collect();
         Ok((found, plan))
@@ -323,7 +298,7 @@ impl HnswIndex {
         for r in blob.chunks_exact(rec) {
             let image_id = i64::from_le_bytes(r[0..8].try_into().unwrap_or_default());
             let hotel_id = i64::from_le_bytes(r[8..16].try_into().unwrap_or_default());
-            let v: Vec<f32> = r[17..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let v: Vec<f32> = crate::digest::bytes_to_f32(&r[17..]);
             idx.insert(image_id, hotel_id, &v)?;
             let slot = idx.image_ids.len() - 1;
             idx.live[slot] = r[16] == 1;
@@ -346,5 +321,44 @@ impl HnswIndex {
         }
         idx.watermark = manifest.watermark;
         Ok(idx)
+    }
+}
+
+/// One query against the `hnsw_rs` index, as the planner sees it.
+struct HnswQuery<'a> {
+    index: &'a HnswIndex,
+    q: &'a [f32],
+    k: usize,
+    ef: usize,
+}
+
+impl super::plan::Searcher for HnswQuery<'_> {
+    type Slot = usize;
+    type Hit = (usize, f32);
+
+    fn has_graph(&self) -> bool {
+        self.index.graph.is_some()
+    }
+    fn slots_of(&self, hotels: &[i64]) -> Vec<usize> {
+        hotels.iter().filter_map(|h| self.index.by_hotel.get(h)).flatten().copied().collect()
+    }
+    fn is_live(&self, slot: usize) -> bool {
+        self.index.live[slot]
+    }
+    fn scan(&self, slots: Vec<usize>) -> Vec<(usize, f32)> {
+        self.index.scan(self.q, self.k, slots.into_iter())
+    }
+    fn scan_all(&self) -> Vec<(usize, f32)> {
+        self.index.scan(self.q, self.k, 0..self.index.image_ids.len())
+    }
+    fn walk(&self, hotels: Option<&HashSet<i64>>) -> Vec<(usize, f32)> {
+        let (idx, Some(g)) = (self.index, &self.index.graph) else { return self.scan_all() };
+        match hotels {
+            Some(set) => {
+                let filter = |id: &usize| idx.live[*id] && set.contains(&idx.hotel_ids[*id]);
+                idx.walk(g, self.q, self.k, self.ef, Some(&filter))
+            }
+            None => idx.walk(g, self.q, self.k, self.ef, Some(&|id: &usize| idx.live[*id])),
+        }
     }
 }

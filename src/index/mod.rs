@@ -10,6 +10,7 @@
 mod codes;
 mod graph;
 mod hnswrs;
+mod plan;
 
 use std::path::{Path, PathBuf};
 

@@ -15,7 +15,7 @@ fn unit(seed: u64, dim: usize) -> Vec<f32> {
             (x % 2000) as f32 / 1000.0 - 1.0
         })
         .collect();
-    crate::pool::l2_normalize(&mut v);
+    crate::embed::pool::l2_normalize(&mut v);
     v
 }
 

@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{check_id, fan_out, sha256_hex, BlobStore, StoreError};
+use super::{check_id, fan_out, BlobStore, StoreError};
+use crate::digest::sha256_hex;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }

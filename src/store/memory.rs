@@ -3,7 +3,8 @@
 use parking_lot::RwLock;
 use std::collections::HashMap;
 
-use super::{check_id, sha256_hex, BlobStore, StoreError};
+use super::{check_id, BlobStore, StoreError};
+use crate::digest::sha256_hex;
 
 /// Blobs in a map, gone when dropped.
 #[derive(Default)]

@@ -1,7 +1,6 @@
 //! Photo store: content-addressed blobs (stored photos and case images), written once and
 //! never changed, behind one trait with a local-directory, an in-memory and an S3 adapter.
 
-pub mod clean;
 pub mod fs;
 pub mod memory;
 pub mod s3;
@@ -9,9 +8,7 @@ pub mod s3;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-pub use clean::{clean_copy, thumbnail};
 pub use fs::{write_atomic, FileStore};
 pub use memory::MemoryStore;
 pub use s3::{S3Options, S3Store};
@@ -22,9 +19,6 @@ pub enum StoreError {
     /// The file system failed.
     #[error("photo store {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    /// The photo could not be re-encoded.
-    #[error("cannot encode the stored copy: {0}")]
-    Encode(String),
     /// Not a valid content address.
     #[error("not a photo id: {0:?}")]
     BadId(String),
@@ -37,11 +31,6 @@ pub enum StoreError {
     /// The object store failed or could not be reached.
     #[error("object store: {0}")]
     Remote(String),
-}
-
-/// Hex sha256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Refuses anything but 64 lowercase hex digits: an address never names a path.
@@ -103,7 +92,7 @@ mod tests {
         assert!(matches!(s.get("../../etc/passwd"), Err(StoreError::BadId(_))));
         assert!(matches!(s.put(b"x").map(|_| s.get(&"A".repeat(64))), Ok(Err(StoreError::BadId(_)))));
         let sha = s.put(b"hello").unwrap();
-        assert_eq!(sha, sha256_hex(b"hello"));
+        assert_eq!(sha, crate::digest::sha256_hex(b"hello"));
         assert_eq!(s.get(&sha).unwrap(), b"hello");
         assert_eq!(s.put(b"hello").unwrap(), sha, "same bytes, same address");
         assert!(s.exists(&sha).unwrap());

@@ -8,7 +8,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::{check_id, fan_out, sha256_hex, BlobStore, StoreError};
+use super::{check_id, fan_out, BlobStore, StoreError};
+use crate::digest::sha256_hex;
 
 /// Endpoint and credentials of an S3-compatible store. Unset fields come from the usual
 /// `AWS_*` environment variables (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, …).

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use hotelmatch::api::ServeOptions;
 use hotelmatch::catalog::sqlite::SqliteCatalog;
-use hotelmatch::decode::Limits;
-use hotelmatch::embedders::ColourLayout;
+use hotelmatch::embed::ColourLayout;
 use hotelmatch::engine::{Engine, EngineSettings, SearchOptions};
+use hotelmatch::media::decode::Limits;
 use hotelmatch::store::{MemoryStore, StoreOptions};
 
 /// The repository's root (data-sample/, scripts/, tests/fixtures/).

@@ -3,9 +3,12 @@
 //! A stored copy carries no EXIF, XMP, IPTC or comments: an uploader's phone writes GPS
 //! coordinates and the device into EXIF, and they must not leak. Orientation is applied first.
 
-use crate::decode::{self, Decoded};
+use crate::media::decode::{self, Decoded};
 
-use super::StoreError;
+/// A photo could not be encoded (or, for a thumbnail, decoded again).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode the photo: {0}")]
+pub struct EncodeError(pub String);
 
 /// What a JPEG's segments are worth to a stored copy.
 enum Keep {
@@ -112,7 +115,7 @@ fn jpeg_needs_rotation(b: &[u8]) -> bool {
 /// (`jpeg_pixels_only`); everything else, and any JPEG that cannot be rebuilt with
 /// confidence, is re-encoded from the upright pixels (JPEG quality 92 for JPEG sources, PNG
 /// for the others), which writes no metadata at all.
-pub fn clean_copy(bytes: &[u8], decoded: &Decoded) -> Result<Vec<u8>, StoreError> {
+pub fn clean_copy(bytes: &[u8], decoded: &Decoded) -> Result<Vec<u8>, EncodeError> {
     if bytes.starts_with(&[0xFF, 0xD8]) {
         if !jpeg_needs_rotation(bytes) {
             if let Some(clean) = jpeg_pixels_only(bytes) {
@@ -125,10 +128,10 @@ pub fn clean_copy(bytes: &[u8], decoded: &Decoded) -> Result<Vec<u8>, StoreError
 }
 
 /// A JPEG of the photo no larger than `max_side` on either side (never enlarged).
-pub fn thumbnail(bytes: &[u8], limits: &decode::Limits, max_side: u32) -> Result<Vec<u8>, StoreError> {
+pub fn thumbnail(bytes: &[u8], limits: &decode::Limits, max_side: u32) -> Result<Vec<u8>, EncodeError> {
     let max_side = max_side.max(1);
     // The stored copy passed these limits when it came in; a failure here is a damaged store.
-    let mut d = decode::decode(bytes, limits, Some((max_side, max_side))).map_err(|e| StoreError::Encode(e.to_string()))?;
+    let mut d = decode::decode(bytes, limits, Some((max_side, max_side))).map_err(|e| EncodeError(e.to_string()))?;
     let (w, h) = d.rgb.dimensions();
     if w.max(h) > max_side {
         let scale = f64::from(max_side) / f64::from(w.max(h));
@@ -138,13 +141,13 @@ pub fn thumbnail(bytes: &[u8], limits: &decode::Limits, max_side: u32) -> Result
     encode(&d, image::ImageFormat::Jpeg)
 }
 
-fn encode(d: &Decoded, format: image::ImageFormat) -> Result<Vec<u8>, StoreError> {
+fn encode(d: &Decoded, format: image::ImageFormat) -> Result<Vec<u8>, EncodeError> {
     let mut out = std::io::Cursor::new(Vec::new());
     let img = image::DynamicImage::ImageRgb8(d.rgb.clone());
     match format {
         image::ImageFormat::Jpeg => img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)),
         f => img.write_to(&mut out, f),
     }
-    .map_err(|e| StoreError::Encode(e.to_string()))?;
+    .map_err(|e| EncodeError(e.to_string()))?;
     Ok(out.into_inner())
 }

@@ -11,10 +11,10 @@ use image::RgbImage;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::decode::{self, DecodeError, Decoded, Limits};
-use crate::erased::{self, Fill};
-use crate::model::{ColorOrder, InputLayout, InputType, Layout, ModelCard, ModelError};
-use crate::pool::{self, FeatureMap, Mask, PoolError, Pooling};
+use super::fill::{self, Fill};
+use crate::embed::card::{ColorOrder, InputLayout, InputType, Layout, ModelCard, ModelError};
+use crate::embed::pool::{self, FeatureMap, Mask, PoolError, Pooling};
+use crate::media::decode::{self, DecodeError, Decoded, Limits};
 
 /// Why an embedding could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -329,7 +329,7 @@ impl Embedder {
         let mask = match (input.mask, &d.transparent) {
             (Some(m), _) => Some(m.clone()),
             (None, Some(t)) => Some(Mask::Bitmap(t.clone())),
-            (None, None) if input.auto_mask => erased::find_erased(&d.rgb).map(|(m, area)| {
+            (None, None) if input.auto_mask => fill::find_erased(&d.rgb).map(|(m, area)| {
                 auto_mask = Some(area);
                 Mask::Bitmap(m)
             }),
@@ -344,11 +344,11 @@ impl Embedder {
                     if self.opts.fill != Fill::None || !self.card.pools_feature_map() {
                         let mut masked = m.pixels(fw, fh, tw, th)?;
                         // Resizing blends the masked object into the pixels along its edge.
-                        erased::grow(&mut masked, tw as usize, 1);
+                        fill::grow(&mut masked, tw as usize, 1);
                         if masked.iter().all(|&x| x) {
                             return Err(PoolError::MaskCoversEverything.into());
                         }
-                        erased::fill(&mut rgb, &masked, self.opts.fill);
+                        fill::fill(&mut rgb, &masked, self.opts.fill);
                     }
                     let (cols, rows) = ((tw / self.card.stride) as usize, (th / self.card.stride) as usize);
                     match self.card.pools_feature_map() {

@@ -87,8 +87,8 @@ pub const MASK_CELL_THRESHOLD: f32 = 0.1;
 
 impl Mask {
     /// A mask from an encoded mask picture: light (luma ≥ 128), opaque pixels are masked.
-    pub fn from_picture(bytes: &[u8], limits: &crate::decode::Limits) -> Result<Mask, crate::decode::DecodeError> {
-        let d = crate::decode::decode(bytes, limits, None)?;
+    pub fn from_picture(bytes: &[u8], limits: &crate::media::decode::Limits) -> Result<Mask, crate::media::decode::DecodeError> {
+        let d = crate::media::decode::decode(bytes, limits, None)?;
         let grey = image::DynamicImage::ImageRgb8(d.rgb).into_luma8();
         Ok(Mask::Bitmap(GrayImage::from_fn(grey.width(), grey.height(), |x, y| {
             let transparent = d.transparent.as_ref().is_some_and(|t| t.get_pixel(x, y)[0] != 0);

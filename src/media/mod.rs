@@ -1,0 +1,5 @@
+//! Media: photo bytes in and out — decoding within limits into upright pixels (`decode`), and
+//! the copies that are stored or shown, carrying pixels only (`clean`).
+
+pub mod clean;
+pub mod decode;
