@@ -53,6 +53,18 @@ fn contract(cat: &dyn Catalog, reopen: &dyn Fn() -> Box<dyn Catalog>) {
     let renamed = Hotel { id: b, external_id: None, name: "Renamed".into(), ..cat.hotel(b).unwrap() };
     assert_eq!(cat.upsert_hotel(&renamed).unwrap(), b, "without an external id, by id");
     assert_eq!(cat.hotel(b).unwrap().name, "Renamed");
+    // Batched reads: every id named, once, whatever the order; unknown ids left out.
+    let mut got: Vec<i64> = cat.hotels(&[c, a, 4242]).unwrap().into_iter().map(|h| h.id).collect();
+    got.sort();
+    assert_eq!(got, vec![a, c]);
+    // Learned state: versions grow, the newest of a kind is the one in force.
+    assert_eq!((cat.state_version("calibration").unwrap(), cat.latest_state("calibration").unwrap()), (0, None));
+    let v1 = cat.put_state("calibration", &serde_json::json!({"t": 1}), "k1").unwrap();
+    let v2 = cat.put_state("calibration", &serde_json::json!({"t": 2}), "k2").unwrap();
+    cat.put_state("other", &serde_json::json!({}), "k3").unwrap();
+    assert!(v2 > v1);
+    assert_eq!(cat.latest_state("calibration").unwrap(), Some((v2, serde_json::json!({"t": 2}))));
+    assert_eq!(cat.state_version("calibration").unwrap(), v2);
     assert!(matches!(cat.upsert_hotel(&Hotel { id: 9999, name: "x".into(), ..Default::default() }), Err(CatalogError::NoHotel(9999))));
     assert!(matches!(cat.upsert_hotel(&Hotel { name: " ".into(), ..Default::default() }), Err(CatalogError::Invalid { .. })));
     assert_eq!(cat.hotels_matching(&HotelFilter { near: Some((39.74, -104.99, 50.0)), ..Default::default() }).unwrap(), vec![a, b]);

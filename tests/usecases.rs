@@ -131,6 +131,14 @@ fn two_engines_on_one_catalog_follow_each_other() {
         .unwrap()
         .exists(&a.image(image_id).unwrap().sha256)
         .unwrap());
+    // A calibration set through A is a catalog version that B takes up at its next look,
+    // and that a replica starting later starts with.
+    let fitted = hotelmatch::calibrate::Calibration { temperature: 0.05, source: "test".into(), ..Default::default() };
+    let v = a.set_calibration(fitted, 12, "adm").unwrap();
+    assert_ne!(b.calibration_version(), v, "not followed yet");
+    b.follow().unwrap();
+    assert_eq!((b.calibration_version(), b.calibration().source.as_str(), b.calibration().temperature), (v, "test", 0.05));
+    assert_eq!(open(settings("replica-c")).calibration_version(), v);
     drop((a, b));
     assert_eq!(catalog::open(&shared.join("catalog.sqlite").display().to_string()).unwrap().image_counts().unwrap(), (1, 0));
     std::fs::remove_dir_all(&shared).ok();
@@ -250,7 +258,10 @@ fn a_case_keeps_searches_notes_and_verdicts_for_its_owner_and_confirmations_reca
     assert!(samples.iter().all(|s| s.right == Some(0) && s.scores.len() == 3));
     let fitted = engine.recalibrate(&samples, "cases", "adm").unwrap();
     assert_eq!(engine.calibration().source, "cases");
-    assert_eq!(hotelmatch::calibrate::Calibration::load(&engine.settings().data_dir).unwrap(), Some(fitted));
+    // Kept as a catalog version (what every replica takes up), not as a file of this one.
+    assert!(engine.calibration_version() > 0);
+    assert_eq!(*engine.calibration(), fitted);
+    assert_eq!(hotelmatch::calibrate::Calibration::load(&engine.settings().data_dir).unwrap(), None);
     // The report holds the searches, thumbnails of the evidence and the kept query.
     let report = engine.case_report(case.id, "html", me).unwrap();
     assert!(!report.thumbnails.is_empty() && report.queries.len() == 1);

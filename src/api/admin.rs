@@ -74,8 +74,9 @@ pub(super) async fn get_job(State(s): State<Shared>, Checked(Path(id)): Checked<
     Ok(Json(blocking(move || engine.job(id)).await?.into()))
 }
 
-/// Refits the calibration on the saved searches of every case that confirmed a hotel, writes
-/// it into the data directory and uses it from the next search on. Audited.
+/// Refits the calibration on the saved searches of every case that confirmed a hotel and
+/// puts it in force: a new version in the catalog, used by every replica from its next look
+/// at the feed. Audited.
 ///
 /// Roles: admin.
 #[utoipa::path(post, path = "/api/v1/calibration/from-cases", tag = "cases", security(("api_key" = [])),

@@ -79,6 +79,7 @@ pub(super) async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
         "watermark": e.watermark(),
         "reindex_generation": e.generation(),
         "indexed_photos": e.indexed(),
+        "calibration": {"version": e.calibration_version(), "source": e.calibration().source},
     }))
 }
 

@@ -159,9 +159,20 @@ pub trait HashBanks {
     fn bank_hashes(&self) -> Result<Vec<BankHash>, CatalogError>;
 }
 
+/// Learned state (the calibration, …) as versioned rows: the newest version of a kind is in
+/// force on every replica sharing the catalog.
+pub trait LearnedState {
+    /// Stores a new version of `kind`; returns its version (greater than every earlier one).
+    fn put_state(&self, kind: &str, body: &serde_json::Value, created_by: &str) -> Result<i64, CatalogError>;
+    /// The newest version of `kind` and its body, if any.
+    fn latest_state(&self, kind: &str) -> Result<Option<(i64, serde_json::Value)>, CatalogError>;
+    /// The newest version of `kind` (0: none): a cheap look for followers.
+    fn state_version(&self, kind: &str) -> Result<i64, CatalogError>;
+}
+
 /// The whole catalog: every concern, behind one handle shared by threads.
 pub trait Catalog:
-    HotelStore + PhotoCatalog + AuditLog + KeyStore + JobStore + ImportJournal + CaseStore + HashBanks + Send + Sync
+    HotelStore + PhotoCatalog + AuditLog + KeyStore + JobStore + ImportJournal + CaseStore + HashBanks + LearnedState + Send + Sync
 {
     /// Which database holds it ("sqlite", "postgres"), for logs and `/ready`.
     fn backend(&self) -> &'static str;

@@ -10,8 +10,11 @@ use super::*;
 use crate::pdq::PdqHash;
 
 /// Schema migrations, in order; the `schema_migrations` table records how many have run.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../../migrations/postgres/0001_catalog.sql"), include_str!("../../migrations/postgres/0002_cases_banks.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_catalog.sql"),
+    include_str!("../../migrations/postgres/0002_cases_banks.sql"),
+    include_str!("../../migrations/postgres/0003_learned_state.sql"),
+];
 
 /// Any number below 2^63 that no other program takes an advisory lock on: replicas
 /// starting together migrate one at a time.
@@ -517,6 +520,26 @@ impl CaseStore for PgCatalog {
             .client()?
             .query("SELECT id, case_id, at, actor, kind, body FROM case_entries WHERE case_id = $1 ORDER BY id", &[&case_id])?;
         Ok(rows.iter().map(entry_from_row).collect())
+    }
+}
+
+impl LearnedState for PgCatalog {
+    fn put_state(&self, kind: &str, body: &serde_json::Value, created_by: &str) -> Result<i64, CatalogError> {
+        let r = self.client()?.query_one(
+            "INSERT INTO learned_state (kind, body, created, created_by) VALUES ($1, $2, $3, $4) RETURNING version",
+            &[&kind, &body.to_string(), &now(), &created_by],
+        )?;
+        Ok(r.get(0))
+    }
+
+    fn latest_state(&self, kind: &str) -> Result<Option<(i64, serde_json::Value)>, CatalogError> {
+        let row =
+            self.client()?.query_opt("SELECT version, body FROM learned_state WHERE kind = $1 ORDER BY version DESC LIMIT 1", &[&kind])?;
+        Ok(row.map(|r| (r.get(0), serde_json::from_str(r.get::<_, &str>(1)).unwrap_or(serde_json::Value::Null))))
+    }
+
+    fn state_version(&self, kind: &str) -> Result<i64, CatalogError> {
+        Ok(self.client()?.query_one("SELECT COALESCE(MAX(version), 0) FROM learned_state WHERE kind = $1", &[&kind])?.get(0))
     }
 }
 

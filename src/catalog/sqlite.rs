@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_jobs.sql"),
     include_str!("../../migrations/0004_job_lease.sql"),
     include_str!("../../migrations/0005_cases_banks.sql"),
+    include_str!("../../migrations/0006_learned_state.sql"),
 ];
 
 const IMAGE_COLUMNS: &str = "id, sha256, hotel_id, room, source, uploader_key_id, created, width, height, pdq, pdq_quality, status";
@@ -578,6 +579,31 @@ impl CaseStore for SqliteCatalog {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl LearnedState for SqliteCatalog {
+    fn put_state(&self, kind: &str, body: &serde_json::Value, created_by: &str) -> Result<i64, CatalogError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO learned_state (kind, body, created, created_by) VALUES (?1, ?2, ?3, ?4)",
+            params![kind, body.to_string(), now(), created_by],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn latest_state(&self, kind: &str) -> Result<Option<(i64, serde_json::Value)>, CatalogError> {
+        let row = self
+            .conn()
+            .query_row("SELECT version, body FROM learned_state WHERE kind = ?1 ORDER BY version DESC LIMIT 1", [kind], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?;
+        Ok(row.map(|(v, body)| (v, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))))
+    }
+
+    fn state_version(&self, kind: &str) -> Result<i64, CatalogError> {
+        Ok(self.conn().query_row("SELECT COALESCE(MAX(version), 0) FROM learned_state WHERE kind = ?1", [kind], |r| r.get(0))?)
     }
 }
 

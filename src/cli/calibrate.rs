@@ -56,14 +56,21 @@ pub(super) fn run(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl 
     if dry_run {
         return Ok(());
     }
+    // Into the catalog (every replica takes it up), or, with no catalog yet, a file in the
+    // data directory that an engine starts from until the catalog holds one.
+    let engine = match engine {
+        Some(e) => Some(e),
+        None if init || catalog_exists(cfg) => Some(open_engine(cfg, init)?),
+        None => None,
+    };
     match engine {
         Some(engine) => {
-            engine.recalibrate(&samples, &source, "cli")?;
-            writeln!(out, "\nwrote {}", cfg.data_dir.join(hotelmatch::calibrate::FILE).display())?;
+            let version = engine.set_calibration(fitted, samples.len(), "cli")?;
+            writeln!(out, "\ncalibration version {version} stored in the catalog ({})", engine.catalog_backend())?;
         }
         None => {
             std::fs::create_dir_all(&cfg.data_dir)?;
-            writeln!(out, "\nwrote {}", fitted.save(&cfg.data_dir)?.display())?;
+            writeln!(out, "\nno catalog yet: wrote {}", fitted.save(&cfg.data_dir)?.display())?;
         }
     }
     Ok(())

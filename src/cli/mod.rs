@@ -60,7 +60,8 @@ enum Cmd {
     Eval(self::eval::EvalArgs),
     /// Fit the probabilities of search results: runs a labelled evaluation through the
     /// engine (as `eval` does) or reads the confirmed searches of cases (`--from-cases`),
-    /// fits, prints reliability tables and writes `calibration.json` into the data directory.
+    /// fits, prints reliability tables and stores the fit in the catalog (every replica takes
+    /// it up), or in `calibration.json` in the data directory when there is no catalog yet.
     Calibrate(self::calibrate::CalibrateArgs),
     /// Hash banks: lists of PDQ hashes (ThreatExchange formats) matched against uploads and searches.
     Banks {
@@ -117,13 +118,19 @@ pub(super) fn parse_top(s: &str) -> Result<usize, String> {
 pub(super) fn open_engine(cfg: &Config, create: bool) -> Result<Engine> {
     let settings = cfg.engine_settings();
     let catalog = settings.catalog_location();
-    if !hotelmatch::catalog::is_postgres(&catalog) && !std::path::Path::new(&catalog).exists() {
+    if !catalog_exists(cfg) {
         if !create {
             bail!("no catalog at {catalog}: check --data-dir (or HOTELMATCH_DATA_DIR), run `hotelmatch import` first, or pass --init to start an empty one");
         }
         eprintln!("hotelmatch: starting a new catalog in {}", cfg.data_dir.display());
     }
     Ok(Engine::open(settings, cfg.embedder()?)?)
+}
+
+/// Whether the configured catalog is there (a PostgreSQL one is taken to be).
+pub(super) fn catalog_exists(cfg: &Config) -> bool {
+    let catalog = cfg.engine_settings().catalog_location();
+    hotelmatch::catalog::is_postgres(&catalog) || Path::new(&catalog).exists()
 }
 
 pub(super) fn read(path: &PathBuf) -> Result<Vec<u8>> {

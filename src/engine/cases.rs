@@ -297,8 +297,8 @@ impl Engine {
         Ok(out)
     }
 
-    /// Refits the calibration on `samples`, writes it into the data directory and uses it
-    /// from the next search on. Audited.
+    /// Refits the calibration on `samples` and puts it in force on every replica (a new
+    /// catalog version). Audited.
     pub fn recalibrate(&self, samples: &[Sample], source: &str, actor: &str) -> Result<Calibration, EngineError> {
         let base = Calibration {
             model: self.embedder.model().to_string(),
@@ -306,11 +306,7 @@ impl Engine {
             ..(*self.calibration()).clone()
         };
         let fitted = base.fit(samples, source)?;
-        let dir = &self.settings.data_dir;
-        std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir { path: dir.clone(), source })?;
-        fitted.save(dir)?;
-        *self.calibration.write() = std::sync::Arc::new(fitted.clone());
-        self.catalog.audit(actor, "calibrate", &serde_json::json!({"source": source, "samples": samples.len(), "temperature": fitted.temperature, "none_score": fitted.none_score}))?;
+        self.set_calibration(fitted.clone(), samples.len(), actor)?;
         Ok(fitted)
     }
 }

@@ -92,6 +92,9 @@ impl Engine {
     /// the last look. A replica calls this every `serve.follow_ms`.
     pub fn follow(&self) -> Result<Followed, EngineError> {
         self.follow_banks()?;
+        if self.follow_calibration()? {
+            tracing::info!(version = self.calibration_version(), "a newer calibration from the catalog is in use");
+        }
         let done = self.catalog.last_done(REINDEX)?;
         let seen = *self.generation.lock();
         if done > seen {

@@ -8,6 +8,7 @@ mod banks;
 mod cases;
 mod ingest;
 mod journal;
+mod learned;
 mod lookup;
 mod maintenance;
 mod moderation;
@@ -439,8 +440,9 @@ pub struct Engine {
     /// The last finished re-index this process's index reflects; held while catching up, so
     /// that one thread at a time applies the feed.
     generation: Mutex<i64>,
-    /// Turns hotel scores into probabilities; replaced whole by a recalibration.
-    calibration: RwLock<Arc<Calibration>>,
+    /// Turns hotel scores into probabilities, with its catalog version (0: not from the
+    /// catalog); replaced whole when a newer version appears.
+    calibration: RwLock<(i64, Arc<Calibration>)>,
 }
 
 impl Engine {
@@ -469,14 +471,7 @@ impl Engine {
         let model_id = catalog.model_id(embedder.model(), &embedder.pooling(), embedder.dim(), &embedder.settings())?;
         let generation = catalog.last_done(maintenance::REINDEX)?;
         let index = crate::index::new_index(embedder.dim(), settings.index.clone());
-        let calibration = match Calibration::load(&settings.data_dir) {
-            Ok(Some(c)) => c,
-            Ok(None) => Calibration::default(),
-            Err(e) => {
-                tracing::warn!("{e}; using the built-in calibration");
-                Calibration::default()
-            }
-        };
+        let (calibration_version, calibration) = learned::initial_calibration(catalog.as_ref(), &settings.data_dir)?;
         let scoring = settings.search.scoring();
         if calibration.model != embedder.model() || calibration.scoring != scoring {
             tracing::warn!(
@@ -488,7 +483,7 @@ impl Engine {
             );
         }
         let engine = Engine {
-            calibration: RwLock::new(Arc::new(calibration)),
+            calibration: RwLock::new((calibration_version, Arc::new(calibration))),
             catalog,
             store,
             cases,
@@ -518,11 +513,6 @@ impl Engine {
 
     fn swap_index(&self, index: Arc<dyn VectorIndex>) {
         *self.index.write() = index;
-    }
-
-    /// The calibration in use.
-    pub fn calibration(&self) -> Arc<Calibration> {
-        self.calibration.read().clone()
     }
 
     fn hashes(&self) -> RwLockReadGuard<'_, HammingIndex> {
