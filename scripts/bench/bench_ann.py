@@ -157,15 +157,18 @@ def run_peer(name, base, queries, truth, args, workdir):
     return res
 
 
-def run_hotelmatch(fmt, files, args):
-    cmd = [args.bench_bin, "--base", files["base"], "--queries", files["queries"], "--truth", files["truth"],
+def run_hotelmatch(fmt, files, args, bench_bin=None):
+    cmd = [bench_bin or args.bench_bin, "--base", files["base"], "--queries", files["queries"], "--truth", files["truth"],
            "--format", fmt, "--m", str(args.m), "--ef-construction", str(args.ef_construction),
            "--ef", ",".join(map(str, EFS)), "--exact-queries", str(args.exact_queries)]
     if fmt == "hnsw_rs":
         cmd[cmd.index("--format") + 1] = "f32"
         cmd += ["--kind", "hnsw_rs"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    r = json.loads(out.strip().splitlines()[-1])
+    if bench_bin:
+        r["system"] = "baseline-" + r["system"]
+    return r
 
 
 def at_recall(res, target):
@@ -236,6 +239,8 @@ def main():
     ap.add_argument("--exact-queries", type=int, default=200)
     ap.add_argument("--systems", default="hotelmatch-int8,hnswlib,faiss,usearch,hotelmatch-f16,hotelmatch-f32,hnsw_rs")
     ap.add_argument("--bench-bin", required=True)
+    ap.add_argument("--baseline-bin", help="another build of benches/ann.rs (an earlier commit): systems named "
+                    "baseline-FORMAT (e.g. baseline-int8) run it, interleaved with the rest, for before/after ratios")
     ap.add_argument("--json", help="write every round's results here")
     ap.add_argument("--targets", default="0.90,0.95,0.99", help="three recall@10 levels for the table (the middle one is compared)")
     ap.add_argument("--from-json", help="only print the table of an earlier run's --json file")
@@ -271,6 +276,8 @@ def main():
             print(f"round {rnd + 1}: {s}", file=sys.stderr)
             if s.startswith("hotelmatch-"):
                 r = run_hotelmatch(s.split("-", 1)[1], files, args)
+            elif s.startswith("baseline-"):
+                r = run_hotelmatch(s.split("-", 1)[1], files, args, bench_bin=args.baseline_bin)
             elif s == "hnsw_rs":
                 r = run_hotelmatch("hnsw_rs", files, args)
             else:
