@@ -112,7 +112,7 @@ impl Engine {
     }
 
     /// Records that the index reflects re-index job `job_id` (the replica that ran it).
-    pub fn mark_reindexed(&self, job_id: i64) {
+    fn mark_reindexed(&self, job_id: i64) {
         let mut g = self.generation.lock();
         *g = (*g).max(job_id);
     }
