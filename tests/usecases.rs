@@ -139,6 +139,11 @@ fn two_engines_on_one_catalog_follow_each_other() {
     b.follow().unwrap();
     assert_eq!((b.calibration_version(), b.calibration().source.as_str(), b.calibration().temperature), (v, "test", 0.05));
     assert_eq!(open(settings("replica-c")).calibration_version(), v);
+    // A version that does not parse is passed over: the one in use stays.
+    let shared_catalog = catalog::open(&shared.join("catalog.sqlite").display().to_string()).unwrap();
+    shared_catalog.put_state("calibration", &serde_json::json!({"not": "a calibration"}), "x").unwrap();
+    assert!(!b.follow().unwrap().rebuilt);
+    assert_eq!((b.calibration_version(), b.calibration().source.as_str()), (v, "test"));
     drop((a, b));
     assert_eq!(catalog::open(&shared.join("catalog.sqlite").display().to_string()).unwrap().image_counts().unwrap(), (1, 0));
     std::fs::remove_dir_all(&shared).ok();

@@ -12,31 +12,51 @@ use crate::catalog::Catalog;
 /// The kind of the calibration's rows.
 const CALIBRATION: &str = "calibration";
 
-/// The calibration an engine starts with, and its catalog version: the catalog's newest, else
-/// a `calibration.json` in the data directory (written before calibrations lived in the
-/// catalog, or by a `calibrate` run without a catalog; version 0), else the built-in fit.
-pub(super) fn initial_calibration(catalog: &dyn Catalog, data_dir: &Path) -> Result<(i64, Calibration), EngineError> {
-    if let Some(stored) = stored_calibration(catalog)? {
-        return Ok(stored);
-    }
-    match Calibration::load(data_dir) {
-        Ok(Some(c)) => Ok((0, c)),
-        Ok(None) => Ok((0, Calibration::default())),
-        Err(e) => {
-            tracing::warn!("{e}; using the built-in calibration");
-            Ok((0, Calibration::default()))
-        }
+/// The calibration in use, and the catalog versions behind it.
+pub(super) struct InForce {
+    /// The catalog version in use (0: from the data directory or built in).
+    version: i64,
+    /// The newest catalog version looked at, taken up or (not parsing) passed over: a
+    /// follower reads a version once, not at every look.
+    seen: i64,
+    calibration: Arc<Calibration>,
+}
+
+impl InForce {
+    /// The calibration itself.
+    pub(super) fn calibration(&self) -> Arc<Calibration> {
+        self.calibration.clone()
     }
 }
 
-/// The catalog's newest calibration; one that does not parse is logged and passed over.
-fn stored_calibration(catalog: &dyn Catalog) -> Result<Option<(i64, Calibration)>, EngineError> {
-    let Some((version, body)) = catalog.latest_state(CALIBRATION)? else { return Ok(None) };
-    match serde_json::from_value::<Calibration>(body) {
-        Ok(c) => Ok(Some((version, c))),
+/// The calibration an engine starts with, and its catalog version: the catalog's newest, else
+/// a `calibration.json` in the data directory (written before calibrations lived in the
+/// catalog, or by a `calibrate` run without a catalog; version 0), else the built-in fit.
+pub(super) fn initial_calibration(catalog: &dyn Catalog, data_dir: &Path) -> Result<InForce, EngineError> {
+    let (seen, stored) = stored_calibration(catalog)?;
+    if let Some(c) = stored {
+        return Ok(InForce { version: seen, seen, calibration: Arc::new(c) });
+    }
+    let calibration = match Calibration::load(data_dir) {
+        Ok(Some(c)) => c,
+        Ok(None) => Calibration::default(),
         Err(e) => {
-            tracing::error!(version, "the catalog's calibration does not parse ({e}); using an older one");
-            Ok(None)
+            tracing::warn!("{e}; using the built-in calibration");
+            Calibration::default()
+        }
+    };
+    Ok(InForce { version: 0, seen, calibration: Arc::new(calibration) })
+}
+
+/// The catalog's newest calibration version (0: none) and the calibration, unless it does
+/// not parse (logged, and the one in use is kept).
+fn stored_calibration(catalog: &dyn Catalog) -> Result<(i64, Option<Calibration>), EngineError> {
+    let Some((version, body)) = catalog.latest_state(CALIBRATION)? else { return Ok((0, None)) };
+    match serde_json::from_value::<Calibration>(body) {
+        Ok(c) => Ok((version, Some(c))),
+        Err(e) => {
+            tracing::error!(version, "the catalog's calibration does not parse ({e}); keeping the one in use");
+            Ok((version, None))
         }
     }
 }
@@ -44,12 +64,12 @@ fn stored_calibration(catalog: &dyn Catalog) -> Result<Option<(i64, Calibration)
 impl Engine {
     /// The calibration in use.
     pub fn calibration(&self) -> Arc<Calibration> {
-        self.calibration.read().1.clone()
+        self.calibration.read().calibration.clone()
     }
 
     /// The catalog version of the calibration in use (0: from the data directory or built in).
     pub fn calibration_version(&self) -> i64 {
-        self.calibration.read().0
+        self.calibration.read().version
     }
 
     /// Puts `fitted` in force on every replica: a new catalog version, used here from the next
@@ -64,18 +84,21 @@ impl Engine {
             "temperature": fitted.temperature,
             "none_score": fitted.none_score,
         });
-        *self.calibration.write() = (version, Arc::new(fitted));
+        *self.calibration.write() = InForce { version, seen: version, calibration: Arc::new(fitted) };
         self.catalog.audit(actor, "calibrate", &detail)?;
         Ok(version)
     }
 
     /// Takes up a newer calibration from the catalog; returns whether there was one.
     pub(super) fn follow_calibration(&self) -> Result<bool, EngineError> {
-        if self.catalog.state_version(CALIBRATION)? <= self.calibration_version() {
+        if self.catalog.state_version(CALIBRATION)? <= self.calibration.read().seen {
             return Ok(false);
         }
-        let Some((version, c)) = stored_calibration(self.catalog.as_ref())? else { return Ok(false) };
-        *self.calibration.write() = (version, Arc::new(c));
+        let (seen, stored) = stored_calibration(self.catalog.as_ref())?;
+        let mut in_force = self.calibration.write();
+        in_force.seen = seen;
+        let Some(c) = stored else { return Ok(false) };
+        *in_force = InForce { version: seen, seen, calibration: Arc::new(c) };
         Ok(true)
     }
 }

@@ -21,7 +21,6 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::Calibration;
 use crate::catalog::{self, Catalog, CatalogError, Hotel, HotelFilter, Image, Source};
 use crate::embed::pool::{Mask, PoolError};
 use crate::embed::Embed;
@@ -442,7 +441,7 @@ pub struct Engine {
     generation: Mutex<i64>,
     /// Turns hotel scores into probabilities, with its catalog version (0: not from the
     /// catalog); replaced whole when a newer version appears.
-    calibration: RwLock<(i64, Arc<Calibration>)>,
+    calibration: RwLock<learned::InForce>,
 }
 
 impl Engine {
@@ -471,7 +470,8 @@ impl Engine {
         let model_id = catalog.model_id(embedder.model(), &embedder.pooling(), embedder.dim(), &embedder.settings())?;
         let generation = catalog.last_done(maintenance::REINDEX)?;
         let index = crate::index::new_index(embedder.dim(), settings.index.clone());
-        let (calibration_version, calibration) = learned::initial_calibration(catalog.as_ref(), &settings.data_dir)?;
+        let in_force = learned::initial_calibration(catalog.as_ref(), &settings.data_dir)?;
+        let calibration = in_force.calibration();
         let scoring = settings.search.scoring();
         if calibration.model != embedder.model() || calibration.scoring != scoring {
             tracing::warn!(
@@ -483,7 +483,7 @@ impl Engine {
             );
         }
         let engine = Engine {
-            calibration: RwLock::new((calibration_version, Arc::new(calibration))),
+            calibration: RwLock::new(in_force),
             catalog,
             store,
             cases,
@@ -504,9 +504,8 @@ impl Engine {
         Ok(engine)
     }
 
-    // As with the catalog, a lock poisoned by a panic is taken over rather than failing
-    // every later request: the catalog stays the source of truth, and `reindex` restores
-    // the indexes from it.
+    // parking_lot's locks do not poison: a panic elsewhere does not fail every later request,
+    // and the catalog stays the source of truth (`reindex` restores the indexes from it).
     fn index(&self) -> Arc<dyn VectorIndex> {
         self.index.read().clone()
     }
