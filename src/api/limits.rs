@@ -16,18 +16,24 @@ use super::{ApiError, Shared};
 /// refilled evenly over the minute.
 pub(super) struct RateLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
+    /// What is limited, for the refusal ("uploads", "searches").
+    what: &'static str,
 }
 
 impl RateLimiter {
-    /// A limiter allowing `per_minute` requests per key per minute (at least 1).
-    pub(super) fn per_minute(per_minute: u32) -> Self {
+    /// A limiter allowing `per_minute` requests of `what` per key per minute (at least 1).
+    pub(super) fn per_minute(per_minute: u32, what: &'static str) -> Self {
         let quota = Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
-        RateLimiter { limiter: DefaultKeyedRateLimiter::keyed(quota) }
+        RateLimiter { limiter: DefaultKeyedRateLimiter::keyed(quota), what }
     }
 
-    /// Takes one request for `key`, or says how many seconds until one is allowed.
-    pub(super) fn take(&self, key: &str) -> Result<(), u64> {
-        self.limiter.check_key(&key.to_string()).map_err(|wait| wait.wait_time_from(DefaultClock::default().now()).as_secs().max(1))
+    /// Takes one request for `key`, or answers 429 with how many seconds until one is allowed.
+    pub(super) fn take(&self, key: &str) -> Result<(), ApiError> {
+        self.limiter.check_key(&key.to_string()).map_err(|wait| {
+            let secs = wait.wait_time_from(DefaultClock::default().now()).as_secs().max(1);
+            let message = format!("too many {} from this key; slow down", self.what);
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).retry(secs)
+        })
     }
 }
 

@@ -28,9 +28,7 @@ pub(super) async fn upload(
     Extension(key): Extension<KeyInfo>,
     Checked(mp): Checked<Multipart>,
 ) -> Result<Response, ApiError> {
-    s.uploads.take(&key.id).map_err(|secs| {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many uploads from this key; slow down").retry(secs)
-    })?;
+    s.uploads.take(&key.id)?;
     let mut form = read_form(mp).await?;
     let bytes = form
         .files

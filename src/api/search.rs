@@ -48,9 +48,7 @@ pub(super) async fn search(
     Extension(key): Extension<KeyInfo>,
     Checked(mp): Checked<Multipart>,
 ) -> Result<Response, ApiError> {
-    s.searches.take(&key.id).map_err(|secs| {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many searches from this key; slow down").retry(secs)
-    })?;
+    s.searches.take(&key.id)?;
     let mut form = read_form(mp).await?;
     let bytes = form
         .files
