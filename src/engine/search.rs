@@ -42,6 +42,9 @@ impl<'a> QueryPhoto<'a> {
 
 /// What retrieval found: the query's embedding and the stored photos nearest to it, best first.
 struct Retrieved {
+    /// The index that answered: later stages read vectors from the same snapshot, even if
+    /// a rebuild swaps it meanwhile.
+    index: std::sync::Arc<dyn VectorIndex>,
     emb: Embedding,
     found: Vec<Found>,
     /// Exact vectors of the hits, where the re-rank fetched them from the catalog.
@@ -145,7 +148,7 @@ impl Engine {
             (found, plan) = index.search(&expanded, opts.top_images, allowed, q.ef)?;
             exact = self.rerank(index.as_ref(), &expanded, &mut found)?;
         }
-        Ok(Retrieved { emb, found, exact, plan })
+        Ok(Retrieved { index, emb, found, exact, plan })
     }
 
     /// The query's PDQ hashes matched against the gallery (reuse of a crowd photo, when
@@ -205,7 +208,7 @@ impl Engine {
     /// One evidence photo: its similarity (before any verification bonus), matched
     /// keypoints, and the query cells most like it.
     fn evidence(&self, f: &Found, img: &Image, retrieved: &Retrieved, verified: Option<&(f32, verify::Matched)>) -> Evidence {
-        let vector = retrieved.exact.get(&f.image_id).cloned().or_else(|| self.index().vector_of(f.image_id));
+        let vector = retrieved.exact.get(&f.image_id).cloned().or_else(|| retrieved.index.vector_of(f.image_id));
         let query_cells = match (&retrieved.emb.cells, vector) {
             (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), &v, 3),
             _ => Vec::new(),
