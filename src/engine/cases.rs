@@ -9,6 +9,7 @@ use super::journal::{Candidate, CaseEntry, JournalEntry, MaskRecord, SavedEviden
 use super::{Engine, EngineError, Query, SearchResult};
 use crate::calibrate::{Calibration, Sample};
 use crate::catalog::{Case, CatalogError, Hotel};
+use crate::store::BlobStore;
 
 /// Who is asking: a key, and whether it is an admin's (admins see every case).
 #[derive(Debug, Clone, Copy)]
@@ -226,44 +227,26 @@ impl Engine {
     /// embedded. Audited as an export.
     pub fn case_report(&self, id: i64, format: &str, viewer: Viewer) -> Result<CaseReport, EngineError> {
         let view = self.case_view(id, viewer)?;
-        let mut thumbnails = BTreeMap::new();
-        let mut queries = BTreeMap::new();
-        let data_uri =
-            |bytes: &[u8]| format!("data:image/jpeg;base64,{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes));
-        for search in view.entries.iter().filter_map(|e| e.entry.search()) {
-            for h in &search.hotels {
-                for ev in &h.evidence {
-                    let image_id = ev.image_id;
-                    if thumbnails.contains_key(&image_id) {
-                        continue;
-                    }
-                    // A photo deleted since is left out of the report, which says so.
-                    let Ok(img) = self.catalog.image(image_id) else { continue };
-                    if img.status == crate::catalog::Status::Deleted {
-                        continue;
-                    }
-                    if let Ok(t) = self
-                        .store
-                        .get(&img.sha256)
-                        .map_err(EngineError::from)
-                        .and_then(|b| Ok(crate::media::clean::thumbnail(&b, &self.settings.limits, REPORT_THUMBNAIL)?))
-                    {
-                        thumbnails.insert(image_id, data_uri(&t));
-                    }
-                }
-            }
-            if search.query_kept {
-                let sha = search.query_sha256.as_str();
-                if let Ok(t) = self
-                    .cases
-                    .get(sha)
-                    .map_err(EngineError::from)
-                    .and_then(|b| Ok(crate::media::clean::thumbnail(&b, &self.settings.limits, REPORT_QUERY)?))
-                {
-                    queries.insert(sha.to_string(), data_uri(&t));
-                }
-            }
-        }
+        // A JPEG thumbnail of a stored blob as a data URI; none when it cannot be read.
+        let thumbnail = |store: &dyn BlobStore, sha: &str, side: u32| {
+            let t = store.get(sha).ok().and_then(|b| crate::media::clean::thumbnail(&b, &self.settings.limits, side).ok())?;
+            Some(format!("data:image/jpeg;base64,{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, t)))
+        };
+        let searches: Vec<&SavedSearch> = view.entries.iter().filter_map(|e| e.entry.search()).collect();
+        let ids: std::collections::BTreeSet<i64> =
+            searches.iter().flat_map(|s| s.hotels.iter().flat_map(|h| h.evidence.iter().map(|e| e.image_id))).collect();
+        let ids: Vec<i64> = ids.into_iter().collect();
+        // One read for every evidence photo. A photo deleted since is left out of the report,
+        // which says so; so is one the catalog cannot read now.
+        let images = self.catalog.images(&ids).unwrap_or_default();
+        let thumbnails: BTreeMap<i64, String> = images
+            .iter()
+            .filter(|img| img.status != crate::catalog::Status::Deleted)
+            .filter_map(|img| Some((img.id, thumbnail(self.store.as_ref(), &img.sha256, REPORT_THUMBNAIL)?)))
+            .collect();
+        let kept: std::collections::BTreeSet<&str> = searches.iter().filter(|s| s.query_kept).map(|s| s.query_sha256.as_str()).collect();
+        let queries: BTreeMap<String, String> =
+            kept.into_iter().filter_map(|sha| Some((sha.to_string(), thumbnail(self.cases.as_ref(), sha, REPORT_QUERY)?))).collect();
         let index = self.index();
         let report = CaseReport {
             view,
