@@ -99,8 +99,12 @@ impl SqliteCatalog {
         Ok(cat)
     }
 
-    // A panic while the lock was held cannot leave SQLite half-written (transactions roll
-    // back), so a poisoned lock is taken over.
+    // parking_lot's lock does not poison; nor would a panic while it was held leave SQLite
+    // half-written (transactions roll back).
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock()
+    }
+
     /// The rows of `select` (a query without WHERE) whose `id` is one of `ids`, read in
     /// slices under SQLite's default limit of bound parameters.
     fn rows_by_id<T>(&self, select: &str, ids: &[i64], row: fn(&rusqlite::Row) -> rusqlite::Result<T>) -> Result<Vec<T>, CatalogError> {
@@ -114,10 +118,6 @@ impl SqliteCatalog {
             }
         }
         Ok(out)
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock()
     }
 
     fn migrate(&self) -> Result<(), CatalogError> {

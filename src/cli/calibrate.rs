@@ -60,7 +60,7 @@ pub(super) fn run(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl 
     // data directory that an engine starts from until the catalog holds one.
     let engine = match engine {
         Some(e) => Some(e),
-        None if init || catalog_exists(cfg) => Some(open_engine(cfg, init)?),
+        None if init || catalog_exists(&cfg.engine_settings().catalog_location()) => Some(open_engine(cfg, init)?),
         None => None,
     };
     match engine {

@@ -118,7 +118,7 @@ pub(super) fn parse_top(s: &str) -> Result<usize, String> {
 pub(super) fn open_engine(cfg: &Config, create: bool) -> Result<Engine> {
     let settings = cfg.engine_settings();
     let catalog = settings.catalog_location();
-    if !catalog_exists(cfg) {
+    if !catalog_exists(&catalog) {
         if !create {
             bail!("no catalog at {catalog}: check --data-dir (or HOTELMATCH_DATA_DIR), run `hotelmatch import` first, or pass --init to start an empty one");
         }
@@ -127,10 +127,9 @@ pub(super) fn open_engine(cfg: &Config, create: bool) -> Result<Engine> {
     Ok(Engine::open(settings, cfg.embedder()?)?)
 }
 
-/// Whether the configured catalog is there (a PostgreSQL one is taken to be).
-pub(super) fn catalog_exists(cfg: &Config) -> bool {
-    let catalog = cfg.engine_settings().catalog_location();
-    hotelmatch::catalog::is_postgres(&catalog) || Path::new(&catalog).exists()
+/// Whether the catalog at `location` is there (a PostgreSQL one is taken to be).
+pub(super) fn catalog_exists(location: &str) -> bool {
+    hotelmatch::catalog::is_postgres(location) || Path::new(location).exists()
 }
 
 pub(super) fn read(path: &PathBuf) -> Result<Vec<u8>> {
