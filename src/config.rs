@@ -60,6 +60,8 @@ pub struct Config {
     pub duplicate_distance: u32,
     /// HTTP server settings.
     pub serve: ServeOptions,
+    /// The whitening learned from the catalog's labels (`[whiten]`).
+    pub whiten: crate::whiten::WhitenOptions,
 }
 
 /// Where `scripts/setup.sh` puts things, relative to the checkout.
@@ -89,6 +91,7 @@ impl Default for Config {
             search: SearchOptions::default(),
             duplicate_distance: 16,
             serve: ServeOptions::default(),
+            whiten: Default::default(),
         }
     }
 }
@@ -151,6 +154,7 @@ impl Config {
             index: self.index.clone(),
             search: self.search.clone(),
             duplicate_distance: self.duplicate_distance,
+            whiten: self.whiten.clone(),
         }
     }
 
@@ -211,6 +215,9 @@ pub struct Overrides {
     /// Geometric verification of the top N photos of a search (0 = off; default 30).
     #[arg(long, global = true)]
     pub verify: Option<usize>,
+    /// The learned whitening: its shrinkage (0 to 1; default 0.5), or `off`.
+    #[arg(long, global = true, value_parser = parse_whiten)]
+    pub whiten: Option<WhitenFlag>,
     /// Data directory (this process's index dumps; the catalog and photos too unless
     /// --catalog / --photos say otherwise).
     #[arg(long, global = true, env = "HOTELMATCH_DATA_DIR")]
@@ -271,7 +278,24 @@ impl Config {
         if let Some(v) = o.verify {
             self.search.verify = v;
         }
+        match o.whiten {
+            Some(WhitenFlag(Some(s))) => (self.whiten.enabled, self.whiten.shrinkage) = (true, s),
+            Some(WhitenFlag(None)) => self.whiten.enabled = false,
+            None => {}
+        }
     }
+}
+
+/// `--whiten`: a shrinkage, or `off` (`None`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WhitenFlag(pub Option<f32>);
+
+fn parse_whiten(s: &str) -> Result<WhitenFlag, String> {
+    if s == "off" {
+        return Ok(WhitenFlag(None));
+    }
+    let shrinkage = s.parse::<f32>().ok().filter(|x| (0.0..=1.0).contains(x));
+    shrinkage.map(|x| WhitenFlag(Some(x))).ok_or_else(|| format!("{s}: off, or a shrinkage from 0 to 1"))
 }
 
 fn parse_resize(s: &str) -> Result<crate::embed::Resize, String> {

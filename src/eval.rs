@@ -40,6 +40,21 @@ pub struct Labelled {
     /// Optional mask for a query photo (light = masked), relative to the CSV.
     #[serde(default)]
     pub mask: Option<PathBuf>,
+    /// Query photos with the same group are searched together (one search, several photos).
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// Which query photos `eval` searches together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum GroupBy {
+    /// The CSV's `group` column where it has one; each photo alone otherwise.
+    #[default]
+    Column,
+    /// All query photos of one hotel (up to the most a search takes, in CSV order).
+    Hotel,
+    /// Each photo alone.
+    None,
 }
 
 /// Reads a `path,hotel,room` CSV, resolving paths against the CSV's folder.
@@ -230,12 +245,45 @@ impl Tally {
 pub struct QuerySet {
     pub file: PathBuf,
     pub rows: Vec<Labelled>,
+    pub group_by: GroupBy,
 }
 
 impl QuerySet {
-    /// Reads a query CSV.
-    pub fn read(file: &Path) -> Result<Self, EvalError> {
-        Ok(QuerySet { file: file.into(), rows: read_csv(file)? })
+    /// Reads a query CSV, whose photos are searched alone or together as `group_by` says.
+    pub fn read(file: &Path, group_by: GroupBy) -> Result<Self, EvalError> {
+        Ok(QuerySet { file: file.into(), rows: read_csv(file)?, group_by })
+    }
+
+    /// The searches: each a list of photos (of one hotel), in the CSV's order of first
+    /// appearance; a group naming two hotels is refused.
+    pub fn searches(&self) -> Result<Vec<Vec<&Labelled>>, EvalError> {
+        let key = |r: &Labelled| match self.group_by {
+            GroupBy::Column => r.group.clone().filter(|g| !g.is_empty()),
+            GroupBy::Hotel => Some(r.hotel.clone()),
+            GroupBy::None => None,
+        };
+        let mut searches: Vec<Vec<&Labelled>> = Vec::new();
+        let mut open: HashMap<String, usize> = HashMap::new();
+        for r in &self.rows {
+            let Some(k) = key(r) else {
+                searches.push(vec![r]);
+                continue;
+            };
+            match open.get(&k) {
+                Some(&i) if searches[i].len() < crate::engine::MAX_QUERY_PHOTOS => {
+                    if searches[i][0].hotel != r.hotel {
+                        let message = format!("group {k:?} has photos of {} and of {}", searches[i][0].hotel, r.hotel);
+                        return Err(EvalError::Csv { path: self.file.clone(), message });
+                    }
+                    searches[i].push(r);
+                }
+                _ => {
+                    open.insert(k, searches.len());
+                    searches.push(vec![r]);
+                }
+            }
+        }
+        Ok(searches)
     }
 }
 
@@ -303,15 +351,25 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
     let t = Instant::now();
     crate::import::import_images(&engine, gallery_csv, "eval", &|_, _| {})?;
     let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / gallery.len() as f64;
+    // What the catalog's labels teach is learned from the gallery alone, never the queries.
+    if cfg.whiten.enabled {
+        let learned = engine.learn_whitening("eval")?;
+        tracing::info!(?learned, "whitening learned from the gallery");
+    }
     let mut reports = Vec::new();
     for set in sets {
         let mut tally = Tally::default();
         let mut latencies = Vec::with_capacity(set.rows.len());
         let mut samples = Vec::with_capacity(set.rows.len());
-        for q in &set.rows {
-            let bytes = std::fs::read(&q.path).map_err(|source| EvalError::Io { path: q.path.clone(), source })?;
-            let mask = read_mask(q, &cfg.limits)?;
-            let query = crate::engine::Query { bytes: &bytes, mask: mask.as_ref(), top: 10, ..Default::default() };
+        for group in set.searches()? {
+            let q = group[0];
+            let bytes = group
+                .iter()
+                .map(|r| std::fs::read(&r.path).map_err(|source| EvalError::Io { path: r.path.clone(), source }))
+                .collect::<Result<Vec<_>, _>>()?;
+            let masks = group.iter().map(|r| read_mask(r, &cfg.limits)).collect::<Result<Vec<_>, _>>()?;
+            let more = bytes.iter().zip(&masks).skip(1).map(|(b, m)| crate::engine::QueryImage { bytes: b, mask: m.as_ref() }).collect();
+            let query = crate::engine::Query { bytes: &bytes[0], mask: masks[0].as_ref(), more, top: 10, ..Default::default() };
             let res = engine.search(&query, "eval").map_err(|e| EvalError::Embed { path: q.path.clone(), message: e.to_string() })?;
             latencies.push(res.millis);
             let right_id = engine.hotel_by_external_id(&q.hotel)?.map(|h| h.id);
@@ -319,7 +377,7 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
                 scores: res.candidates.iter().map(|c| c.1).collect(),
                 right: res.candidates.iter().position(|c| Some(c.0) == right_id),
             });
-            tally.auto_masked += usize::from(res.auto_mask.is_some());
+            tally.auto_masked += res.queries.iter().filter(|i| i.auto_mask.is_some()).count();
             let want_hotel = res.hotels.iter().find(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str())).map(|h| h.hotel.id);
             let hotel_rank = res.hotels.iter().position(|h| Some(h.hotel.id) == want_hotel);
             let mut rooms: Vec<(i64, Option<String>)> = Vec::new();

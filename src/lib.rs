@@ -26,6 +26,7 @@ pub mod report;
 pub mod store;
 pub mod vector;
 pub mod verify;
+pub mod whiten;
 
 pub use config::Config;
 pub use embed::card::ModelCard;

@@ -214,6 +214,8 @@ pub struct Cell {
 /// One matched photo shown as evidence.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Evidence {
+    /// Which query photo it matched (0: `photo`, 1: `photo2`, …).
+    pub query: usize,
     pub image_id: i64,
     pub sha256: String,
     pub room: Option<String>,
@@ -301,6 +303,9 @@ pub struct SearchResult {
     pub plan: Plan,
     /// sha256 of the query bytes (what the audit keeps instead of the photo).
     pub query_sha256: String,
+    /// Each query photo in the order sent: sha256, whether masked (or how much automatically),
+    /// and the cell grid its evidence's `query_cells` refer to.
+    pub queries: Vec<QueryPhotoInfo>,
     /// Whether the query was kept as a case image (under its sha256), as asked.
     pub saved_case_image: bool,
     /// Fraction of the query masked automatically because it looked painted out (no mask
@@ -315,6 +320,18 @@ pub struct SearchResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub case_entry: Option<i64>,
     pub millis: f64,
+}
+
+/// One photo of a search.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueryPhotoInfo {
+    pub sha256: String,
+    pub masked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_mask: Option<f32>,
+    /// Feature-map size (columns, rows) of this photo.
+    #[schema(value_type = Vec<usize>)]
+    pub grid: (usize, usize),
 }
 
 /// Where a search's probabilities come from.
@@ -363,6 +380,7 @@ impl From<engine::SearchResult> for SearchResult {
                     .evidence
                     .into_iter()
                     .map(|e| Evidence {
+                        query: e.query,
                         image_id: e.image_id,
                         sha256: e.sha256,
                         room: e.room,
@@ -389,6 +407,11 @@ impl From<engine::SearchResult> for SearchResult {
             grid: r.grid,
             plan,
             query_sha256: r.query_sha256,
+            queries: r
+                .queries
+                .into_iter()
+                .map(|q| QueryPhotoInfo { sha256: q.sha256, masked: q.masked, auto_mask: q.auto_mask, grid: q.grid })
+                .collect(),
             saved_case_image: r.saved_case_image,
             auto_mask: r.auto_mask,
             calibration: CalibrationInfo {

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use crate::catalog::{self, CatalogError, HotelFilter, KeyInfo, Role, Source};
 use crate::embed::EmbedError;
-use crate::engine::{Engine, EngineError, NewPhoto, Query};
+use crate::engine::{Engine, EngineError, NewPhoto, Query, QueryImage, MAX_QUERY_PHOTOS};
 use crate::jobs;
 
 mod admin;

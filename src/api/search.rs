@@ -12,6 +12,13 @@ pub(super) struct SearchForm {
     /// Mask of what to leave out (the victim): light or transparent pixels are ignored.
     #[schema(value_type = Option<String>, format = Binary)]
     mask: Option<Vec<u8>>,
+    /// More photos of the same place, `photo2` to `photo8`, each with its optional mask
+    /// `mask2` to `mask8`: hotels are ranked on all of them together, and each evidence
+    /// photo says which query photo (`query`, 0 for `photo`) it matched.
+    #[schema(value_type = Option<String>, format = Binary)]
+    photo2: Option<Vec<u8>>,
+    #[schema(value_type = Option<String>, format = Binary)]
+    mask2: Option<Vec<u8>>,
     /// "LAT,LON", with `radius_km`.
     near: Option<String>,
     radius_km: Option<f64>,
@@ -50,11 +57,7 @@ pub(super) async fn search(
 ) -> Result<Response, ApiError> {
     s.searches.take(&key.id)?;
     let mut form = read_form(mp).await?;
-    let bytes = form
-        .files
-        .remove("photo")
-        .ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as the multipart field 'photo'"))?;
-    let mask_bytes = form.files.remove("mask");
+    let photos = query_photos(&mut form)?;
     let near = near_filter(form.text.get("near").map(String::as_str), parse_field::<f64>(&form, "radius_km")?)?;
     let hotel_ids = match form.text.get("hotel_ids").filter(|s| !s.trim().is_empty()) {
         Some(list) => Some(
@@ -83,16 +86,18 @@ pub(super) async fn search(
     }
     let skip_auto_mask = !parse_field::<bool>(&form, "auto_mask")?.unwrap_or(true);
     let case_id = parse_field::<i64>(&form, "case_id")?;
-    let _pixels = pixel_permit(&s, &[&bytes, mask_bytes.as_deref().unwrap_or_default()])?;
+    let parts: Vec<&[u8]> = photos.iter().flat_map(|(p, m)| [p.as_slice(), m.as_deref().unwrap_or_default()]).collect();
+    let _pixels = pixel_permit(&s, &parts)?;
     let _slot = queue_slot(&s).await?;
     let engine = s.engine.clone();
     let limits = *engine.limits();
     let res = blocking(move || {
-        let mask = match mask_bytes {
-            Some(m) => Some(Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))?),
-            None => None,
-        };
-        let q = Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask, ef };
+        let masks = photos
+            .iter()
+            .map(|(_, m)| m.as_ref().map(|m| Mask::from_picture(m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = photos.iter().zip(&masks).skip(1).map(|((b, _), m)| QueryImage { bytes: b, mask: m.as_ref() }).collect();
+        let q = Query { bytes: &photos[0].0, mask: masks[0].as_ref(), more, filter, top, save_case, skip_auto_mask, ef };
         match case_id {
             Some(id) => engine.search_into_case(&q, id, cases::viewer(&key)).map(|(r, e)| (r, Some(e.id))),
             None => engine.search(&q, &key.id).map(|r| (r, None)),
@@ -102,6 +107,28 @@ pub(super) async fn search(
     let (res, entry) = res;
     s.metrics.search_stages(&res.stages);
     Ok(Json(SearchResult { case_entry: entry, ..SearchResult::from(res) }).into_response())
+}
+
+/// The query photos and their masks: `photo` and `mask`, then `photo2`/`mask2` up to
+/// `photo8`/`mask8`, in that order; a mask without its photo, or a gap, is refused.
+fn query_photos(form: &mut Form) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, ApiError> {
+    let name = |base: &str, i: usize| if i == 1 { base.to_string() } else { format!("{base}{i}") };
+    let mut photos = Vec::new();
+    for i in 1..=MAX_QUERY_PHOTOS {
+        match form.files.remove(&name("photo", i)) {
+            Some(p) => photos.push((p, form.files.remove(&name("mask", i)))),
+            None if i == 1 => return Err(ApiError::bad_request("missing_photo", "send the query photo as the multipart field 'photo'")),
+            None => break,
+        }
+    }
+    let stray = form.files.keys().find(|k| k.starts_with("photo") || k.starts_with("mask"));
+    if let Some(k) = stray {
+        let message = format!(
+            "'{k}': a search takes 'photo' and 'photo2' to 'photo{MAX_QUERY_PHOTOS}' in order, each with its optional 'mask', 'mask2', …"
+        );
+        return Err(ApiError::bad_request("bad_photos", message));
+    }
+    Ok(photos)
 }
 
 /// A case image an investigator kept (`save_case`), byte for byte. The access is audited.

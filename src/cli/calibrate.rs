@@ -22,13 +22,16 @@ pub(super) struct CalibrateArgs {
     /// Also write the labelled searches (scores and which was right) to this JSON file.
     #[arg(long)]
     samples_out: Option<PathBuf>,
+    /// Which query photos are searched together (as `eval --group-by`).
+    #[arg(long, value_enum, default_value_t = hotelmatch::eval::GroupBy::Column)]
+    group_by: hotelmatch::eval::GroupBy,
     /// Fit on labelled searches saved by `--samples-out` instead of running them again.
     #[arg(long, conflicts_with_all = ["gallery", "from_cases"])]
     samples: Option<PathBuf>,
 }
 
 pub(super) fn run(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl Write) -> Result<()> {
-    let CalibrateArgs { gallery, queries, from_cases, folds, dry_run, samples_out, samples } = args;
+    let CalibrateArgs { gallery, queries, from_cases, folds, dry_run, samples_out, group_by, samples } = args;
     // (label, searches) of each query file, in order, for a table per file.
     let mut files: Vec<(String, usize)> = Vec::new();
     let (samples, source, engine) = if let Some(path) = samples {
@@ -40,7 +43,7 @@ pub(super) fn run(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl 
         (engine.confirmed_samples()?, "cases".to_string(), Some(engine))
     } else {
         let gallery = gallery.context("--gallery is required")?;
-        let sets = queries.iter().map(|q| hotelmatch::eval::QuerySet::read(q)).collect::<Result<Vec<_>, _>>()?;
+        let sets = queries.iter().map(|q| hotelmatch::eval::QuerySet::read(q, group_by)).collect::<Result<Vec<_>, _>>()?;
         let reports = evaluate_in_scratch(cfg, &gallery, &sets)?;
         let names: Vec<String> = queries.iter().map(|q| q.display().to_string()).collect();
         files = names.iter().cloned().zip(reports.iter().map(|r| r.samples.len())).collect();

@@ -16,11 +16,18 @@ pub(super) struct EvalArgs {
     /// Skip the engine: embeddings and exact cosine search only (quick model comparison).
     #[arg(long)]
     exact: bool,
+    /// Which query photos are searched together: the CSV's `group` column (default), all
+    /// photos of one hotel, or none (each alone). A row is then one search.
+    #[arg(long, value_enum, default_value_t = hotelmatch::eval::GroupBy::Column)]
+    group_by: hotelmatch::eval::GroupBy,
 }
 
 pub(super) fn run(cfg: &Config, args: EvalArgs, out: &mut impl Write) -> Result<()> {
-    let EvalArgs { gallery, queries, json, exact } = args;
-    let sets = queries.iter().map(|q| hotelmatch::eval::QuerySet::read(q)).collect::<Result<Vec<_>, _>>()?;
+    let EvalArgs { gallery, queries, json, exact, group_by } = args;
+    let sets = queries.iter().map(|q| hotelmatch::eval::QuerySet::read(q, group_by)).collect::<Result<Vec<_>, _>>()?;
+    if exact && group_by == hotelmatch::eval::GroupBy::Hotel {
+        bail!("--exact searches one photo at a time: drop --group-by hotel, or --exact");
+    }
     let reports = if exact {
         let embedder = cfg.onnx_embedder()?;
         hotelmatch::eval::evaluate_exact(&embedder, &hotelmatch::eval::read_csv(&gallery)?, &sets, &cfg.limits)?

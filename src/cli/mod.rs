@@ -9,6 +9,7 @@ mod eval;
 mod hash;
 mod import;
 mod keys;
+mod learn;
 mod models;
 mod reindex;
 mod search;
@@ -23,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hotelmatch::catalog::{HotelFilter, Status};
 use hotelmatch::config::Overrides;
-use hotelmatch::engine::{Engine, Query};
+use hotelmatch::engine::{Engine, Query, QueryImage};
 use hotelmatch::import::ImportReport;
 use hotelmatch::media::decode;
 use hotelmatch::{pdq, Config, Input, Mask, ModelCard};
@@ -77,6 +78,9 @@ enum Cmd {
     /// Re-embed photos the current model has not seen (after a model change), rebuild the
     /// vector index from the catalog (purging deleted photos) and save it.
     Reindex,
+    /// Learn a whitening of the embeddings from the catalog's hotel labels (photos of one
+    /// hotel are pairs) and put it in force on every replica; `reindex` learns it too.
+    Learn,
     /// ImageNet top-5 of a photo, for models with a classifier (a conversion check).
     Classify(classify::ClassifyArgs),
     /// PDQ hashes (ThreatExchange hex) and quality of photos, one JSON line each.
@@ -178,6 +182,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Search(a) => search::run(&cfg, cli.global.init, a, &mut out),
         Cmd::Status(a) => status::run(&cfg, cli.global.init, a, &mut out),
         Cmd::Reindex => reindex::run(&cfg, cli.global.init, &mut out),
+        Cmd::Learn => learn::run(&cfg, cli.global.init, &mut out),
         Cmd::Hash(a) => hash::run(&cfg, a, &mut out),
         Cmd::Classify(a) => classify::run(&cfg, a, &mut out),
     }

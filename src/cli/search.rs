@@ -1,15 +1,19 @@
-//! `hotelmatch search`: searches one photo and prints the ranked hotels.
+//! `hotelmatch search`: searches with one photo or several of the same place and prints the
+//! ranked hotels.
 
 use super::*;
 
 #[derive(Args)]
 pub(super) struct SearchArgs {
-    /// The query photo (JPEG, PNG, WebP, ...).
-    image: PathBuf,
-    /// Mask image: light pixels are left out (paint over the victim).
+    /// The query photo (JPEG, PNG, WebP, ...), and up to 7 more of the same place: hotels
+    /// are ranked on all of them together.
+    #[arg(required = true, num_args = 1..=8)]
+    images: Vec<PathBuf>,
+    /// Mask image: light pixels are left out (paint over the victim). Repeat it for several
+    /// photos, in their order; `none` for a photo without one.
     #[arg(long, conflicts_with = "rect")]
-    mask: Option<PathBuf>,
-    /// Rectangle to leave out, x,y,width,height (repeatable).
+    mask: Vec<PathBuf>,
+    /// Rectangle to leave out of the first photo, x,y,width,height (repeatable).
     #[arg(long, value_parser = parse_rect)]
     rect: Vec<[u32; 4]>,
     /// Only hotels within --radius-km of LAT,LON.
@@ -50,13 +54,20 @@ pub(super) struct SearchArgs {
 }
 
 pub(super) fn run(cfg: &Config, init: bool, args: SearchArgs, out: &mut impl Write) -> Result<()> {
-    let SearchArgs { image, mask, rect, near, radius_km, country, city, chain, hotels, top, save_case, no_auto_mask, ef, json } = args;
+    let SearchArgs { images, mask, rect, near, radius_km, country, city, chain, hotels, top, save_case, no_auto_mask, ef, json } = args;
+    if mask.len() > images.len() {
+        bail!("{} masks for {} photos: give one --mask per photo, in order (`none` for a photo without one)", mask.len(), images.len());
+    }
     let engine = open_engine(cfg, init)?;
-    let mask = match (mask, rect.is_empty()) {
-        (Some(path), _) => Some(load_mask(&path, cfg)?),
-        (None, false) => Some(Mask::Rects(rect)),
-        (None, true) => None,
-    };
+    let mut masks: Vec<Option<Mask>> = Vec::with_capacity(images.len());
+    for i in 0..images.len() {
+        masks.push(match mask.get(i) {
+            Some(path) if path.as_os_str() == "none" => None,
+            Some(path) => Some(load_mask(path, cfg)?),
+            None if i == 0 && !rect.is_empty() => Some(Mask::Rects(rect.clone())),
+            None => None,
+        });
+    }
     let filter = HotelFilter {
         near: near.zip(radius_km).map(|((lat, lon), r)| (lat, lon, r)),
         country,
@@ -64,11 +75,11 @@ pub(super) fn run(cfg: &Config, init: bool, args: SearchArgs, out: &mut impl Wri
         chain,
         hotel_ids: (!hotels.is_empty()).then_some(hotels),
     };
-    let bytes = read(&image)?;
-    let res = engine.search(
-        &Query { bytes: &bytes, mask: mask.as_ref(), filter, top, save_case, skip_auto_mask: no_auto_mask, ef: ef.unwrap_or(0) as usize },
-        "cli",
-    )?;
+    let bytes = images.iter().map(read).collect::<Result<Vec<_>>>()?;
+    let more = bytes.iter().zip(&masks).skip(1).map(|(b, m)| QueryImage { bytes: b, mask: m.as_ref() }).collect();
+    let (ef, skip_auto_mask) = (ef.unwrap_or(0) as usize, no_auto_mask);
+    let res =
+        engine.search(&Query { bytes: &bytes[0], mask: masks[0].as_ref(), more, filter, top, save_case, skip_auto_mask, ef }, "cli")?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&res)?)?;
     } else {
@@ -84,7 +95,9 @@ pub(super) fn run(cfg: &Config, init: bool, args: SearchArgs, out: &mut impl Wri
             writeln!(out, "  the query matches hash bank {:?} ({}; PDQ distance {})", b.bank, b.label, b.distance)?;
         }
         if res.saved_case_image {
-            writeln!(out, "  kept as case image {}", res.query_sha256)?;
+            for q in &res.queries {
+                writeln!(out, "  kept as case image {}", q.sha256)?;
+            }
         }
         if let Some(area) = res.auto_mask {
             writeln!(out, "  {:.0} % of the photo looked painted out and was masked (--no-auto-mask to keep it)", area * 100.0)?;
@@ -101,7 +114,9 @@ pub(super) fn run(cfg: &Config, init: bool, args: SearchArgs, out: &mut impl Wri
                 h.hotel.name
             )?;
             for e in &h.evidence {
-                writeln!(out, "      image {} room {} similarity {:.3}", e.image_id, e.room.as_deref().unwrap_or("?"), e.similarity)?;
+                let room = e.room.as_deref().unwrap_or("?");
+                let by = if res.queries.len() > 1 { format!(" (matches {})", images[e.query].display()) } else { String::new() };
+                writeln!(out, "      image {} room {room} similarity {:.3}{by}", e.image_id, e.similarity)?;
             }
         }
     }

@@ -253,7 +253,7 @@ impl Engine {
             generated_at: crate::catalog::now(),
             generated_by: viewer.key_id.to_string(),
             model: self.embedder.model().to_string(),
-            index: serde_json::json!({"kind": format!("{:?}", self.settings.index.kind).to_lowercase(), "format": format!("{:?}", self.settings.index.format).to_lowercase(), "watermark": index.watermark(), "indexed": index.len()}),
+            index: serde_json::json!({"kind": format!("{:?}", self.settings.index.kind).to_lowercase(), "format": format!("{:?}", self.settings.index.format).to_lowercase(), "watermark": index.vectors.watermark(), "indexed": index.vectors.len()}),
             thumbnails,
             queries,
         };

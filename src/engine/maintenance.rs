@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 
+use super::learned::{Projection, Searchable};
 use super::{Engine, EngineError, Step};
 use crate::catalog::{Job, Status, JOB_LEASE_SECS};
 use crate::index::VectorIndex;
@@ -23,15 +24,23 @@ pub struct Followed {
 }
 
 impl Engine {
-    fn index_dir(&self) -> PathBuf {
-        self.settings.data_dir.join("index").join(format!("model-{}", self.model_id))
+    /// Where the dump of an index made with whitening `version` goes (one directory per
+    /// version: a dump is never loaded with another projection than its vectors were made with).
+    fn index_dir(&self, version: i64) -> PathBuf {
+        let dir = self.settings.data_dir.join("index");
+        match version {
+            0 => dir.join(format!("model-{}", self.model_id)),
+            v => dir.join(format!("model-{}-whitening-{v}", self.model_id)),
+        }
     }
 
     /// Loads the dump (or starts empty if it is unusable) and replays the change feed since it.
     pub(super) fn load_index(&self) -> Result<(), EngineError> {
         let (dim, opts) = (self.embedder.dim(), self.settings.index.clone());
         let last = self.catalog.last_change()?;
-        let loaded: Box<dyn VectorIndex> = match crate::index::load_index(&self.index_dir(), dim, opts.clone()) {
+        let projection = self.index().projection.clone();
+        let dir = self.index_dir(projection.version);
+        let loaded: Box<dyn VectorIndex> = match crate::index::load_index(&dir, dim, opts.clone()) {
             // A dump ahead of the catalog was made against another catalog: not ours.
             Ok(idx) if idx.watermark() <= last => idx,
             Ok(idx) => {
@@ -39,14 +48,14 @@ impl Engine {
                 crate::index::new_index(dim, opts)
             }
             Err(e) => {
-                if self.index_dir().exists() {
+                if dir.exists() {
                     tracing::warn!("rebuilding the index from the catalog: {e}");
                 }
                 crate::index::new_index(dim, opts)
             }
         };
         let from_dump = loaded.watermark() > 0;
-        self.swap_index(loaded.into());
+        self.swap_index(Searchable { vectors: loaded, projection });
         // The PDQ index is not dumped. Next to a dump it starts from the active photos
         // (cheap) and the feed since the dump brings both up to date; without one, the
         // whole feed builds both (starting from the photos too would add each hash twice).
@@ -69,7 +78,7 @@ impl Engine {
 
     // The caller holds `generation`.
     fn apply_feed(&self) -> Result<usize, EngineError> {
-        let since = self.index().watermark();
+        let since = self.index().vectors.watermark();
         let changes = self.catalog.changes_since(since, self.model_id)?;
         if changes.is_empty() {
             return Ok(0);
@@ -97,6 +106,13 @@ impl Engine {
         }
         let done = self.catalog.last_done(REINDEX)?;
         let seen = *self.generation.lock();
+        if let Some(projection) = self.newer_whitening()? {
+            tracing::info!(version = projection.version, "a newer whitening from the catalog: rebuilding the index with it");
+            self.rebuild_projected(projection)?;
+            let mut g = self.generation.lock();
+            *g = (*g).max(done);
+            return Ok(Followed { changes: 0, rebuilt: true });
+        }
         if done > seen {
             self.rebuild_from_catalog()?;
             let mut g = self.generation.lock();
@@ -120,14 +136,21 @@ impl Engine {
     /// Builds a fresh, compacted index from the whole feed and swaps it in; searches go on
     /// against the old one meanwhile. Returns how many changes it was built from.
     fn rebuild_from_catalog(&self) -> Result<usize, EngineError> {
+        self.rebuild_projected(self.index().projection.clone())
+    }
+
+    /// Builds a fresh index from the whole feed, its vectors made with `projection`, and swaps
+    /// both in together. Returns how many changes it was built from.
+    pub(super) fn rebuild_projected(&self, projection: Projection) -> Result<usize, EngineError> {
         let changes = self.catalog.changes_since(0, self.model_id)?;
-        let mut fresh = self.index().fresh();
+        let fresh = Searchable { vectors: self.index().vectors.fresh(), projection };
         // Built once, in parallel, off the serving path. Each change carries its photo's
         // current status, so deleted photos are never inserted and compacting is a no-op.
         fresh.apply(&changes)?;
-        fresh.compact();
+        let Searchable { mut vectors, projection } = fresh;
+        vectors.compact();
         let _g = self.generation.lock();
-        self.swap_index(fresh.into());
+        self.swap_index(Searchable { vectors, projection });
         // What was added or deleted while the new index was being built.
         self.apply_feed()?;
         Ok(changes.len())
@@ -135,7 +158,8 @@ impl Engine {
 
     /// Writes the index dump (with its watermark).
     pub fn save_index(&self) -> Result<(), EngineError> {
-        self.index().save(&self.index_dir())?;
+        let index = self.index();
+        index.vectors.save(&self.index_dir(index.projection.version))?;
         Ok(())
     }
 
@@ -164,7 +188,11 @@ impl Engine {
             progress(Step::Embedding, (done * 32 + chunk.len()).min(total), total);
         }
         progress(Step::Indexing, 0, 1);
-        let n = self.rebuild_from_catalog()?;
+        // The whitening is learned again from the labels as they are now.
+        let n = match self.settings.whiten.enabled {
+            true => self.rebuild_projected(self.fit_whitening("reindex")?.0)?,
+            false => self.rebuild_from_catalog()?,
+        };
         self.save_index()?;
         progress(Step::Indexing, n, n);
         let purged = self.purge_deleted_files()?;

@@ -26,15 +26,17 @@ use crate::embed::pool::{Mask, PoolError};
 use crate::embed::Embed;
 use crate::embed::EmbedError;
 use crate::hamming::HammingIndex;
-use crate::index::{Found, IndexError, IndexOptions, Plan, VectorIndex};
+use crate::index::{Found, IndexError, IndexOptions, Plan};
 use crate::media::decode::{DecodeError, Limits};
 use crate::pdq;
-use crate::rank::Aggregation;
+use crate::rank::{Aggregation, Fusion};
 use crate::store::{self, BlobStore, StoreError, StoreOptions};
+use crate::whiten::WhitenOptions;
 
 pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat};
 pub use cases::{CaseReport, CaseView, HotelVerdict, Viewer};
 pub use journal::{Candidate, CaseEntry, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
+pub use learned::Learned;
 pub use maintenance::{Followed, REINDEX};
 pub use search::QueryPhoto;
 
@@ -167,6 +169,8 @@ pub struct EngineSettings {
     pub search: SearchOptions,
     /// PDQ distance at or below which an upload of the same hotel is a duplicate (0 = off).
     pub duplicate_distance: u32,
+    /// The whitening learned from the catalog's labels.
+    pub whiten: WhitenOptions,
 }
 
 impl EngineSettings {
@@ -200,6 +204,8 @@ pub struct SearchOptions {
     pub evidence: usize,
     /// How image hits become hotel scores.
     pub aggregation: Aggregation,
+    /// How the hotel scores of several query photos become one.
+    pub fusion: Fusion,
     /// α-query expansion: re-query with the top `expansion` images added (0 = off).
     pub expansion: usize,
     /// α of the expansion weights (similarity^α).
@@ -241,6 +247,7 @@ impl Default for SearchOptions {
             top_hotels: 10,
             evidence: 3,
             aggregation: Aggregation::Best,
+            fusion: Fusion::Mean,
             expansion: 0,
             alpha: 3.0,
             reuse: true,
@@ -252,11 +259,25 @@ impl Default for SearchOptions {
     }
 }
 
-/// A query: a photo, what to ignore in it, and which hotels may answer.
+/// Photos a search takes at most (an ad's photos of one room).
+pub const MAX_QUERY_PHOTOS: usize = 8;
+
+/// One photo of a query, and what to ignore in it.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryImage<'a> {
+    pub bytes: &'a [u8],
+    pub mask: Option<&'a Mask>,
+}
+
+/// A query: a photo (and perhaps more of the same place), what to ignore in each, and which
+/// hotels may answer.
 #[derive(Debug, Clone, Default)]
 pub struct Query<'a> {
     pub bytes: &'a [u8],
     pub mask: Option<&'a Mask>,
+    /// Further photos of the same place (`MAX_QUERY_PHOTOS` in all), each with its own mask:
+    /// hotels are ranked on the evidence of all of them.
+    pub more: Vec<QueryImage<'a>>,
     pub filter: HotelFilter,
     /// Hotels to return (0 = the configured default).
     pub top: usize,
@@ -268,6 +289,26 @@ pub struct Query<'a> {
     /// The graph search's candidate list (0 = the configured `index.ef_search`): larger is
     /// slower and finds more of the true nearest photos.
     pub ef: usize,
+}
+
+impl<'a> Query<'a> {
+    /// Every photo of the query, the first one first.
+    pub fn photos(&self) -> Vec<QueryImage<'a>> {
+        std::iter::once(QueryImage { bytes: self.bytes, mask: self.mask }).chain(self.more.iter().copied()).collect()
+    }
+}
+
+/// What a search result says of one of its query photos.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueryInfo {
+    /// Its sha256 (what the audit keeps instead of the photo).
+    pub sha256: String,
+    /// Whether a mask came with it.
+    pub masked: bool,
+    /// Fraction masked automatically (no mask given, a painted region found).
+    pub auto_mask: Option<f32>,
+    /// Its feature-map size (columns, rows), that evidence `query_cells` refer to.
+    pub grid: (usize, usize),
 }
 
 pub use crate::calibrate::Confidence;
@@ -283,6 +324,8 @@ pub struct Cell {
 /// One matched photo shown as evidence.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evidence {
+    /// Which query photo found it (0: the first).
+    pub query: usize,
     pub image_id: i64,
     pub sha256: String,
     pub room: Option<String>,
@@ -338,8 +381,10 @@ pub struct SearchResult {
     pub grid: (usize, usize),
     /// How the index answered.
     pub plan: Plan,
-    /// sha256 of the query bytes (what the audit keeps instead of the photo).
+    /// sha256 of the (first) query photo's bytes (what the audit keeps instead of the photo).
     pub query_sha256: String,
+    /// Each query photo, in the order sent.
+    pub queries: Vec<QueryInfo>,
     /// Whether the query was kept as a case image (under its sha256), as asked.
     pub saved_case_image: bool,
     /// Fraction of the query masked automatically because it looked painted out (no mask
@@ -431,8 +476,11 @@ pub struct Engine {
     cases: Box<dyn BlobStore>,
     embedder: Box<dyn Embed>,
     model_id: i64,
-    /// Swapped whole on a rebuild; searches hold their own `Arc`, so a swap waits for none.
-    index: RwLock<Arc<dyn VectorIndex>>,
+    /// The vector index and its projection, swapped whole on a rebuild; searches hold their
+    /// own `Arc`, so a swap waits for none.
+    index: RwLock<Arc<learned::Searchable>>,
+    /// The newest whitening version looked at (taken up or, not parsing, passed over).
+    whitening_seen: Mutex<i64>,
     hashes: RwLock<HammingIndex>,
     /// The imported hash banks, matched against uploads and queries.
     banks: RwLock<banks::BankIndex>,
@@ -469,7 +517,9 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let model_id = catalog.model_id(embedder.model(), &embedder.pooling(), embedder.dim(), &embedder.settings())?;
         let generation = catalog.last_done(maintenance::REINDEX)?;
-        let index = crate::index::new_index(embedder.dim(), settings.index.clone());
+        let projection = learned::stored_whitening(catalog.as_ref(), model_id)?;
+        let whitening_seen = Mutex::new(projection.version);
+        let index = learned::Searchable { vectors: crate::index::new_index(embedder.dim(), settings.index.clone()), projection };
         let in_force = learned::initial_calibration(catalog.as_ref(), &settings.data_dir)?;
         let calibration = in_force.calibration();
         let scoring = settings.search.scoring();
@@ -488,7 +538,8 @@ impl Engine {
             store,
             cases,
             model_id,
-            index: RwLock::new(Arc::from(index)),
+            index: RwLock::new(Arc::new(index)),
+            whitening_seen,
             hashes: RwLock::new(HammingIndex::new()),
             banks: RwLock::new(Default::default()),
             generation: Mutex::new(generation),
@@ -506,12 +557,12 @@ impl Engine {
 
     // parking_lot's locks do not poison: a panic elsewhere does not fail every later request,
     // and the catalog stays the source of truth (`reindex` restores the indexes from it).
-    fn index(&self) -> Arc<dyn VectorIndex> {
+    fn index(&self) -> Arc<learned::Searchable> {
         self.index.read().clone()
     }
 
-    fn swap_index(&self, index: Arc<dyn VectorIndex>) {
-        *self.index.write() = index;
+    fn swap_index(&self, index: learned::Searchable) {
+        *self.index.write() = Arc::new(index);
     }
 
     fn hashes(&self) -> RwLockReadGuard<'_, HammingIndex> {
@@ -539,12 +590,12 @@ impl Engine {
 
     /// Number of active images indexed.
     pub fn indexed(&self) -> usize {
-        self.index().len()
+        self.index().vectors.len()
     }
 
     /// The index's watermark: the last change of the catalog's feed it reflects.
     pub fn watermark(&self) -> i64 {
-        self.index().watermark()
+        self.index().vectors.watermark()
     }
 
     /// The limits on input photos.

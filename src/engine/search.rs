@@ -7,12 +7,16 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::{BankMatch, CalibrationInfo, Cell, Engine, EngineError, Evidence, HotelHit, Query, Reuse, SearchResult};
+use super::{
+    BankMatch, CalibrationInfo, Cell, Engine, EngineError, Evidence, HotelHit, Query, QueryImage, QueryInfo, Reuse, SearchResult,
+    MAX_QUERY_PHOTOS,
+};
 use crate::calibrate::{self, Calibration};
 use crate::catalog::{Hotel, Image, Status};
 use crate::embed::pool::{FeatureMap, Mask};
 use crate::embed::Embedding;
-use crate::index::{Found, Plan, VectorIndex};
+use super::learned::Searchable;
+use crate::index::{Found, Plan};
 use crate::media::decode::{self, Decoded, Limits};
 use crate::pdq;
 use crate::rank::{self, RankedHotel};
@@ -44,10 +48,11 @@ impl<'a> QueryPhoto<'a> {
 struct Retrieved {
     /// The index that answered: later stages read vectors from the same snapshot, even if
     /// a rebuild swaps it meanwhile.
-    index: std::sync::Arc<dyn VectorIndex>,
+    index: std::sync::Arc<Searchable>,
     emb: Embedding,
     found: Vec<Found>,
-    /// Exact vectors of the hits, where the re-rank fetched them from the catalog.
+    /// The catalog's vectors of the hits (as embedded, not projected), where the re-rank
+    /// fetched them.
     exact: HashMap<i64, Vec<f32>>,
     plan: Plan,
 }
@@ -56,6 +61,35 @@ struct Retrieved {
 struct Copies {
     reuse: Vec<Reuse>,
     bank_matches: Vec<BankMatch>,
+}
+
+impl Copies {
+    /// Adds what another photo of the query matched (a stored photo or bank entry once, at
+    /// its closest).
+    fn add(&mut self, other: Copies) {
+        for r in other.reuse {
+            match self.reuse.iter_mut().find(|x| x.image_id == r.image_id) {
+                Some(x) if r.distance < x.distance => *x = r,
+                Some(_) => {}
+                None => self.reuse.push(r),
+            }
+        }
+        self.reuse.sort_by_key(|r| (r.distance, r.image_id));
+        for b in other.bank_matches {
+            if !self.bank_matches.iter().any(|x| x.bank == b.bank && x.pdq == b.pdq) {
+                self.bank_matches.push(b);
+            }
+        }
+    }
+}
+
+/// Every photo's hits in one list, best first, each stored photo once (at its best).
+fn merged_hits(retrieved: &[Retrieved]) -> Vec<Found> {
+    let mut all: Vec<Found> = retrieved.iter().flat_map(|r| r.found.iter().copied()).collect();
+    all.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.image_id.cmp(&b.image_id)));
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|f| seen.insert(f.image_id));
+    all
 }
 
 /// Per verified photo: its cosine similarity before the bonus, and the matched keypoints.
@@ -92,32 +126,47 @@ impl Laps {
 }
 
 impl Engine {
-    /// Searches: ranked hotels with evidence. Writes an audit entry for `actor`.
+    /// Searches: ranked hotels with evidence, from every photo of the query together.
+    /// Writes an audit entry for `actor`.
     pub fn search(&self, q: &Query, actor: &str) -> Result<SearchResult, EngineError> {
         let t = Instant::now();
         let mut laps = Laps::start();
-        let photo = QueryPhoto::decode(q.bytes, &self.settings.limits)?;
+        let images = q.photos();
+        if images.len() > MAX_QUERY_PHOTOS {
+            return Err(EngineError::Invalid { field: "photo", message: format!("{} photos; a search takes {MAX_QUERY_PHOTOS} at most", images.len()) });
+        }
+        let photos = images.iter().map(|i| QueryPhoto::decode(i.bytes, &self.settings.limits)).collect::<Result<Vec<_>, _>>()?;
         let allowed = if q.filter.is_empty() { None } else { Some(self.catalog.hotels_matching(&q.filter)?) };
-        let mut retrieved = self.retrieve(q, &photo, allowed.as_deref())?;
-        let copies = self.copies(&photo, allowed.as_deref())?;
+        let mut retrieved = Vec::with_capacity(photos.len());
+        let mut copies = Copies { reuse: Vec::new(), bank_matches: Vec::new() };
+        for (photo, image) in photos.iter().zip(&images) {
+            retrieved.push(self.retrieve(q, photo, image.mask, allowed.as_deref())?);
+            copies.add(self.copies(photo, allowed.as_deref())?);
+        }
         laps.lap("retrieve");
-        let verified = self.verify(&photo, retrieved.emb.mask.as_ref(), &mut retrieved.found)?;
+        let verified = photos
+            .iter()
+            .zip(retrieved.iter_mut())
+            .map(|(photo, r)| self.verify(photo, r.emb.mask.as_ref(), &mut r.found))
+            .collect::<Result<Vec<_>, _>>()?;
         laps.lap("verify");
-        let ranked = self.rank(&retrieved.found, if q.top == 0 { self.settings.search.top_hotels } else { q.top });
+        let ranked = self.rank(&retrieved, if q.top == 0 { self.settings.search.top_hotels } else { q.top });
         laps.lap("rank");
         let hotels = self.explain(&ranked, &retrieved, &verified)?;
         laps.lap("explain");
-        let query_sha256 = self.record(q, &retrieved, &copies, &hotels, actor)?;
+        let queries = self.record(q, &images, &retrieved, &copies, &hotels, actor)?;
         laps.lap("record");
         let c = &ranked.calibration;
+        let first = &retrieved[0];
         Ok(SearchResult {
-            grid: retrieved.emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height)),
-            auto_mask: retrieved.emb.auto_mask,
+            grid: first.emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height)),
+            auto_mask: first.emb.auto_mask,
+            query_sha256: queries[0].sha256.clone(),
+            queries,
             hotels,
             reuse: copies.reuse,
-            images: retrieved.found,
-            plan: retrieved.plan,
-            query_sha256,
+            images: merged_hits(&retrieved),
+            plan: first.plan,
             saved_case_image: q.save_case,
             calibration: CalibrationInfo { source: c.source.clone(), samples: c.samples, strong: c.strong, possible: c.possible },
             bank_matches: copies.bank_matches,
@@ -127,26 +176,27 @@ impl Engine {
         })
     }
 
-    /// Embeds the query and finds the stored photos nearest to it (re-ranked exactly, and
-    /// expanded with the top hits when `search.expansion` is set), within `allowed` hotels.
-    fn retrieve(&self, q: &Query, photo: &QueryPhoto, allowed: Option<&[i64]>) -> Result<Retrieved, EngineError> {
+    /// Embeds one query photo and finds the stored photos nearest to it (re-ranked exactly,
+    /// and expanded with the top hits when `search.expansion` is set), within `allowed` hotels.
+    fn retrieve(&self, q: &Query, photo: &QueryPhoto, mask: Option<&Mask>, allowed: Option<&[i64]>) -> Result<Retrieved, EngineError> {
         let opts = &self.settings.search;
         let auto_mask = opts.auto_mask && !q.skip_auto_mask;
-        let emb = self.embedder.embed(crate::Input { bytes: photo.bytes, mask: q.mask, auto_mask, decoded: Some(&photo.decoded) })?;
+        let emb = self.embedder.embed(crate::Input { bytes: photo.bytes, mask, auto_mask, decoded: Some(&photo.decoded) })?;
         let index = self.index();
-        let (mut found, mut plan) = index.search(&emb.vector, opts.top_images, allowed, q.ef)?;
-        let mut exact = self.rerank(index.as_ref(), &emb.vector, &mut found)?;
+        let query = index.project(&emb.vector);
+        let (mut found, mut plan) = index.vectors.search(&query, opts.top_images, allowed, q.ef)?;
+        let mut exact = self.rerank(&index, &query, &mut found)?;
         if opts.expansion > 0 && !found.is_empty() {
-            let mut expanded = emb.vector.clone();
+            let mut expanded = query.clone();
             for f in found.iter().take(opts.expansion) {
-                if let Some(v) = exact.get(&f.image_id).cloned().or_else(|| index.vector_of(f.image_id)) {
+                if let Some(v) = exact.get(&f.image_id).map(|v| index.project(v)).or_else(|| index.vectors.vector_of(f.image_id)) {
                     let w = f.similarity.max(0.0).powf(opts.alpha);
                     expanded.iter_mut().zip(&v).for_each(|(e, x)| *e += w * x);
                 }
             }
             crate::embed::pool::l2_normalize(&mut expanded);
-            (found, plan) = index.search(&expanded, opts.top_images, allowed, q.ef)?;
-            exact = self.rerank(index.as_ref(), &expanded, &mut found)?;
+            (found, plan) = index.vectors.search(&expanded, opts.top_images, allowed, q.ef)?;
+            exact = self.rerank(&index, &expanded, &mut found)?;
         }
         Ok(Retrieved { index, emb, found, exact, plan })
     }
@@ -169,10 +219,13 @@ impl Engine {
         Ok(Copies { reuse, bank_matches })
     }
 
-    /// Groups the photos by hotel and ranks the hotels; probabilities are spread over the
-    /// same number of candidates whatever `top` shows.
-    fn rank(&self, found: &[Found], top: usize) -> Ranked {
-        let mut hotels = rank::rank_hotels(found, self.settings.search.aggregation, top.max(calibrate::CANDIDATES));
+    /// Groups each query photo's hits by hotel, ranks the hotels and fuses the rankings of
+    /// several photos; probabilities are spread over the same number of candidates whatever
+    /// `top` shows.
+    fn rank(&self, retrieved: &[Retrieved], top: usize) -> Ranked {
+        let opts = &self.settings.search;
+        let per_photo: Vec<Vec<RankedHotel>> = retrieved.iter().map(|r| rank::rank_hotels(&r.found, opts.aggregation, usize::MAX)).collect();
+        let mut hotels = rank::fuse(&per_photo, opts.fusion, top.max(calibrate::CANDIDATES));
         let calibration = self.calibration();
         let candidates: Vec<(i64, f32)> = hotels.iter().take(calibrate::CANDIDATES).map(|r| (r.hotel_id, r.score)).collect();
         let probabilities = calibration.probabilities(&candidates.iter().map(|c| c.1).collect::<Vec<_>>());
@@ -184,7 +237,7 @@ impl Engine {
     /// The ranked hotels as the investigator sees them: each with its probability, label and
     /// evidence photos (similarity, matched keypoints, the query cells that point at it).
     /// The catalog is read once for all hotels and once for all evidence photos.
-    fn explain(&self, ranked: &Ranked, retrieved: &Retrieved, verified: &Verified) -> Result<Vec<HotelHit>, EngineError> {
+    fn explain(&self, ranked: &Ranked, retrieved: &[Retrieved], verified: &[Verified]) -> Result<Vec<HotelHit>, EngineError> {
         let evidence_n = self.settings.search.evidence;
         let hotel_ids: Vec<i64> = ranked.hotels.iter().map(|r| r.hotel_id).collect();
         let image_ids: Vec<i64> = ranked.hotels.iter().flat_map(|r| r.images.iter().take(evidence_n).map(|f| f.image_id)).collect();
@@ -193,9 +246,9 @@ impl Engine {
         let mut hits = Vec::with_capacity(ranked.hotels.len());
         for r in &ranked.hotels {
             let hotel = hotels.get(&r.hotel_id).cloned().ok_or(crate::catalog::CatalogError::NoHotel(r.hotel_id))?;
-            let evidence = r.images.iter().take(evidence_n).map(|f| {
+            let evidence = r.images.iter().zip(&r.photos).take(evidence_n).map(|(f, &p)| {
                 let img = images.get(&f.image_id).ok_or(crate::catalog::CatalogError::NoImage(f.image_id))?;
-                Ok(self.evidence(f, img, retrieved, verified.get(&f.image_id)))
+                Ok(self.evidence(f, img, p, &retrieved[p], verified[p].get(&f.image_id)))
             });
             let evidence = evidence.collect::<Result<Vec<_>, EngineError>>()?;
             let probability = ranked.probabilities.get(r.rank - 1).copied().unwrap_or(0.0);
@@ -205,10 +258,13 @@ impl Engine {
         Ok(hits)
     }
 
-    /// One evidence photo: its similarity (before any verification bonus), matched
-    /// keypoints, and the query cells most like it.
-    fn evidence(&self, f: &Found, img: &Image, retrieved: &Retrieved, verified: Option<&(f32, verify::Matched)>) -> Evidence {
-        let vector = retrieved.exact.get(&f.image_id).cloned().or_else(|| retrieved.index.vector_of(f.image_id));
+    /// One evidence photo, found by query photo `query`: its similarity (before any
+    /// verification bonus), matched keypoints, and the query cells most like it.
+    fn evidence(&self, f: &Found, img: &Image, query: usize, retrieved: &Retrieved, verified: Option<&(f32, verify::Matched)>) -> Evidence {
+        // The cells are the network's, before any projection: compared with the photo's
+        // vector as embedded (the index's copy only when it holds them unprojected).
+        let unprojected = || retrieved.index.projection.whitening.is_none().then(|| retrieved.index.vectors.vector_of(f.image_id)).flatten();
+        let vector = retrieved.exact.get(&f.image_id).cloned().or_else(unprojected);
         let query_cells = match (&retrieved.emb.cells, vector) {
             (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), &v, 3),
             _ => Vec::new(),
@@ -218,6 +274,7 @@ impl Engine {
             None => (f.similarity, None),
         };
         Evidence {
+            query,
             image_id: img.id,
             sha256: img.sha256.clone(),
             room: img.room.clone(),
@@ -228,18 +285,38 @@ impl Engine {
         }
     }
 
-    /// Keeps the query as a case image when asked, and audits the search (the query's
-    /// sha256, never the photo); returns that sha256.
-    fn record(&self, q: &Query, retrieved: &Retrieved, copies: &Copies, hits: &[HotelHit], actor: &str) -> Result<String, EngineError> {
-        let query_sha256 = crate::digest::sha256_hex(q.bytes);
+    /// Keeps the query photos as case images when asked, and audits the search (each photo's
+    /// sha256, never the photo); returns what the result says of each photo.
+    fn record(
+        &self,
+        q: &Query,
+        images: &[QueryImage],
+        retrieved: &[Retrieved],
+        copies: &Copies,
+        hits: &[HotelHit],
+        actor: &str,
+    ) -> Result<Vec<QueryInfo>, EngineError> {
+        let queries: Vec<QueryInfo> = images
+            .iter()
+            .zip(retrieved)
+            .map(|(i, r)| QueryInfo {
+                sha256: crate::digest::sha256_hex(i.bytes),
+                masked: i.mask.is_some(),
+                auto_mask: r.emb.auto_mask,
+                grid: r.emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height)),
+            })
+            .collect();
         if q.save_case {
-            self.cases.put(q.bytes)?;
+            for i in images {
+                self.cases.put(i.bytes)?;
+            }
         }
         let detail = serde_json::json!({
-            "query_sha256": query_sha256,
+            "query_sha256": queries[0].sha256,
+            "query_sha256s": queries.iter().map(|i| &i.sha256).collect::<Vec<_>>(),
             "filters": q.filter,
-            "masked": q.mask.is_some(),
-            "auto_mask": retrieved.emb.auto_mask,
+            "masked": queries.iter().map(|i| i.masked).collect::<Vec<_>>(),
+            "auto_mask": queries.iter().map(|i| i.auto_mask).collect::<Vec<_>>(),
             "saved_case_image": q.save_case,
             "hotel_ids": hits.iter().map(|h| h.hotel.id).collect::<Vec<_>>(),
             "probabilities": hits.iter().map(|h| h.probability).collect::<Vec<_>>(),
@@ -248,22 +325,22 @@ impl Engine {
             "bank_matches": copies.bank_matches,
         });
         self.catalog.audit(actor, "search", &detail)?;
-        Ok(query_sha256)
+        Ok(queries)
     }
 
-    /// Re-scores what a compact index found with the exact f32 vectors the catalog keeps,
-    /// best first; returns those vectors. The index holds int8 or f16 codes, whose rounding
-    /// may swap near ties; the catalog is the source of truth. A no-op where the index's
-    /// scores are exact already.
-    fn rerank(&self, index: &dyn VectorIndex, q: &[f32], found: &mut [Found]) -> Result<HashMap<i64, Vec<f32>>, EngineError> {
-        if found.is_empty() || index.scores_exact() {
+    /// Re-scores what a compact index found with the exact f32 vectors the catalog keeps
+    /// (projected as the index's are), best first; returns those vectors as embedded. The
+    /// index holds int8 or f16 codes, whose rounding may swap near ties; the catalog is the
+    /// source of truth. A no-op where the index's scores are exact already.
+    fn rerank(&self, index: &Searchable, q: &[f32], found: &mut [Found]) -> Result<HashMap<i64, Vec<f32>>, EngineError> {
+        if found.is_empty() || index.vectors.scores_exact() {
             return Ok(HashMap::new());
         }
         let ids: Vec<i64> = found.iter().map(|f| f.image_id).collect();
         let exact: HashMap<i64, Vec<f32>> = self.catalog.embeddings(&ids, self.model_id)?.into_iter().collect();
         for f in found.iter_mut() {
             if let Some(v) = exact.get(&f.image_id) {
-                f.similarity = vector::dot(q, v);
+                f.similarity = vector::dot(q, &index.project(v));
             }
         }
         found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.image_id.cmp(&b.image_id)));

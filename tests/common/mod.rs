@@ -35,6 +35,7 @@ pub fn settings(name: &str) -> EngineSettings {
         index: Default::default(),
         search: SearchOptions { verify: 5, ..Default::default() },
         duplicate_distance: 16,
+        whiten: Default::default(),
     }
 }
 
