@@ -39,6 +39,22 @@ pub enum CalibrationError {
 pub struct Sample {
     pub scores: Vec<f32>,
     pub right: Option<usize>,
+    /// Query photos of the search (fused scores of several photos are spread otherwise).
+    #[serde(default = "one")]
+    pub photos: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The fit for searches of several photos: their fused scores are spread differently from
+/// one photo's, so they get their own temperature and "none of these" score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Several {
+    pub temperature: f32,
+    pub none_score: f32,
+    pub samples: usize,
 }
 
 /// A plain-language reading of a probability.
@@ -82,6 +98,9 @@ pub struct Calibration {
     /// The model and scoring the scores came from: another model or scoring needs its own.
     pub model: String,
     pub scoring: String,
+    /// The fit for searches of several photos (none: they use the one-photo fit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub several: Option<Several>,
 }
 
 impl Default for Calibration {
@@ -89,23 +108,27 @@ impl Default for Calibration {
     /// painted queries) with the default model and scoring (docs/calibration.md).
     fn default() -> Self {
         Calibration {
-            temperature: 0.0317,
-            none_score: 0.3941,
+            temperature: 0.0264,
+            none_score: 0.1975,
             strong: 0.7,
             possible: 0.3,
-            source: "built-in (listings-dev)".into(),
+            source: "built-in (listings-dev-nowm)".into(),
             samples: 159,
             model: "sscd-distilled".into(),
-            scoring: "best+verify30".into(),
+            scoring: "best+whiten".into(),
+            several: Some(Several { temperature: 0.0157, none_score: 0.1464, samples: 90 }),
         }
     }
 }
 
 impl Calibration {
-    /// The probability of each candidate (scores best first); they sum to less than 1, the
-    /// rest being "none of these".
-    pub fn probabilities(&self, scores: &[f32]) -> Vec<f32> {
-        softmax(scores, self.temperature, self.none_score)
+    /// The probability of each candidate (scores best first) of a search of `photos` query
+    /// photos; they sum to less than 1, the rest being "none of these".
+    pub fn probabilities(&self, scores: &[f32], photos: usize) -> Vec<f32> {
+        match &self.several {
+            Some(s) if photos > 1 => softmax(scores, s.temperature, s.none_score),
+            _ => softmax(scores, self.temperature, self.none_score),
+        }
     }
 
     /// The label a probability earns.
@@ -147,6 +170,21 @@ impl Calibration {
         }
         let (temperature, none_score) = fit(samples);
         Ok(Calibration { temperature, none_score, source: source.into(), samples: samples.len(), ..self.clone() })
+    }
+
+    /// Fits one-photo and several-photo searches apart: the one-photo fit from `samples` of
+    /// one photo, and, where there are enough of them, a fit of their own for the others.
+    pub fn fit_apart(&self, samples: &[Sample], source: &str) -> Result<Calibration, CalibrationError> {
+        let (several, one): (Vec<Sample>, Vec<Sample>) = samples.iter().cloned().partition(|s| s.photos > 1);
+        let mut fitted = self.fit(if one.is_empty() { &several } else { &one }, source)?;
+        fitted.several = match (one.is_empty(), several.len() >= 10) {
+            (false, true) => {
+                let (temperature, none_score) = fit(&several);
+                Some(Several { temperature, none_score, samples: several.len() })
+            }
+            _ => None,
+        };
+        Ok(fitted)
     }
 }
 
@@ -241,20 +279,35 @@ pub fn reliability(samples: &[Sample], edges: &[f32], probability: impl Fn(usize
 }
 
 /// Held-out probabilities: each sample scored by a calibration fitted on the other folds
-/// (`folds` interleaved folds), so the table does not grade the fit on its own data.
+/// (`folds` interleaved folds) of its own kind (one photo or several, fitted apart), so the
+/// table does not grade the fit on its own data.
 pub fn cross_validated(base: &Calibration, samples: &[Sample], folds: usize) -> Vec<Vec<f32>> {
     let folds = folds.clamp(2, samples.len().max(2));
-    let fitted: Vec<(f32, f32)> = (0..folds)
+    let fitted: Vec<[(f32, f32); 2]> = (0..folds)
         .map(|f| {
-            let train: Vec<Sample> = samples.iter().enumerate().filter(|(i, _)| i % folds != f).map(|(_, s)| s.clone()).collect();
-            if train.is_empty() {
-                (base.temperature, base.none_score)
-            } else {
-                fit(&train)
-            }
+            [false, true].map(|several| {
+                let train: Vec<Sample> = samples
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, s)| i % folds != f && (s.photos > 1) == several)
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                if train.is_empty() {
+                    (base.temperature, base.none_score)
+                } else {
+                    fit(&train)
+                }
+            })
         })
         .collect();
-    samples.iter().enumerate().map(|(i, s)| softmax(&s.scores, fitted[i % folds].0, fitted[i % folds].1)).collect()
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (t, none) = fitted[i % folds][usize::from(s.photos > 1)];
+            softmax(&s.scores, t, none)
+        })
+        .collect()
 }
 
 /// What `hotelmatch calibrate` prints about a fit: reliability held out and in sample, the
@@ -294,7 +347,7 @@ impl std::fmt::Display for Summary<'_> {
         writeln!(out, "fit: temperature {:.4}, none-of-these score {:.4}", c.temperature, c.none_score)?;
         let tables = [
             (format!("held out ({}-fold cross-validation)", self.folds), reliability(samples, &EDGES, |i, _| held[i].clone())),
-            ("in sample (the fit written)".to_string(), reliability(samples, &EDGES, |_, s| c.probabilities(&s.scores))),
+            ("in sample (the fit written)".to_string(), reliability(samples, &EDGES, |_, s| c.probabilities(&s.scores, s.photos))),
         ];
         for (name, (bins, ece)) in &tables {
             writeln!(out, "\nReliability of the top candidate's probability, {name}:\n")?;
@@ -359,7 +412,7 @@ mod tests {
                 let mut order: Vec<usize> = (0..CANDIDATES).collect();
                 order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
                 let sorted = order.iter().map(|&i| scores[i]).collect();
-                Sample { scores: sorted, right: right.map(|r| order.iter().position(|&i| i == r).unwrap()) }
+                Sample { scores: sorted, right: right.map(|r| order.iter().position(|&i| i == r).unwrap()), photos: 1 }
             })
             .collect()
     }
@@ -371,8 +424,8 @@ mod tests {
         let raw = Calibration { temperature: 1.0, none_score: 0.0, ..Default::default() };
         let fitted = raw.fit(&train, "synthetic").unwrap();
         let edges = [0.0, 0.2, 0.4, 0.6, 0.8, 1.01];
-        let (_, ece_raw) = reliability(&test, &edges, |_, s| raw.probabilities(&s.scores));
-        let (bins, ece_fit) = reliability(&test, &edges, |_, s| fitted.probabilities(&s.scores));
+        let (_, ece_raw) = reliability(&test, &edges, |_, s| raw.probabilities(&s.scores, 1));
+        let (bins, ece_fit) = reliability(&test, &edges, |_, s| fitted.probabilities(&s.scores, 1));
         assert!(ece_fit < 0.08 && ece_fit < ece_raw / 2.0, "ECE fitted {ece_fit:.3}, raw {ece_raw:.3}, {bins:?}");
         assert!(nll(&test, fitted.temperature, fitted.none_score) < nll(&test, 1.0, 0.0));
         let held = cross_validated(&fitted, &train, 5);
@@ -404,11 +457,12 @@ mod tests {
     #[test]
     fn probabilities_follow_the_gap_and_leave_room_for_none() {
         let c = Calibration::default();
-        let clear = c.probabilities(&[0.95, 0.84, 0.83]);
-        let close = c.probabilities(&[0.90, 0.899, 0.83]);
+        // Whitened cosines: a clear first place and a near tie.
+        let clear = c.probabilities(&[0.55, 0.44, 0.43], 1);
+        let close = c.probabilities(&[0.50, 0.499, 0.43], 1);
         assert!(clear[0] > 0.8 && close[0] < 0.5, "{clear:?} {close:?}");
         assert!(clear.iter().sum::<f32>() < 1.0 && clear.windows(2).all(|w| w[0] >= w[1]));
-        let low = c.probabilities(&[0.40, 0.39, 0.38, 0.38]);
+        let low = c.probabilities(&[0.17, 0.16, 0.15, 0.15], 1);
         assert_eq!(c.confidence(low[0]), Confidence::Weak);
         assert_eq!(c.confidence(clear[0]), Confidence::Strong);
         assert!(Calibration::default().fit(&synthetic(5, 3), "x").is_err());

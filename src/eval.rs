@@ -93,6 +93,8 @@ pub struct Report {
     pub mrr: f64,
     /// Queries masked automatically (no mask given, a painted region found).
     pub auto_masked: usize,
+    /// Searches whose first hotel was labelled "strong" and was the wrong one (engine path).
+    pub wrong_strong: usize,
     pub hotel_at_5: f64,
     pub hotel_at_10: f64,
     /// Fraction of queries whose room is among the top 1, 5 rooms.
@@ -184,6 +186,7 @@ struct Tally {
     hits: HashMap<&'static str, usize>,
     reciprocal_ranks: f64,
     auto_masked: usize,
+    wrong_strong: usize,
 }
 
 impl Tally {
@@ -221,6 +224,7 @@ impl Tally {
             hotel_at_1_ci95: wilson95(self.hits.get("h1").copied().unwrap_or(0), self.queries),
             mrr: self.reciprocal_ranks / self.queries.max(1) as f64,
             auto_masked: self.auto_masked,
+            wrong_strong: self.wrong_strong,
             model: model.to_string(),
             pooling: opts.pooling.to_string(),
             resize: format!("{:?}", opts.resize).to_lowercase(),
@@ -376,10 +380,13 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
             samples.push(crate::calibrate::Sample {
                 scores: res.candidates.iter().map(|c| c.1).collect(),
                 right: res.candidates.iter().position(|c| Some(c.0) == right_id),
+                photos: group.len(),
             });
             tally.auto_masked += res.queries.iter().filter(|i| i.auto_mask.is_some()).count();
             let want_hotel = res.hotels.iter().find(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str())).map(|h| h.hotel.id);
             let hotel_rank = res.hotels.iter().position(|h| Some(h.hotel.id) == want_hotel);
+            let strong = res.hotels.first().is_some_and(|h| h.confidence == crate::engine::Confidence::Strong);
+            tally.wrong_strong += usize::from(strong && hotel_rank != Some(0));
             let mut rooms: Vec<(i64, Option<String>)> = Vec::new();
             for f in &res.images {
                 let img = engine.image(f.image_id)?;

@@ -172,7 +172,8 @@ mod tests {
         let a = rank_hotels(&[f(1, 10, 0.80), f(2, 20, 0.79), f(3, 30, 0.5)], Aggregation::Best, 100);
         let b = rank_hotels(&[f(4, 20, 0.9), f(2, 20, 0.7), f(5, 40, 0.6)], Aggregation::Best, 100);
         let mean = fuse(&[a.clone(), b.clone()], Fusion::Mean, 10);
-        assert_eq!(mean.iter().map(|h| h.hotel_id).collect::<Vec<_>>(), vec![20, 10, 40, 30]);
+        assert_eq!(mean.iter().map(|h| h.hotel_id).collect::<Vec<_>>(), vec![20, 10, 30, 40]);
+        // 30 and 40 tie (each found by one photo, at the other's floor): the lower id first.
         // Hotel 10: (0.80 + photo 1's floor 0.6) / 2.
         assert!((mean[1].score - 0.7).abs() < 1e-6, "{}", mean[1].score);
         // Image 2 was found by both photos: kept once, with its best similarity, from photo 0.

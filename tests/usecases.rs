@@ -327,3 +327,153 @@ fn hash_banks_read_threatexchange_lists_and_flag_uploads_and_searches() {
     let m = third.bank_matches(&[pdq.parse().unwrap()]);
     assert_eq!(m.iter().map(|x| (x.label.as_str(), x.distance)).collect::<Vec<_>>(), vec![("12 bits", 12)]);
 }
+
+/// A blob store that counts its reads, around an in-memory one.
+#[derive(Default, Clone)]
+struct CountingStore {
+    inner: std::sync::Arc<MemoryStore>,
+    reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl store::BlobStore for CountingStore {
+    fn put(&self, bytes: &[u8]) -> Result<String, store::StoreError> {
+        self.inner.put(bytes)
+    }
+    fn get(&self, sha256: &str) -> Result<Vec<u8>, store::StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get(sha256)
+    }
+    fn exists(&self, sha256: &str) -> Result<bool, store::StoreError> {
+        self.inner.exists(sha256)
+    }
+    fn remove(&self, sha256: &str) -> Result<bool, store::StoreError> {
+        self.inner.remove(sha256)
+    }
+    fn location(&self) -> String {
+        "counting".into()
+    }
+}
+
+/// Hotels of the sample with their photos, added to `engine`; returns (hotel id, photo names).
+fn add_sample_hotels(engine: &Engine, names: &[&str]) -> Vec<(i64, Vec<String>)> {
+    let mut out = Vec::new();
+    for name in names {
+        let h = engine.upsert_hotel(&Hotel { external_id: Some(name.to_string()), name: name.to_string(), ..Default::default() }, "x").unwrap();
+        let mut photos = Vec::new();
+        for room in ["1", "2"] {
+            let file = std::fs::read_dir(root().join("data-sample/images"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|f| f.starts_with(&format!("h-{name}-{room}")) && f.ends_with("-0.jpg"))
+                .min()
+                .unwrap();
+            engine.ingest(&photo(&file), &new_photo(h), "u").unwrap();
+            photos.push(file);
+        }
+        out.push((h, photos));
+    }
+    out
+}
+
+#[test]
+fn several_photos_search_together_and_no_stored_photo_is_read() {
+    // The default search settings (the shared test settings verify a few photos).
+    let s = EngineSettings { search: SearchOptions::default(), ..settings("several") };
+    let limits = s.limits;
+    let photos = CountingStore::default();
+    let engine = Engine::from_parts(
+        s,
+        Box::new(SqliteCatalog::in_memory().unwrap()),
+        Box::new(photos.clone()),
+        Box::new(MemoryStore::default()),
+        Box::new(ColourLayout::new(limits)),
+    )
+    .unwrap();
+    let hotels = add_sample_hotels(&engine, &["aurora", "harbor", "maple"]);
+    let (harbor, _) = &hotels[1];
+    let (a, b) = (photo("h-harbor-121-1.jpg"), photo("h-harbor-224-2.jpg"));
+    let mask = hotelmatch::Mask::Rects(vec![[0, 0, 20, 20]]);
+    let reads = photos.reads.load(std::sync::atomic::Ordering::SeqCst);
+    let q = Query { bytes: &a, more: vec![hotelmatch::engine::QueryImage { bytes: &b, mask: Some(&mask) }], ..Default::default() };
+    let res = engine.search(&q, "inv").unwrap();
+    // The default search (no geometric verification) reads no stored photo.
+    assert_eq!(photos.reads.load(std::sync::atomic::Ordering::SeqCst), reads, "a search read stored photos");
+    assert_eq!(res.hotels[0].hotel.id, *harbor);
+    assert_eq!(res.queries.len(), 2);
+    assert_eq!((res.queries[0].masked, res.queries[1].masked), (false, true));
+    assert_ne!(res.queries[0].sha256, res.queries[1].sha256);
+    // Each evidence photo says which query photo found it; both photos found some.
+    let by: std::collections::BTreeSet<usize> = res.hotels.iter().flat_map(|h| h.evidence.iter().map(|e| e.query)).collect();
+    assert_eq!(by, [0, 1].into());
+    // The audit records both photos' hashes.
+    let audit = engine.audit_entries(Some("search"), 10).unwrap();
+    let detail = &audit[0].detail;
+    assert_eq!(detail["query_sha256s"].as_array().unwrap().len(), 2);
+    // Nine photos are one too many: a typed error, not a partial search.
+    let nine = Query { bytes: &a, more: vec![hotelmatch::engine::QueryImage { bytes: &b, mask: None }; 8], ..Default::default() };
+    assert_eq!(engine.search(&nine, "inv").unwrap_err().kind().1, "invalid_field");
+}
+
+#[test]
+fn a_learned_whitening_is_kept_in_the_catalog_and_used_by_every_replica() {
+    let (mut sa, mut sb) = (settings("white-a"), settings("white-b"));
+    let shared = sa.data_dir.with_extension("shared");
+    let _ = std::fs::remove_dir_all(&shared);
+    std::fs::create_dir_all(&shared).unwrap();
+    for s in [&mut sa, &mut sb] {
+        s.whiten.min_pairs = 3;
+        s.catalog = shared.join("catalog.sqlite").display().to_string();
+        s.photos = shared.display().to_string();
+    }
+    let open = |s: EngineSettings| {
+        let limits = s.limits;
+        Engine::open(s, Box::new(ColourLayout::new(limits))).unwrap()
+    };
+    let (a, b) = (open(sa.clone()), open(sb));
+    let hotels = add_sample_hotels(&a, &["aurora", "desert", "harbor", "lonestar"]);
+    b.follow().unwrap();
+    let query = photo("h-desert-244-1.jpg");
+    let before = b.search(&Query { bytes: &query, ..Default::default() }, "inv").unwrap();
+    let learned = a.learn_whitening("ops").unwrap();
+    let fitted = learned.fitted.clone().expect("4 hotels of 2 photos make 4 pairs");
+    assert_eq!((fitted.pairs, fitted.hotels), (4, 4));
+    assert_eq!(a.whitening_version(), learned.version);
+    // B takes the new version up at its next look: its index is rebuilt with it, and its
+    // searches score as A's do.
+    assert_eq!(b.whitening_version(), 0, "not followed yet");
+    assert!(b.follow().unwrap().rebuilt);
+    assert_eq!(b.whitening_version(), learned.version);
+    let (ra, rb) =
+        (a.search(&Query { bytes: &query, ..Default::default() }, "inv").unwrap(), b.search(&Query { bytes: &query, ..Default::default() }, "inv").unwrap());
+    let scores = |r: &hotelmatch::engine::SearchResult| r.hotels.iter().map(|h| (h.hotel.id, (h.score * 1e4).round() as i64)).collect::<Vec<_>>();
+    assert_eq!(scores(&ra), scores(&rb));
+    assert_ne!(scores(&rb), scores(&before), "the projection changes the scores");
+    assert_eq!(ra.hotels[0].hotel.id, hotels[1].0);
+    // A replica starting later starts with it; its dump is kept apart from unwhitened ones.
+    a.save_index().unwrap();
+    let c = open(settings("white-c").tap(|s| {
+        s.catalog = sa.catalog.clone();
+        s.photos = sa.photos.clone();
+    }));
+    assert_eq!(c.whitening_version(), learned.version);
+    assert!(sa.data_dir.join("index").join(format!("model-1-whitening-{}", learned.version)).exists());
+    // Too few pairs for a new fit: the new version is "none", and B follows it to none.
+    let none = open(EngineSettings { whiten: hotelmatch::whiten::WhitenOptions { min_pairs: 1000, ..Default::default() }, ..sa.clone() })
+        .learn_whitening("ops")
+        .unwrap();
+    assert!(none.fitted.is_none() && none.skipped.is_some());
+    b.follow().unwrap();
+    assert_eq!(b.whitening_version(), none.version);
+    assert_eq!(scores(&b.search(&Query { bytes: &query, ..Default::default() }, "inv").unwrap()), scores(&before));
+    std::fs::remove_dir_all(&shared).ok();
+}
+
+/// `tap` for settings: changes a value in place and returns it.
+trait Tap: Sized {
+    fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
+}
+impl Tap for EngineSettings {}

@@ -53,8 +53,8 @@ pub(super) fn run(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl 
         std::fs::write(&path, serde_json::to_vec(&samples)?).with_context(|| format!("writing {}", path.display()))?;
     }
     let model = cfg.embedder()?.model().to_string();
-    let base = hotelmatch::calibrate::Calibration { model, scoring: cfg.search.scoring(), ..Default::default() };
-    let fitted = base.fit(&samples, &source)?;
+    let base = hotelmatch::calibrate::Calibration { model, scoring: cfg.engine_settings().scoring(), ..Default::default() };
+    let fitted = base.fit_apart(&samples, &source)?;
     write!(out, "{}", hotelmatch::calibrate::Summary::new(&fitted, &samples, &files, folds))?;
     if dry_run {
         return Ok(());

@@ -37,9 +37,9 @@ pub(super) fn run(cfg: &Config, args: EvalArgs, out: &mut impl Write) -> Result<
     if !json {
         writeln!(
             out,
-            "| queries | model | path | n | hotel@1 (95 % CI) | hotel@5 | hotel@10 | MRR | room@1 | auto-masked | query ms p50 | p95 |"
+            "| queries | model | path | n | hotel@1 (95 % CI) | hotel@5 | hotel@10 | MRR | room@1 | auto-masked | wrong strong | query ms p50 | p95 |"
         )?;
-        writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+        writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
     }
     for r in &reports {
         if json {
@@ -49,7 +49,7 @@ pub(super) fn run(cfg: &Config, args: EvalArgs, out: &mut impl Write) -> Result<
         let [lo, hi] = r.hotel_at_1_ci95;
         writeln!(
             out,
-            "| {} | {} | {} | {} | {:.3} ({lo:.2}–{hi:.2}) | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {} | {:.3} ({lo:.2}–{hi:.2}) | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {:.1} | {:.1} |",
             r.queries_file.display(),
             r.model,
             r.path,
@@ -60,6 +60,7 @@ pub(super) fn run(cfg: &Config, args: EvalArgs, out: &mut impl Write) -> Result<
             r.mrr,
             r.room_at_1,
             r.auto_masked,
+            r.wrong_strong,
             r.query_ms_p50,
             r.query_ms_p95
         )?;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::journal::{Candidate, CaseEntry, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
+use super::journal::{Candidate, CaseEntry, FurtherQuery, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 use super::{Engine, EngineError, Query, SearchResult};
 use crate::calibrate::{Calibration, Sample};
 use crate::catalog::{Case, CatalogError, Hotel};
@@ -182,6 +182,12 @@ impl Engine {
             query_sha256: res.query_sha256.clone(),
             query_kept: res.saved_case_image,
             mask: q.mask.map(MaskRecord::of),
+            further: q
+                .more
+                .iter()
+                .zip(res.queries.iter().skip(1))
+                .map(|(m, info)| FurtherQuery { sha256: info.sha256.clone(), mask: m.mask.map(MaskRecord::of) })
+                .collect(),
             filters: q.filter.clone(),
             model: self.embedder.model().to_string(),
             index: serde_json::json!({"plan": res.plan, "watermark": self.watermark(), "indexed": self.indexed()}),
@@ -218,7 +224,7 @@ impl Engine {
         self.catalog.audit(
             viewer.key_id,
             "case-search",
-            &serde_json::json!({"case_id": case_id, "entry": entry.id, "query_sha256": res.query_sha256}),
+            &serde_json::json!({"case_id": case_id, "entry": entry.id, "query_sha256s": res.queries.iter().map(|q| &q.sha256).collect::<Vec<_>>()}),
         )?;
         Ok((res, entry))
     }
@@ -274,7 +280,7 @@ impl Engine {
             let [right] = confirmed[..] else { continue };
             for search in entries.iter().filter_map(|e| e.entry.search()) {
                 let (ids, scores): (Vec<i64>, Vec<f32>) = search.candidates.iter().map(|c| (c.hotel_id, c.score)).unzip();
-                out.push(Sample { right: ids.iter().position(|&h| h == right), scores });
+                out.push(Sample { right: ids.iter().position(|&h| h == right), scores, photos: 1 + search.further.len() });
             }
         }
         Ok(out)
@@ -285,10 +291,10 @@ impl Engine {
     pub fn recalibrate(&self, samples: &[Sample], source: &str, actor: &str) -> Result<Calibration, EngineError> {
         let base = Calibration {
             model: self.embedder.model().to_string(),
-            scoring: self.settings.search.scoring(),
+            scoring: self.settings.scoring(),
             ..(*self.calibration()).clone()
         };
-        let fitted = base.fit(samples, source)?;
+        let fitted = base.fit_apart(samples, source)?;
         self.set_calibration(fitted.clone(), samples.len(), actor)?;
         Ok(fitted)
     }

@@ -54,6 +54,9 @@ pub struct SavedSearch {
     pub query_sha256: String,
     pub query_kept: bool,
     pub mask: Option<MaskRecord>,
+    /// The search's further photos of the same place (kept, too, when `query_kept`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub further: Vec<FurtherQuery>,
     pub filters: HotelFilter,
     pub model: String,
     /// The index that answered (plan, watermark, photos indexed): technical detail.
@@ -66,6 +69,13 @@ pub struct SavedSearch {
     pub candidates: Vec<Candidate>,
     pub reuse: Vec<Reuse>,
     pub bank_matches: Vec<BankMatch>,
+}
+
+/// A further photo of a saved search: its sha256 and mask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FurtherQuery {
+    pub sha256: String,
+    pub mask: Option<MaskRecord>,
 }
 
 /// A ranked hotel of a saved search.

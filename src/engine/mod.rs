@@ -35,7 +35,7 @@ use crate::whiten::WhitenOptions;
 
 pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat};
 pub use cases::{CaseReport, CaseView, HotelVerdict, Viewer};
-pub use journal::{Candidate, CaseEntry, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
+pub use journal::{Candidate, CaseEntry, FurtherQuery, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 pub use learned::Learned;
 pub use maintenance::{Followed, REINDEX};
 pub use search::QueryPhoto;
@@ -182,6 +182,17 @@ impl EngineSettings {
             self.catalog.clone()
         }
     }
+    /// What makes a hotel score, in short (a calibration holds for one scoring only): the
+    /// search's, and whether the vectors are whitened.
+    pub fn scoring(&self) -> String {
+        let search = self.search.scoring();
+        if self.whiten.enabled {
+            format!("{search}+whiten")
+        } else {
+            search
+        }
+    }
+
     /// The photo store location in effect.
     pub fn photos_location(&self) -> String {
         if self.photos.is_empty() {
@@ -252,7 +263,7 @@ impl Default for SearchOptions {
             alpha: 3.0,
             reuse: true,
             auto_mask: true,
-            verify: 30,
+            verify: 0,
             verify_weight: 0.1,
             verify_cap: 30,
         }
@@ -522,7 +533,7 @@ impl Engine {
         let index = learned::Searchable { vectors: crate::index::new_index(embedder.dim(), settings.index.clone()), projection };
         let in_force = learned::initial_calibration(catalog.as_ref(), &settings.data_dir)?;
         let calibration = in_force.calibration();
-        let scoring = settings.search.scoring();
+        let scoring = settings.scoring();
         if calibration.model != embedder.model() || calibration.scoring != scoring {
             tracing::warn!(
                 "calibration {:?} was fitted for {} / {}, not {} / {scoring}: run `hotelmatch calibrate` for trustworthy probabilities",

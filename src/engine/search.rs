@@ -228,7 +228,7 @@ impl Engine {
         let mut hotels = rank::fuse(&per_photo, opts.fusion, top.max(calibrate::CANDIDATES));
         let calibration = self.calibration();
         let candidates: Vec<(i64, f32)> = hotels.iter().take(calibrate::CANDIDATES).map(|r| (r.hotel_id, r.score)).collect();
-        let probabilities = calibration.probabilities(&candidates.iter().map(|c| c.1).collect::<Vec<_>>());
+        let probabilities = calibration.probabilities(&candidates.iter().map(|c| c.1).collect::<Vec<_>>(), retrieved.len());
         let gaps = (0..hotels.len()).map(|i| hotels.get(i + 1).map(|n| hotels[i].score - n.score)).collect();
         hotels.truncate(top);
         Ranked { hotels, candidates, probabilities, gaps, calibration }
