@@ -62,6 +62,8 @@ pub struct Config {
     pub serve: ServeOptions,
     /// The whitening learned from the catalog's labels (`[whiten]`).
     pub whiten: crate::whiten::WhitenOptions,
+    /// The shared marks learned from the catalog's photos (`[marks]`).
+    pub marks: crate::marks::MarkOptions,
 }
 
 /// Where `scripts/setup.sh` puts things, relative to the checkout.
@@ -92,6 +94,7 @@ impl Default for Config {
             duplicate_distance: 16,
             serve: ServeOptions::default(),
             whiten: Default::default(),
+            marks: Default::default(),
         }
     }
 }
@@ -155,6 +158,7 @@ impl Config {
             search: self.search.clone(),
             duplicate_distance: self.duplicate_distance,
             whiten: self.whiten.clone(),
+            marks: self.marks.clone(),
         }
     }
 

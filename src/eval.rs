@@ -355,7 +355,11 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
     let t = Instant::now();
     crate::import::import_images(&engine, gallery_csv, "eval", &|_, _| {})?;
     let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / gallery.len() as f64;
-    // What the catalog's labels teach is learned from the gallery alone, never the queries.
+    // What the catalog teaches is learned from the gallery alone, never the queries.
+    if cfg.marks.enabled {
+        let (version, marks) = engine.learn_marks("eval")?;
+        tracing::info!(version, marks, "shared marks learned from the gallery");
+    }
     if cfg.whiten.enabled {
         let learned = engine.learn_whitening("eval")?;
         tracing::info!(?learned, "whitening learned from the gallery");

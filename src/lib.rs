@@ -18,6 +18,7 @@ pub mod eval;
 pub mod hamming;
 pub mod import;
 pub mod index;
+pub mod marks;
 pub mod jobs;
 pub mod media;
 pub mod pdq;

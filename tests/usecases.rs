@@ -477,3 +477,61 @@ trait Tap: Sized {
     }
 }
 impl Tap for EngineSettings {}
+
+/// `name` with the same broker's mark (a high-contrast block pattern, like lettering) pasted
+/// into its top-right corner, as JPEG.
+fn with_mark(name: &str) -> Vec<u8> {
+    let mut img = image::load_from_memory(&photo(name)).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    let (mw, mh) = (w / 4, h / 8);
+    let (x0, y0) = (w - mw - w / 40, h / 30);
+    for y in 0..mh {
+        for x in 0..mw {
+            // Letters: 6 × 3 blocks a glyph, on and off by a fixed pattern.
+            let (gx, gy) = (x * 24 / mw, y * 3 / mh);
+            let on = (gx * 7 + gy * 3 + gx / 3) % 5 < 2;
+            img.put_pixel(x0 + x, y0 + y, image::Rgb(if on { [250, 250, 250] } else { [20, 30, 120] }));
+        }
+    }
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).encode_image(&img).unwrap();
+    out
+}
+
+#[test]
+fn a_mark_shared_by_several_hotels_is_learned_and_never_counted_as_evidence() {
+    let engine = in_memory("marks");
+    let mut ids = Vec::new();
+    for name in ["aurora", "desert", "harbor", "lonestar"] {
+        let h = engine.upsert_hotel(&Hotel { external_id: Some(name.into()), name: name.into(), ..Default::default() }, "x").unwrap();
+        for room in ["1", "2"] {
+            let file = std::fs::read_dir(root().join("data-sample/images"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|f| f.starts_with(&format!("h-{name}-{room}")) && f.ends_with("-0.jpg"))
+                .min()
+                .unwrap();
+            let Ingested::Added { image_id, .. } = engine.ingest(&with_mark(&file), &new_photo(h), "u").unwrap() else { panic!() };
+            ids.push((name, image_id));
+        }
+    }
+    // Before the marks are learned, a marked photo of one hotel "matches" another's on the mark.
+    let query = with_mark("h-maple-151-0.jpg");
+    let other = ids.iter().find(|(n, _)| *n == "desert").unwrap().1;
+    let before = engine.matched_points(&query, None, other, "inv").unwrap();
+    assert!(before.matched_points >= 8 && before.mark_points.is_empty(), "{before:?}");
+    let (version, n) = engine.learn_marks("ops").unwrap();
+    assert!(version > 0 && n > 20, "{n} marks learned");
+    assert_eq!(engine.marks_version(), version);
+    let after = engine.matched_points(&query, None, other, "inv").unwrap();
+    assert!(after.matched_points < before.matched_points / 2, "{} → {} matched points", before.matched_points, after.matched_points);
+    // What was left out lies mostly on the mark (top-right; the sample's rendered rooms also
+    // share some furniture at one place), and no matched pair is on it.
+    let on_mark = after.mark_points.iter().filter(|p| p[0] > 0.7 && p[1] < 0.18).count();
+    assert!(on_mark * 10 >= after.mark_points.len() * 7 && on_mark > 50, "{on_mark} of {} left-out points on the mark", after.mark_points.len());
+    assert!(after.matched_pairs.iter().all(|p| !(p[0] > 0.7 && p[1] < 0.18)), "{:?}", after.matched_pairs);
+    // A photo that is not active is not shown as evidence.
+    engine.set_status(other, Status::Quarantined, "mod").unwrap();
+    assert_eq!(engine.matched_points(&query, None, other, "inv").unwrap_err().kind().1, "no_such_photo");
+}

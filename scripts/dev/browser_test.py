@@ -192,6 +192,10 @@ def main():
         weak = driver.find_element(By.CSS_SELECTOR, "#weak summary").text
         others = len(driver.find_elements(By.CSS_SELECTOR, "#others .card"))
         t.check(weak.startswith("Weak matches (") and not driver.find_element(By.ID, "weak").get_attribute("open"), f"other candidates fold under {weak!r} ({others} compact rows above)")
+        # The search reads no stored photo; the matched points of one evidence photo are asked for.
+        driver.find_element(By.CSS_SELECTOR, "#top figure.stored button.points").click()
+        said = wait.until(lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, "#top figure.stored div[aria-live]") if "points match" in e.text), None))
+        t.check("points match in one consistent geometry" in said, f"the matching points of an evidence photo, on demand: {said!r}")
         marks = driver.execute_script("const c=document.getElementById('overlay'),d=c.getContext('2d').getImageData(0,0,c.width,c.height).data;let n=0;for(let i=0;i<d.length;i+=4)if(d[i]>200&&d[i+1]>180&&d[i+2]<60&&d[i+3]>0)n++;return n;")
         t.check(marks > 50, f"matched points are marked on your photo ({marks} px)")
         markers = driver.execute_script("const c=document.getElementById('resmap'),d=c.getContext('2d').getImageData(0,0,c.width,c.height).data;let n=0;for(let i=0;i<d.length;i+=4)if(d[i]<60&&d[i+1]>80&&d[i+1]<110&&d[i+2]<60)n++;return n;")
@@ -299,6 +303,14 @@ def main():
         driver.execute_script("document.getElementById('top').scrollIntoView()")
         t.shot("investigate-390.png")
         t.check(scroll <= width + 1, f"the results fit the phone's width too ({scroll} px)")
+
+        # 8b. Two photos of the room searched together: the evidence says which one it matches.
+        driver.find_element(By.ID, "more").send_keys(f"{ROOT}/data-sample/queries/h-lonestar-query.jpg")
+        driver.find_element(By.ID, "go").click()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#top .card.top")))
+        together = wait.until(lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, "#results p.muted") if "searched together" in e.text), None))
+        which = wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#top figure.stored div.small") if "matches your photo" in e.text])
+        t.check(together.startswith("2 photos") and which, f"two photos searched together: {together!r}, {which[:1]}")
 
         # 9. With a tile server configured (a loopback one here), the map draws its tiles.
         tile_port, hits = free_port(), []

@@ -322,6 +322,18 @@ pub struct SearchResult {
     pub millis: f64,
 }
 
+/// The matched points of a query photo and one evidence photo.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Points {
+    pub image_id: i64,
+    /// Matches consistent with one scene seen from two positions, none on a shared mark.
+    pub matched_points: usize,
+    /// Some of them as `[x, y]` on the query then `[x, y]` on the photo, in fractions.
+    pub matched_pairs: Vec<[f32; 4]>,
+    /// Query keypoints left out as a mark shared by many hotels, `[x, y]` in fractions.
+    pub mark_points: Vec<[f32; 2]>,
+}
+
 /// One photo of a search.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueryPhotoInfo {

@@ -109,6 +109,57 @@ pub(super) async fn search(
     Ok(Json(SearchResult { case_entry: entry, ..SearchResult::from(res) }).into_response())
 }
 
+/// The matched-points form (multipart/form-data).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form; the handler reads the fields one by one
+pub(super) struct PointsForm {
+    /// The query photo, as searched (written nowhere).
+    #[schema(value_type = String, format = Binary)]
+    photo: Vec<u8>,
+    /// Its mask, as searched.
+    #[schema(value_type = Option<String>, format = Binary)]
+    mask: Option<Vec<u8>>,
+    /// The evidence photo to match it with.
+    image_id: i64,
+}
+
+/// The keypoints a query photo and one evidence photo share in one consistent geometry, with
+/// the points on marks shared by many hotels (logos, stamps) left out and listed apart.
+///
+/// A search ranks on its embeddings and reads no stored photo; this is the geometric check
+/// an investigator asks for on one candidate. Audited (the query's sha256, never the photo).
+/// Roles: investigator, admin.
+#[utoipa::path(post, path = "/api/v1/search/points", tag = "search", request_body(content = PointsForm, content_type = "multipart/form-data"), security(("api_key" = [])),
+    responses((status = 200, body = Points), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub(super) async fn search_points(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(mp): Checked<Multipart>,
+) -> Result<Response, ApiError> {
+    s.searches.take(&key.id)?;
+    let mut form = read_form(mp).await?;
+    let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as 'photo'"))?;
+    let mask_bytes = form.files.remove("mask");
+    let image_id = parse_field::<i64>(&form, "image_id")?.ok_or_else(|| ApiError::bad_request("invalid_field", "image_id: required"))?;
+    let _pixels = pixel_permit(&s, &[&bytes, mask_bytes.as_deref().unwrap_or_default()])?;
+    let _slot = queue_slot(&s).await?;
+    let engine = s.engine.clone();
+    let limits = *engine.limits();
+    let points = blocking(move || {
+        let mask = mask_bytes.map(|m| Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))).transpose()?;
+        engine.matched_points(&bytes, mask.as_ref(), image_id, &key.id)
+    })
+    .await?;
+    Ok(Json(Points {
+        image_id: points.image_id,
+        matched_points: points.matched_points,
+        matched_pairs: points.matched_pairs,
+        mark_points: points.mark_points,
+    })
+    .into_response())
+}
+
 /// The query photos and their masks: `photo` and `mask`, then `photo2`/`mask2` up to
 /// `photo8`/`mask8`, in that order; a mask without its photo, or a gap, is refused.
 fn query_photos(form: &mut Form) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, ApiError> {

@@ -4,6 +4,10 @@ use super::*;
 
 pub(super) fn run(cfg: &Config, init: bool, out: &mut impl Write) -> Result<()> {
     let engine = open_engine(cfg, init)?;
+    if cfg.marks.enabled {
+        let (version, n) = engine.learn_marks("cli")?;
+        writeln!(out, "shared marks version {version}: {n} keypoints recur at one place in photos of {}+ hotels", cfg.marks.min_hotels)?;
+    }
     let learned = engine.learn_whitening("cli")?;
     match (&learned.fitted, &learned.skipped) {
         (Some(f), _) => writeln!(

@@ -101,6 +101,9 @@ impl Engine {
     /// the last look. A replica calls this every `serve.follow_ms`.
     pub fn follow(&self) -> Result<Followed, EngineError> {
         self.follow_banks()?;
+        if self.follow_marks()? {
+            tracing::info!(version = self.marks_version(), "newer shared marks from the catalog are in use");
+        }
         if self.follow_calibration()? {
             tracing::info!(version = self.calibration_version(), "a newer calibration from the catalog is in use");
         }
@@ -186,6 +189,9 @@ impl Engine {
                 }
             }
             progress(Step::Embedding, (done * 32 + chunk.len()).min(total), total);
+        }
+        if self.settings.marks.enabled {
+            self.learn_marks("reindex")?;
         }
         progress(Step::Indexing, 0, 1);
         // The whitening is learned again from the labels as they are now.

@@ -11,6 +11,7 @@ mod journal;
 mod learned;
 mod lookup;
 mod maintenance;
+mod marks;
 mod moderation;
 mod search;
 
@@ -37,6 +38,7 @@ pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat};
 pub use cases::{CaseReport, CaseView, HotelVerdict, Viewer};
 pub use journal::{Candidate, CaseEntry, FurtherQuery, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 pub use learned::Learned;
+pub use marks::Points;
 pub use maintenance::{Followed, REINDEX};
 pub use search::QueryPhoto;
 
@@ -171,6 +173,8 @@ pub struct EngineSettings {
     pub duplicate_distance: u32,
     /// The whitening learned from the catalog's labels.
     pub whiten: WhitenOptions,
+    /// The shared marks learned from the catalog's photos.
+    pub marks: crate::marks::MarkOptions,
 }
 
 impl EngineSettings {
@@ -501,6 +505,8 @@ pub struct Engine {
     /// Turns hotel scores into probabilities, with its catalog version (0: not from the
     /// catalog); replaced whole when a newer version appears.
     calibration: RwLock<learned::InForce>,
+    /// The shared marks left out of matched points, with their catalog version.
+    marks: RwLock<marks::MarksInForce>,
 }
 
 impl Engine {
@@ -545,6 +551,7 @@ impl Engine {
         }
         let engine = Engine {
             calibration: RwLock::new(in_force),
+            marks: RwLock::new(marks::stored_marks(catalog.as_ref())?),
             catalog,
             store,
             cases,

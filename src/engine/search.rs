@@ -38,6 +38,11 @@ impl<'a> QueryPhoto<'a> {
         Ok(QueryPhoto { bytes, decoded: decode::decode(bytes, limits, Some((side, side)))? })
     }
 
+    /// The decoded pixels.
+    pub fn decoded(&self) -> &Decoded {
+        &self.decoded
+    }
+
     /// The photo to embed, as a search embeds it (nothing masked).
     pub fn input(&self) -> crate::Input<'_> {
         crate::Input { bytes: self.bytes, mask: None, auto_mask: false, decoded: Some(&self.decoded) }
@@ -362,7 +367,7 @@ impl Engine {
         let matched: Vec<verify::Matched> = ids
             .par_iter()
             .map(|id| match shas.get(id).and_then(|sha| self.stored_keypoints(sha)) {
-                Some(points) => verify::matched(&query_points, &points),
+                Some(points) => self.matched_off_marks(query_points.clone(), points).0,
                 None => verify::Matched::default(),
             })
             .collect();
@@ -379,7 +384,7 @@ impl Engine {
 
     /// The keypoints of a stored photo, or `None` (logged) when it cannot be read again: the
     /// search still answers from the vectors.
-    fn stored_keypoints(&self, sha: &str) -> Option<verify::Keypoints> {
+    pub(super) fn stored_keypoints(&self, sha: &str) -> Option<verify::Keypoints> {
         let side = verify::MAX_SIDE;
         let decoded =
             self.store.get(sha).map_err(EngineError::from).and_then(|b| Ok(decode::decode(&b, &self.settings.limits, Some((side, side)))?));
@@ -448,7 +453,7 @@ fn query_hashes(decoded: &Decoded) -> pdq::Dihedral {
 
 /// The query's keypoints, outside its mask (drawn at a quarter of the verification size,
 /// which is precise enough).
-fn query_keypoints(decoded: &Decoded, mask: Option<&Mask>) -> Result<verify::Keypoints, EngineError> {
+pub(super) fn query_keypoints(decoded: &Decoded, mask: Option<&Mask>) -> Result<verify::Keypoints, EngineError> {
     let side = verify::MAX_SIDE;
     let (fw, fh) = (decoded.full_width, decoded.full_height);
     let mask = match mask {

@@ -36,6 +36,7 @@ pub fn settings(name: &str) -> EngineSettings {
         search: SearchOptions { verify: 5, ..Default::default() },
         duplicate_distance: 16,
         whiten: Default::default(),
+        marks: Default::default(),
     }
 }
 
