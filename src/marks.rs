@@ -48,10 +48,16 @@ const REACH: f32 = 0.05;
 /// mark sits at the same place in every photo it is stamped on.
 const GRID: usize = 16;
 
+/// A learned mark: a descriptor and where in the frame (fractions) it was seen.
+type Entry = ([u64; 4], [f32; 2]);
+
+/// A keypoint seen while learning: its hotel, descriptor and position (fractions).
+type Seen = (i64, [u64; 4], [f32; 2]);
+
 /// The learned marks: descriptors and where in the frame (fractions) they were seen.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StopList {
-    entries: Vec<([u64; 4], [f32; 2])>,
+    entries: Vec<Entry>,
     /// The entries' descriptors by grid cell (row-major), for lookups near a position.
     by_cell: Vec<Vec<[u64; 4]>>,
     /// Photos and hotels it was learned from.
@@ -83,18 +89,18 @@ impl StopList {
     /// or a neighbouring cell of the frame, in photos of `min_hotels` other hotels.
     pub fn learn(photos: &[(i64, Keypoints)], opts: &MarkOptions) -> StopList {
         // Every keypoint, bucketed by cell: (hotel, descriptor, position).
-        let mut cells: Vec<Vec<(i64, [u64; 4], [f32; 2])>> = vec![Vec::new(); GRID * GRID];
+        let mut cells: Vec<Vec<Seen>> = vec![Vec::new(); GRID * GRID];
         for (hotel, k) in photos {
             for (d, xy) in k.descriptors.iter().zip(fractions(k)).take(PER_PHOTO) {
                 let (cx, cy) = cell(xy);
                 cells[cy * GRID + cx].push((*hotel, *d, xy));
             }
         }
-        let entries: Vec<([u64; 4], [f32; 2])> = (0..GRID * GRID)
+        let entries: Vec<Entry> = (0..GRID * GRID)
             .into_par_iter()
             .flat_map_iter(|c| {
                 let (cx, cy) = (c % GRID, c / GRID);
-                let near: Vec<&(i64, [u64; 4], [f32; 2])> = (cy.saturating_sub(1)..=(cy + 1).min(GRID - 1))
+                let near: Vec<&Seen> = (cy.saturating_sub(1)..=(cy + 1).min(GRID - 1))
                     .flat_map(|y| (cx.saturating_sub(1)..=(cx + 1).min(GRID - 1)).map(move |x| y * GRID + x))
                     .flat_map(|n| cells[n].iter())
                     .collect();
@@ -120,7 +126,7 @@ impl StopList {
         StopList::new(entries, photos.len(), hotels.len())
     }
 
-    fn new(entries: Vec<([u64; 4], [f32; 2])>, photos: usize, hotels: usize) -> StopList {
+    fn new(entries: Vec<Entry>, photos: usize, hotels: usize) -> StopList {
         let mut by_cell = vec![Vec::new(); GRID * GRID];
         for (d, xy) in &entries {
             let (cx, cy) = cell(*xy);
@@ -169,8 +175,7 @@ impl StopList {
             d.iter().for_each(|w| bytes.extend_from_slice(&w.to_le_bytes()));
             xy.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
         }
-        let stored =
-            Stored { entries: base64::engine::general_purpose::STANDARD.encode(bytes), photos: self.photos, hotels: self.hotels };
+        let stored = Stored { entries: base64::engine::general_purpose::STANDARD.encode(bytes), photos: self.photos, hotels: self.hotels };
         serde_json::to_value(stored).unwrap_or_default()
     }
 

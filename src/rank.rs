@@ -115,7 +115,9 @@ pub fn fuse(per_photo: &[Vec<RankedHotel>], how: Fusion, top: usize) -> Vec<Rank
         return hotels;
     }
     let floors: Vec<f32> = per_photo.iter().map(|r| r.iter().map(|h| h.score).fold(f32::INFINITY, f32::min)).collect();
-    let mut fused: HashMap<i64, (Vec<Option<f32>>, Vec<(Found, usize)>)> = HashMap::new();
+    // Per hotel: each photo's score (if it found the hotel), and its images with their photo.
+    type Gathered = (Vec<Option<f32>>, Vec<(Found, usize)>);
+    let mut fused: HashMap<i64, Gathered> = HashMap::new();
     for (p, ranking) in per_photo.iter().enumerate() {
         for h in ranking {
             let e = fused.entry(h.hotel_id).or_insert_with(|| (vec![None; per_photo.len()], Vec::new()));
@@ -128,7 +130,8 @@ pub fn fuse(per_photo: &[Vec<RankedHotel>], how: Fusion, top: usize) -> Vec<Rank
         .map(|(hotel_id, (scores, mut images))| {
             let score = match how {
                 Fusion::Mean => {
-                    let sum: f32 = scores.iter().zip(&floors).map(|(s, floor)| s.unwrap_or(if floor.is_finite() { *floor } else { 0.0 })).sum();
+                    let sum: f32 =
+                        scores.iter().zip(&floors).map(|(s, floor)| s.unwrap_or(if floor.is_finite() { *floor } else { 0.0 })).sum();
                     sum / scores.len() as f32
                 }
                 Fusion::Max => scores.iter().flatten().copied().fold(f32::NEG_INFINITY, f32::max),

@@ -207,9 +207,16 @@ mod tests {
         let mut out = Vec::new();
         for h in 0..40u64 {
             for p in 0..4u64 {
-                let v = (0..8u64)
-                    .map(|d| if d < 4 { 0.3 * noise(h * 97 + d) + 0.02 * noise(h * 1000 + p * 10 + d) } else { noise(h * 7919 + p * 31 + d) })
-                    .collect();
+                let v =
+                    (0..8u64)
+                        .map(|d| {
+                            if d < 4 {
+                                0.3 * noise(h * 97 + d) + 0.02 * noise(h * 1000 + p * 10 + d)
+                            } else {
+                                noise(h * 7919 + p * 31 + d)
+                            }
+                        })
+                        .collect();
                 out.push((h as i64, unit(v)));
             }
         }
@@ -226,9 +233,9 @@ mod tests {
         let right = |vs: &[Vec<f32>]| {
             (0..vs.len())
                 .filter(|&i| {
-                    let best = (0..vs.len()).filter(|&j| j != i).max_by(|&a, &b| {
-                        crate::vector::dot(&vs[i], &vs[a]).total_cmp(&crate::vector::dot(&vs[i], &vs[b]))
-                    });
+                    let best = (0..vs.len())
+                        .filter(|&j| j != i)
+                        .max_by(|&a, &b| crate::vector::dot(&vs[i], &vs[a]).total_cmp(&crate::vector::dot(&vs[i], &vs[b])));
                     best.is_some_and(|j| photos[j].0 == photos[i].0)
                 })
                 .count()

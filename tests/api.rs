@@ -399,6 +399,7 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
         "POST /api/v1/photos",
         "POST /api/v1/photos/{id}/status",
         "POST /api/v1/search",
+        "POST /api/v1/search/points",
         "PATCH /api/v1/hotels/{id}",
         "GET /api/v1/whoami",
         "GET /api/v1/cases",
@@ -947,7 +948,31 @@ fn cases_reports_banks_and_keys_through_http() {
         .iter()
         .skip(1)
         .all(|h| h["probability"].as_f64().unwrap() < top["probability"].as_f64().unwrap()));
-    assert!(!top["evidence"][0]["matched_pairs"].as_array().unwrap().is_empty(), "matched points for both sides");
+    // The search reads no stored photo: the matched points of an evidence photo are asked for.
+    assert!(top["evidence"][0]["matched_pairs"].as_array().unwrap().is_empty());
+    let evidence_id = top["evidence"][0]["image_id"].as_i64().unwrap().to_string();
+    let points_form = |id: &str| Some(multipart(&[("photo", &query), ("mask", &mask)], &[("image_id", id)]));
+    let (st, points) = call(&s, "POST", "/api/v1/search/points", Some(&inv), points_form(&evidence_id));
+    assert_eq!(st, 200, "{points}");
+    assert!(points["matched_points"].as_u64().unwrap() > 0 && !points["matched_pairs"].as_array().unwrap().is_empty(), "{points}");
+    assert!(points["mark_points"].as_array().unwrap().is_empty(), "no marks learned: {points}");
+    let (st, missing) = call(&s, "POST", "/api/v1/search/points", Some(&inv), points_form("999999"));
+    assert_eq!((st, missing["error"]["code"].as_str()), (404, Some("no_such_photo")));
+    let (st, no_id) = call(&s, "POST", "/api/v1/search/points", Some(&inv), Some(multipart(&[("photo", &query)], &[])));
+    assert_eq!((st, no_id["error"]["code"].as_str()), (400, Some("invalid_field")));
+    assert_eq!(call(&s, "POST", "/api/v1/search/points", Some(&up), points_form(&evidence_id)).0, 403);
+    // Two photos of the place in one search: each evidence photo says which one it matched.
+    let second = std::fs::read(root().join("data-sample/images/h-lonestar-131-1.jpg")).unwrap();
+    let (st, two) =
+        call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query), ("mask", &mask), ("photo2", &second)], &[])));
+    assert_eq!(st, 200, "{two}");
+    assert_eq!(two["queries"].as_array().unwrap().len(), 2);
+    assert_eq!((two["queries"][0]["masked"].as_bool(), two["queries"][1]["masked"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(two["hotels"][0]["hotel"]["external_id"], "h-lonestar");
+    assert!(two["hotels"][0]["evidence"].as_array().unwrap().iter().all(|e| e["query"].as_u64().unwrap() < 2));
+    // A mask without its photo, or a gap in the numbering, is refused.
+    let (st, stray) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query), ("mask3", &mask)], &[])));
+    assert_eq!((st, stray["error"]["code"].as_str()), (400, Some("bad_photos")));
     assert_eq!(res["calibration"]["samples"], 159);
     // The case is its owner's (and admins'): anyone else gets 404, even to search into it.
     assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{id}"), Some(&other), None).0, 404);

@@ -129,3 +129,34 @@ fn calibrate_writes_a_calibration_and_banks_import_threatexchange_lists() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&samples);
 }
+
+#[test]
+fn several_photos_search_together_from_the_command_line_and_learn_learns() {
+    let dir = std::env::temp_dir().join(format!("hm-cli-several-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hotelmatch")).arg("--data-dir").arg(&dir).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let s = |p: &str| root().join("data-sample").join(p).display().to_string();
+    let (ok, _, err) = run(&["import", "--hotels", &s("hotels.csv"), "--images", &s("images.csv")]);
+    assert!(ok, "{err}");
+    // Learning: the marks and the whitening (the sample has enough pairs of photos of one hotel).
+    let (ok, out, err) = run(&["learn"]);
+    assert!(ok && out.contains("shared marks version") && out.contains("whitening version"), "{out}{err}");
+    // Two photos, the first with its mask, the second without (`none`).
+    let (q, m, second) = (s("queries/h-maple-query.jpg"), s("queries/h-maple-query-mask.png"), s("images/h-maple-254-2.jpg"));
+    let (ok, out, err) = run(&["search", &q, &second, "--mask", &m, "--mask", "none", "--json"]);
+    assert!(ok, "{err}");
+    let res: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(res["queries"].as_array().unwrap().len(), 2, "{res}");
+    assert_eq!((res["queries"][0]["masked"].as_bool(), res["queries"][1]["masked"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(res["hotels"][0]["hotel"]["external_id"], "h-maple");
+    // The text output says which photo each evidence photo matches.
+    let (ok, out, _) = run(&["search", &q, &second]);
+    assert!(ok && out.contains("(matches "), "{out}");
+    // More masks than photos is a mistake, said before anything runs.
+    let (ok, _, err) = run(&["search", &q, "--mask", &m, "--mask", &m]);
+    assert!(!ok && err.contains("2 masks for 1 photos"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

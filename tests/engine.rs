@@ -71,8 +71,11 @@ fn import_then_search_finds_the_right_hotel_and_keeps_no_query() {
             e.query_cells.is_empty(),
             !hotelmatch::ModelCard::find(&cfg.models_dir, engine.embedder().model()).unwrap().pools_feature_map()
         );
-        // The best photo was verified geometrically, and the same room shares keypoints.
-        assert!(e.matched_points.is_some_and(|n| n > 0), "{e:?}");
+        // The search verifies nothing (no stored photo read); asked for, the best photo and
+        // the query share keypoints in one geometry.
+        assert!(e.matched_points.is_none(), "{e:?}");
+        let points = engine.matched_points(&bytes, Some(&mask), e.image_id, "investigator-7").unwrap();
+        assert!(points.matched_points > 0 && !points.matched_pairs.is_empty(), "{points:?}");
         // Nothing of the query is written anywhere in the data directory.
         for f in files_under(&cfg.data_dir) {
             let stored = std::fs::read(&f).unwrap();

@@ -358,7 +358,8 @@ impl store::BlobStore for CountingStore {
 fn add_sample_hotels(engine: &Engine, names: &[&str]) -> Vec<(i64, Vec<String>)> {
     let mut out = Vec::new();
     for name in names {
-        let h = engine.upsert_hotel(&Hotel { external_id: Some(name.to_string()), name: name.to_string(), ..Default::default() }, "x").unwrap();
+        let h =
+            engine.upsert_hotel(&Hotel { external_id: Some(name.to_string()), name: name.to_string(), ..Default::default() }, "x").unwrap();
         let mut photos = Vec::new();
         for room in ["1", "2"] {
             let file = std::fs::read_dir(root().join("data-sample/images"))
@@ -444,9 +445,12 @@ fn a_learned_whitening_is_kept_in_the_catalog_and_used_by_every_replica() {
     assert_eq!(b.whitening_version(), 0, "not followed yet");
     assert!(b.follow().unwrap().rebuilt);
     assert_eq!(b.whitening_version(), learned.version);
-    let (ra, rb) =
-        (a.search(&Query { bytes: &query, ..Default::default() }, "inv").unwrap(), b.search(&Query { bytes: &query, ..Default::default() }, "inv").unwrap());
-    let scores = |r: &hotelmatch::engine::SearchResult| r.hotels.iter().map(|h| (h.hotel.id, (h.score * 1e4).round() as i64)).collect::<Vec<_>>();
+    let (ra, rb) = (
+        a.search(&Query { bytes: &query, ..Default::default() }, "inv").unwrap(),
+        b.search(&Query { bytes: &query, ..Default::default() }, "inv").unwrap(),
+    );
+    let scores =
+        |r: &hotelmatch::engine::SearchResult| r.hotels.iter().map(|h| (h.hotel.id, (h.score * 1e4).round() as i64)).collect::<Vec<_>>();
     assert_eq!(scores(&ra), scores(&rb));
     assert_ne!(scores(&rb), scores(&before), "the projection changes the scores");
     assert_eq!(ra.hotels[0].hotel.id, hotels[1].0);
@@ -529,7 +533,11 @@ fn a_mark_shared_by_several_hotels_is_learned_and_never_counted_as_evidence() {
     // What was left out lies mostly on the mark (top-right; the sample's rendered rooms also
     // share some furniture at one place), and no matched pair is on it.
     let on_mark = after.mark_points.iter().filter(|p| p[0] > 0.7 && p[1] < 0.18).count();
-    assert!(on_mark * 10 >= after.mark_points.len() * 7 && on_mark > 50, "{on_mark} of {} left-out points on the mark", after.mark_points.len());
+    assert!(
+        on_mark * 10 >= after.mark_points.len() * 7 && on_mark > 50,
+        "{on_mark} of {} left-out points on the mark",
+        after.mark_points.len()
+    );
     assert!(after.matched_pairs.iter().all(|p| !(p[0] > 0.7 && p[1] < 0.18)), "{:?}", after.matched_pairs);
     // A photo that is not active is not shown as evidence.
     engine.set_status(other, Status::Quarantined, "mod").unwrap();

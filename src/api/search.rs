@@ -94,7 +94,9 @@ pub(super) async fn search(
     let res = blocking(move || {
         let masks = photos
             .iter()
-            .map(|(_, m)| m.as_ref().map(|m| Mask::from_picture(m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))).transpose())
+            .map(|(_, m)| {
+                m.as_ref().map(|m| Mask::from_picture(m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))).transpose()
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let more = photos.iter().zip(&masks).skip(1).map(|((b, _), m)| QueryImage { bytes: b, mask: m.as_ref() }).collect();
         let q = Query { bytes: &photos[0].0, mask: masks[0].as_ref(), more, filter, top, save_case, skip_auto_mask, ef };
@@ -147,7 +149,8 @@ pub(super) async fn search_points(
     let engine = s.engine.clone();
     let limits = *engine.limits();
     let points = blocking(move || {
-        let mask = mask_bytes.map(|m| Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))).transpose()?;
+        let mask =
+            mask_bytes.map(|m| Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))).transpose()?;
         engine.matched_points(&bytes, mask.as_ref(), image_id, &key.id)
     })
     .await?;
@@ -160,9 +163,12 @@ pub(super) async fn search_points(
     .into_response())
 }
 
+/// A query photo's bytes and its mask's, as sent.
+type PhotoPart = (Vec<u8>, Option<Vec<u8>>);
+
 /// The query photos and their masks: `photo` and `mask`, then `photo2`/`mask2` up to
 /// `photo8`/`mask8`, in that order; a mask without its photo, or a gap, is refused.
-fn query_photos(form: &mut Form) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, ApiError> {
+fn query_photos(form: &mut Form) -> Result<Vec<PhotoPart>, ApiError> {
     let name = |base: &str, i: usize| if i == 1 { base.to_string() } else { format!("{base}{i}") };
     let mut photos = Vec::new();
     for i in 1..=MAX_QUERY_PHOTOS {

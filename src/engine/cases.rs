@@ -289,11 +289,8 @@ impl Engine {
     /// Refits the calibration on `samples` and puts it in force on every replica (a new
     /// catalog version). Audited.
     pub fn recalibrate(&self, samples: &[Sample], source: &str, actor: &str) -> Result<Calibration, EngineError> {
-        let base = Calibration {
-            model: self.embedder.model().to_string(),
-            scoring: self.settings.scoring(),
-            ..(*self.calibration()).clone()
-        };
+        let base =
+            Calibration { model: self.embedder.model().to_string(), scoring: self.settings.scoring(), ..(*self.calibration()).clone() };
         let fitted = base.fit_apart(samples, source)?;
         self.set_calibration(fitted.clone(), samples.len(), actor)?;
         Ok(fitted)

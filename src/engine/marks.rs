@@ -94,10 +94,8 @@ impl Engine {
         let ids: Vec<i64> = picked.iter().map(|p| p.0).collect();
         let shas: std::collections::HashMap<i64, String> = self.catalog.images(&ids)?.into_iter().map(|i| (i.id, i.sha256)).collect();
         use rayon::prelude::*;
-        let photos: Vec<(i64, Keypoints)> = picked
-            .par_iter()
-            .filter_map(|(id, hotel)| Some((*hotel, self.stored_keypoints(shas.get(id)?)?)))
-            .collect();
+        let photos: Vec<(i64, Keypoints)> =
+            picked.par_iter().filter_map(|(id, hotel)| Some((*hotel, self.stored_keypoints(shas.get(id)?)?))).collect();
         let list = StopList::learn(&photos, opts);
         let version = self.catalog.put_state(MARKS, &list.to_json(), actor)?;
         let n = list.len();
@@ -142,11 +140,11 @@ impl Engine {
         }
         let photo = QueryPhoto::decode(bytes, &self.settings.limits)?;
         let query = super::search::query_keypoints(photo.decoded(), mask)?;
-        let stored = self
-            .stored_keypoints(&img.sha256)
-            .ok_or_else(|| EngineError::Internal(format!("photo {image_id} could not be read again")))?;
+        let stored =
+            self.stored_keypoints(&img.sha256).ok_or_else(|| EngineError::Internal(format!("photo {image_id} could not be read again")))?;
         let (m, mark_points) = self.matched_off_marks(query, stored);
-        let detail = serde_json::json!({"query_sha256": crate::digest::sha256_hex(bytes), "image_id": image_id, "matched_points": m.inliers});
+        let detail =
+            serde_json::json!({"query_sha256": crate::digest::sha256_hex(bytes), "image_id": image_id, "matched_points": m.inliers});
         self.catalog.audit(actor, "search-points", &detail)?;
         Ok(Points { image_id, matched_points: m.inliers, matched_pairs: m.pairs, mark_points })
     }

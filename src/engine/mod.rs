@@ -38,8 +38,8 @@ pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat};
 pub use cases::{CaseReport, CaseView, HotelVerdict, Viewer};
 pub use journal::{Candidate, CaseEntry, FurtherQuery, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 pub use learned::Learned;
-pub use marks::Points;
 pub use maintenance::{Followed, REINDEX};
+pub use marks::Points;
 pub use search::QueryPhoto;
 
 /// Why an engine operation failed.

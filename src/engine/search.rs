@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::learned::Searchable;
 use super::{
     BankMatch, CalibrationInfo, Cell, Engine, EngineError, Evidence, HotelHit, Query, QueryImage, QueryInfo, Reuse, SearchResult,
     MAX_QUERY_PHOTOS,
@@ -15,7 +16,6 @@ use crate::calibrate::{self, Calibration};
 use crate::catalog::{Hotel, Image, Status};
 use crate::embed::pool::{FeatureMap, Mask};
 use crate::embed::Embedding;
-use super::learned::Searchable;
 use crate::index::{Found, Plan};
 use crate::media::decode::{self, Decoded, Limits};
 use crate::pdq;
@@ -138,7 +138,10 @@ impl Engine {
         let mut laps = Laps::start();
         let images = q.photos();
         if images.len() > MAX_QUERY_PHOTOS {
-            return Err(EngineError::Invalid { field: "photo", message: format!("{} photos; a search takes {MAX_QUERY_PHOTOS} at most", images.len()) });
+            return Err(EngineError::Invalid {
+                field: "photo",
+                message: format!("{} photos; a search takes {MAX_QUERY_PHOTOS} at most", images.len()),
+            });
         }
         let photos = images.iter().map(|i| QueryPhoto::decode(i.bytes, &self.settings.limits)).collect::<Result<Vec<_>, _>>()?;
         let allowed = if q.filter.is_empty() { None } else { Some(self.catalog.hotels_matching(&q.filter)?) };
@@ -229,7 +232,8 @@ impl Engine {
     /// `top` shows.
     fn rank(&self, retrieved: &[Retrieved], top: usize) -> Ranked {
         let opts = &self.settings.search;
-        let per_photo: Vec<Vec<RankedHotel>> = retrieved.iter().map(|r| rank::rank_hotels(&r.found, opts.aggregation, usize::MAX)).collect();
+        let per_photo: Vec<Vec<RankedHotel>> =
+            retrieved.iter().map(|r| rank::rank_hotels(&r.found, opts.aggregation, usize::MAX)).collect();
         let mut hotels = rank::fuse(&per_photo, opts.fusion, top.max(calibrate::CANDIDATES));
         let calibration = self.calibration();
         let candidates: Vec<(i64, f32)> = hotels.iter().take(calibrate::CANDIDATES).map(|r| (r.hotel_id, r.score)).collect();
@@ -268,7 +272,8 @@ impl Engine {
     fn evidence(&self, f: &Found, img: &Image, query: usize, retrieved: &Retrieved, verified: Option<&(f32, verify::Matched)>) -> Evidence {
         // The cells are the network's, before any projection: compared with the photo's
         // vector as embedded (the index's copy only when it holds them unprojected).
-        let unprojected = || retrieved.index.projection.whitening.is_none().then(|| retrieved.index.vectors.vector_of(f.image_id)).flatten();
+        let unprojected =
+            || retrieved.index.projection.whitening.is_none().then(|| retrieved.index.vectors.vector_of(f.image_id)).flatten();
         let vector = retrieved.exact.get(&f.image_id).cloned().or_else(unprojected);
         let query_cells = match (&retrieved.emb.cells, vector) {
             (Some((fm, keep)), Some(v)) => best_cells(fm, keep.as_deref(), &v, 3),
