@@ -104,8 +104,9 @@ pub struct Calibration {
 }
 
 impl Default for Calibration {
-    /// Fitted with `hotelmatch calibrate` on listings-dev (159 searches: plain, masked and
-    /// painted queries) with the default model and scoring (docs/calibration.md).
+    /// Fitted with `hotelmatch calibrate` on listings-dev-nowm (159 one-photo searches: plain,
+    /// masked and painted queries; 90 `--group-by hotel` searches for `several`) with the
+    /// default model and scoring (docs/workflow.md).
     fn default() -> Self {
         Calibration {
             temperature: 0.0264,

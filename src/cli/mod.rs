@@ -78,8 +78,9 @@ enum Cmd {
     /// Re-embed photos the current model has not seen (after a model change), rebuild the
     /// vector index from the catalog (purging deleted photos) and save it.
     Reindex,
-    /// Learn a whitening of the embeddings from the catalog's hotel labels (photos of one
-    /// hotel are pairs) and put it in force on every replica; `reindex` learns it too.
+    /// Learn from the catalog: the marks shared by many hotels (left out of matched points)
+    /// and a whitening of the embeddings from the hotel labels (photos of one hotel are
+    /// pairs); both go in force on every replica. `reindex` learns them too.
     Learn,
     /// ImageNet top-5 of a photo, for models with a classifier (a conversion check).
     Classify(classify::ClassifyArgs),
