@@ -436,7 +436,12 @@ fn a_learned_whitening_is_kept_in_the_catalog_and_used_by_every_replica() {
     b.follow().unwrap();
     let query = photo("h-desert-244-1.jpg");
     let before = b.search(&Query { bytes: &query, ..Default::default() }, "inv").unwrap();
+    a.save_index().unwrap();
+    let plain_dump = sa.data_dir.join("index").join("model-1");
+    assert!(plain_dump.exists());
     let learned = a.learn_whitening("ops").unwrap();
+    // The dump of unwhitened vectors can never be loaded again: the new one replaces it.
+    assert!(!plain_dump.exists() && sa.data_dir.join("index").join(format!("model-1-whitening-{}", learned.version)).exists());
     let fitted = learned.fitted.clone().expect("4 hotels of 2 photos make 4 pairs");
     assert_eq!((fitted.pairs, fitted.hotels), (4, 4));
     assert_eq!(a.whitening_version(), learned.version);

@@ -162,7 +162,18 @@ impl Engine {
     /// Writes the index dump (with its watermark).
     pub fn save_index(&self) -> Result<(), EngineError> {
         let index = self.index();
-        index.vectors.save(&self.index_dir(index.projection.version))?;
+        let dir = self.index_dir(index.projection.version);
+        index.vectors.save(&dir)?;
+        // Dumps made with another whitening can never be loaded again: they go.
+        let (ours, plain) = (format!("model-{}-whitening-", self.model_id), format!("model-{}", self.model_id));
+        if let Ok(entries) = std::fs::read_dir(self.settings.data_dir.join("index")) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if (name == plain || name.starts_with(&ours)) && e.path() != dir {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         Ok(())
     }
 
