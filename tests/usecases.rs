@@ -354,6 +354,17 @@ impl store::BlobStore for CountingStore {
     }
 }
 
+/// The sample's first photo of hotel `name` in a room whose number starts with `room`.
+fn first_sample_photo(name: &str, room: &str) -> String {
+    std::fs::read_dir(root().join("data-sample/images"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with(&format!("h-{name}-{room}")) && f.ends_with("-0.jpg"))
+        .min()
+        .unwrap()
+}
+
 /// Hotels of the sample with their photos, added to `engine`; returns (hotel id, photo names).
 fn add_sample_hotels(engine: &Engine, names: &[&str]) -> Vec<(i64, Vec<String>)> {
     let mut out = Vec::new();
@@ -362,13 +373,7 @@ fn add_sample_hotels(engine: &Engine, names: &[&str]) -> Vec<(i64, Vec<String>)>
             engine.upsert_hotel(&Hotel { external_id: Some(name.to_string()), name: name.to_string(), ..Default::default() }, "x").unwrap();
         let mut photos = Vec::new();
         for room in ["1", "2"] {
-            let file = std::fs::read_dir(root().join("data-sample/images"))
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|f| f.starts_with(&format!("h-{name}-{room}")) && f.ends_with("-0.jpg"))
-                .min()
-                .unwrap();
+            let file = first_sample_photo(name, room);
             engine.ingest(&photo(&file), &new_photo(h), "u").unwrap();
             photos.push(file);
         }
@@ -514,13 +519,7 @@ fn a_mark_shared_by_several_hotels_is_learned_and_never_counted_as_evidence() {
     for name in ["aurora", "desert", "harbor", "lonestar"] {
         let h = engine.upsert_hotel(&Hotel { external_id: Some(name.into()), name: name.into(), ..Default::default() }, "x").unwrap();
         for room in ["1", "2"] {
-            let file = std::fs::read_dir(root().join("data-sample/images"))
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|f| f.starts_with(&format!("h-{name}-{room}")) && f.ends_with("-0.jpg"))
-                .min()
-                .unwrap();
+            let file = first_sample_photo(name, room);
             let Ingested::Added { image_id, .. } = engine.ingest(&with_mark(&file), &new_photo(h), "u").unwrap() else { panic!() };
             ids.push((name, image_id));
         }

@@ -92,12 +92,7 @@ pub(super) async fn search(
     let engine = s.engine.clone();
     let limits = *engine.limits();
     let res = blocking(move || {
-        let masks = photos
-            .iter()
-            .map(|(_, m)| {
-                m.as_ref().map(|m| Mask::from_picture(m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))).transpose()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let masks = photos.iter().map(|(_, m)| m.as_ref().map(|m| mask_of(m, &limits)).transpose()).collect::<Result<Vec<_>, _>>()?;
         let more = photos.iter().zip(&masks).skip(1).map(|((b, _), m)| QueryImage { bytes: b, mask: m.as_ref() }).collect();
         let q = Query { bytes: &photos[0].0, mask: masks[0].as_ref(), more, filter, top, save_case, skip_auto_mask, ef };
         match case_id {
@@ -149,8 +144,7 @@ pub(super) async fn search_points(
     let engine = s.engine.clone();
     let limits = *engine.limits();
     let points = blocking(move || {
-        let mask =
-            mask_bytes.map(|m| Mask::from_picture(&m, &limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))).transpose()?;
+        let mask = mask_bytes.map(|m| mask_of(&m, &limits)).transpose()?;
         engine.matched_points(&bytes, mask.as_ref(), image_id, &key.id)
     })
     .await?;
@@ -161,6 +155,11 @@ pub(super) async fn search_points(
         mark_points: points.mark_points,
     })
     .into_response())
+}
+
+/// A mask picture as the engine's error when it cannot be read (a `bad_image` 4xx).
+fn mask_of(bytes: &[u8], limits: &crate::media::decode::Limits) -> Result<Mask, EngineError> {
+    Mask::from_picture(bytes, limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))
 }
 
 /// A query photo's bytes and its mask's, as sent.
