@@ -108,9 +108,9 @@ fn order(hotels: &mut Vec<RankedHotel>, top: usize) {
 /// One ranking from the rankings of several query photos of one place (each complete, as
 /// `rank_hotels` made it): hotel scores fused by `how`, each hotel's images merged best first
 /// (a stored photo found by two query photos is kept once, with its best similarity).
-pub fn fuse(per_photo: &[Vec<RankedHotel>], how: Fusion, top: usize) -> Vec<RankedHotel> {
-    if let [one] = per_photo {
-        let mut hotels = one.clone();
+pub fn fuse(mut per_photo: Vec<Vec<RankedHotel>>, how: Fusion, top: usize) -> Vec<RankedHotel> {
+    if per_photo.len() == 1 {
+        let mut hotels = per_photo.swap_remove(0);
         order(&mut hotels, top);
         return hotels;
     }
@@ -174,7 +174,7 @@ mod tests {
         // Photo 0 puts hotel 10 first, barely; photo 1 ranks 20 well and never sees 10.
         let a = rank_hotels(&[f(1, 10, 0.80), f(2, 20, 0.79), f(3, 30, 0.5)], Aggregation::Best, 100);
         let b = rank_hotels(&[f(4, 20, 0.9), f(2, 20, 0.7), f(5, 40, 0.6)], Aggregation::Best, 100);
-        let mean = fuse(&[a.clone(), b.clone()], Fusion::Mean, 10);
+        let mean = fuse(vec![a.clone(), b.clone()], Fusion::Mean, 10);
         assert_eq!(mean.iter().map(|h| h.hotel_id).collect::<Vec<_>>(), vec![20, 10, 30, 40]);
         // 30 and 40 tie (each found by one photo, at the other's floor): the lower id first.
         // Hotel 10: (0.80 + photo 1's floor 0.6) / 2.
@@ -182,9 +182,9 @@ mod tests {
         // Image 2 was found by both photos: kept once, with its best similarity, from photo 0.
         assert_eq!(mean[0].images.iter().map(|f| f.image_id).collect::<Vec<_>>(), vec![4, 2]);
         assert_eq!(mean[0].photos, vec![1, 0]);
-        let max = fuse(&[a.clone(), b], Fusion::Max, 2);
+        let max = fuse(vec![a.clone(), b], Fusion::Max, 2);
         assert_eq!((max[0].hotel_id, max.len(), max[1].rank), (20, 2, 2));
         // One photo: its own ranking.
-        assert_eq!(fuse(std::slice::from_ref(&a), Fusion::Mean, 10), a);
+        assert_eq!(fuse(vec![a.clone()], Fusion::Mean, 10), a);
     }
 }

@@ -189,16 +189,17 @@ impl Engine {
     /// here (the index rebuilt and saved) and, through a new catalog version, on every
     /// replica. Below `whiten.min_pairs` the new version is "none". Audited as `learn`.
     pub fn learn_whitening(&self, actor: &str) -> Result<Learned, EngineError> {
-        let (projection, skipped) = self.fit_whitening(actor)?;
+        let changes = self.catalog.changes_since(0, self.model_id)?;
+        let (projection, skipped) = self.fit_whitening(&changes, actor)?;
         let learned = Learned { version: projection.version, fitted: projection.whitening.as_ref().map(|w| w.fitted.clone()), skipped };
-        self.rebuild_projected(projection)?;
+        self.rebuild_with(projection, changes)?;
         self.save_index()?;
         Ok(learned)
     }
 
-    /// Fits and stores a new whitening version (or "none" when too few pairs, and why), audited.
-    pub(super) fn fit_whitening(&self, actor: &str) -> Result<(Projection, Option<String>), EngineError> {
-        let changes = self.catalog.changes_since(0, self.model_id)?;
+    /// Fits a new whitening version on the active photos of the whole feed, `changes` (or
+    /// "none" when too few pairs, and why), and stores it; audited.
+    pub(super) fn fit_whitening(&self, changes: &[Change], actor: &str) -> Result<(Projection, Option<String>), EngineError> {
         let photos: Vec<(i64, &[f32])> = changes
             .iter()
             .filter(|c| c.status == crate::catalog::Status::Active)

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::learned::{Projection, Searchable};
 use super::{Engine, EngineError, Step};
-use crate::catalog::{Job, Status, JOB_LEASE_SECS};
+use crate::catalog::{Change, Job, Status, JOB_LEASE_SECS};
 use crate::index::VectorIndex;
 use crate::store::StoreError;
 
@@ -145,7 +145,11 @@ impl Engine {
     /// Builds a fresh index from the whole feed, its vectors made with `projection`, and swaps
     /// both in together. Returns how many changes it was built from.
     pub(super) fn rebuild_projected(&self, projection: Projection) -> Result<usize, EngineError> {
-        let changes = self.catalog.changes_since(0, self.model_id)?;
+        self.rebuild_with(projection, self.catalog.changes_since(0, self.model_id)?)
+    }
+
+    /// `rebuild_projected` from the whole feed already read, `changes`.
+    pub(super) fn rebuild_with(&self, projection: Projection, changes: Vec<Change>) -> Result<usize, EngineError> {
         let fresh = Searchable { vectors: self.index().vectors.fresh(), projection };
         // Built once, in parallel, off the serving path. Each change carries its photo's
         // current status, so deleted photos are never inserted and compacting is a no-op.
@@ -205,9 +209,14 @@ impl Engine {
             self.learn_marks("reindex")?;
         }
         progress(Step::Indexing, 0, 1);
-        // The whitening is learned again from the labels as they are now.
+        // The whitening is learned again from the labels as they are now, from the same read
+        // of the feed that the index is built from.
         let n = match self.settings.whiten.enabled {
-            true => self.rebuild_projected(self.fit_whitening("reindex")?.0)?,
+            true => {
+                let changes = self.catalog.changes_since(0, self.model_id)?;
+                let projection = self.fit_whitening(&changes, "reindex")?.0;
+                self.rebuild_with(projection, changes)?
+            }
             false => self.rebuild_from_catalog()?,
         };
         self.save_index()?;

@@ -81,13 +81,9 @@ impl Engine {
     /// Audited as `learn-marks`; returns the version and how many marks it holds.
     pub fn learn_marks(&self, actor: &str) -> Result<(i64, usize), EngineError> {
         let opts = &self.settings.marks;
-        let active: Vec<(i64, i64)> = self
-            .catalog
-            .changes_since(0, self.model_id)?
-            .into_iter()
-            .filter(|c| c.status == Status::Active)
-            .map(|c| (c.image_id, c.hotel_id))
-            .collect();
+        // Ids and hotels only: the catalog's list of active photos, not the feed's vectors.
+        let mut active: Vec<(i64, i64)> = self.catalog.active_pdq()?.into_iter().map(|a| (a.image_id, a.hotel_id)).collect();
+        active.sort_unstable();
         let step = (active.len() as f64 / opts.max_photos.max(1) as f64).max(1.0);
         let picked: Vec<(i64, i64)> =
             (0..active.len().min(opts.max_photos)).map(|k| active[((k as f64 * step) as usize).min(active.len() - 1)]).collect();
@@ -121,13 +117,9 @@ impl Engine {
         Ok(taken)
     }
 
-    /// Keypoints `a` and `b` (query, stored) matched with the points on shared marks left out.
-    pub(super) fn matched_off_marks(&self, a: Keypoints, b: Keypoints) -> (verify::Matched, Vec<[f32; 2]>) {
-        let marks = self.marks();
-        let distance = self.settings.marks.distance;
-        let (a, left) = off_marks(a, &marks, distance);
-        let (b, _) = off_marks(b, &marks, distance);
-        (verify::matched(&a, &b), left)
+    /// `k` without its keypoints on shared marks, and the positions (fractions) of those left out.
+    pub(super) fn without_marks(&self, k: Keypoints) -> (Keypoints, Vec<[f32; 2]>) {
+        off_marks(k, &self.marks(), self.settings.marks.distance)
     }
 
     /// The matched points of a query photo (outside `mask`) and the active stored photo
@@ -142,7 +134,8 @@ impl Engine {
         let query = super::search::query_keypoints(photo.decoded(), mask)?;
         let stored =
             self.stored_keypoints(&img.sha256).ok_or_else(|| EngineError::Internal(format!("photo {image_id} could not be read again")))?;
-        let (m, mark_points) = self.matched_off_marks(query, stored);
+        let (query, mark_points) = self.without_marks(query);
+        let m = verify::matched(&query, &self.without_marks(stored).0);
         let detail =
             serde_json::json!({"query_sha256": crate::digest::sha256_hex(bytes), "image_id": image_id, "matched_points": m.inliers});
         self.catalog.audit(actor, "search-points", &detail)?;

@@ -234,7 +234,7 @@ impl Engine {
         let opts = &self.settings.search;
         let per_photo: Vec<Vec<RankedHotel>> =
             retrieved.iter().map(|r| rank::rank_hotels(&r.found, opts.aggregation, usize::MAX)).collect();
-        let mut hotels = rank::fuse(&per_photo, opts.fusion, top.max(calibrate::CANDIDATES));
+        let mut hotels = rank::fuse(per_photo, opts.fusion, top.max(calibrate::CANDIDATES));
         let calibration = self.calibration();
         let candidates: Vec<(i64, f32)> = hotels.iter().take(calibrate::CANDIDATES).map(|r| (r.hotel_id, r.score)).collect();
         let probabilities = calibration.probabilities(&candidates.iter().map(|c| c.1).collect::<Vec<_>>(), retrieved.len());
@@ -366,13 +366,14 @@ impl Engine {
         if k == 0 {
             return Ok(Default::default());
         }
-        let query_points = query_keypoints(&photo.decoded, mask)?;
+        // The query's points on shared marks are left out once, not per stored photo.
+        let (query_points, _) = self.without_marks(query_keypoints(&photo.decoded, mask)?);
         let ids: Vec<i64> = found[..k].iter().map(|f| f.image_id).collect();
         let shas: HashMap<i64, String> = self.catalog.images(&ids)?.into_iter().map(|i| (i.id, i.sha256)).collect();
         let matched: Vec<verify::Matched> = ids
             .par_iter()
             .map(|id| match shas.get(id).and_then(|sha| self.stored_keypoints(sha)) {
-                Some(points) => self.matched_off_marks(query_points.clone(), points).0,
+                Some(points) => verify::matched(&query_points, &self.without_marks(points).0),
                 None => verify::Matched::default(),
             })
             .collect();
