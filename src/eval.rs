@@ -94,7 +94,7 @@ pub struct Report {
     /// Queries masked automatically (no mask given, a painted region found).
     pub auto_masked: usize,
     /// Searches whose first hotel was labelled "strong" and was the wrong one (engine path).
-    pub wrong_strong: usize,
+    pub wrong_strong: Vec<WrongStrong>,
     pub hotel_at_5: f64,
     pub hotel_at_10: f64,
     /// Fraction of queries whose room is among the top 1, 5 rooms.
@@ -142,7 +142,7 @@ pub fn embed_all(
         let inputs: Vec<Input> = bytes
             .iter()
             .zip(&masks)
-            .map(|(b, m)| Input { bytes: b, mask: m.as_ref(), auto_mask: as_queries && m.is_none(), decoded: None })
+            .map(|(b, m)| Input { bytes: b, mask: m.as_ref(), auto_mask: as_queries && m.is_none(), decoded: None, marks: &[] })
             .collect();
         for (r, e) in chunk.iter().zip(embedder.embed(&inputs)) {
             let e = e.map_err(|e| EvalError::Embed { path: r.path.clone(), message: e.to_string() })?;
@@ -179,6 +179,22 @@ fn rank_of_best<'a>(scored: &[(usize, f32)], label: impl Fn(usize) -> &'a str, w
     None
 }
 
+/// A search whose first hotel was labelled "strong" and was the wrong one.
+#[derive(Debug, Clone, Serialize)]
+pub struct WrongStrong {
+    /// The search's (first) query photo.
+    pub query: PathBuf,
+    /// Its hotel, and the one answered first (external ids).
+    pub truth: String,
+    pub answered: String,
+    /// The probability shown for the wrong hotel.
+    pub probability: f32,
+    /// Where the right hotel came (1-based), if within the candidates shown.
+    pub right_rank: Option<usize>,
+    /// Matched points behind the wrong answer (0 unless the verification is on).
+    pub matched_points: usize,
+}
+
 /// Counts of queries whose hotel / room came within the top k.
 #[derive(Default)]
 struct Tally {
@@ -186,7 +202,7 @@ struct Tally {
     hits: HashMap<&'static str, usize>,
     reciprocal_ranks: f64,
     auto_masked: usize,
-    wrong_strong: usize,
+    wrong_strong: Vec<WrongStrong>,
 }
 
 impl Tally {
@@ -224,7 +240,7 @@ impl Tally {
             hotel_at_1_ci95: wilson95(self.hits.get("h1").copied().unwrap_or(0), self.queries),
             mrr: self.reciprocal_ranks / self.queries.max(1) as f64,
             auto_masked: self.auto_masked,
-            wrong_strong: self.wrong_strong,
+            wrong_strong: self.wrong_strong.clone(),
             model: model.to_string(),
             pooling: opts.pooling.to_string(),
             resize: format!("{:?}", opts.resize).to_lowercase(),
@@ -357,8 +373,8 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
     let embed_ms_per_photo = t.elapsed().as_secs_f64() * 1e3 / gallery.len() as f64;
     // What the catalog teaches is learned from the gallery alone, never the queries.
     if cfg.marks.enabled {
-        let (version, marks) = engine.learn_marks("eval")?;
-        tracing::info!(version, marks, "shared marks learned from the gallery");
+        let learned = engine.learn_marks("eval")?;
+        tracing::info!(?learned, "shared marks learned from the gallery");
     }
     if cfg.whiten.enabled {
         let learned = engine.learn_whitening("eval")?;
@@ -389,8 +405,16 @@ pub fn evaluate_engine(cfg: &crate::Config, gallery_csv: &Path, sets: &[QuerySet
             tally.auto_masked += res.queries.iter().filter(|i| i.auto_mask.is_some()).count();
             let want_hotel = res.hotels.iter().find(|h| h.hotel.external_id.as_deref() == Some(q.hotel.as_str())).map(|h| h.hotel.id);
             let hotel_rank = res.hotels.iter().position(|h| Some(h.hotel.id) == want_hotel);
-            let strong = res.hotels.first().is_some_and(|h| h.confidence == crate::engine::Confidence::Strong);
-            tally.wrong_strong += usize::from(strong && hotel_rank != Some(0));
+            if let Some(first) = res.hotels.first().filter(|h| h.confidence == crate::engine::Confidence::Strong && hotel_rank != Some(0)) {
+                tally.wrong_strong.push(WrongStrong {
+                    query: q.path.clone(),
+                    truth: q.hotel.clone(),
+                    answered: first.hotel.external_id.clone().unwrap_or_else(|| first.hotel.name.clone()),
+                    probability: first.probability,
+                    right_rank: hotel_rank.map(|r| r + 1),
+                    matched_points: first.evidence.iter().filter_map(|e| e.matched_points).max().unwrap_or(0),
+                });
+            }
             let mut rooms: Vec<(i64, Option<String>)> = Vec::new();
             for f in &res.images {
                 let img = engine.image(f.image_id)?;

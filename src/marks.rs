@@ -27,11 +27,15 @@ pub struct MarkOptions {
     /// 99 % of the keypoints of listings-dev-nowm (no marks) were flagged, at 10 bits 0.1 %
     /// (docs/retrieval.md).
     pub distance: u32,
+    /// Mask a photo's marks before it is embedded, gallery and query photos alike. Off by
+    /// default: on listings-dev-nowm it cost masked queries hotel@1 (0.415 → 0.358) and on
+    /// the marked listings-dev it gained nothing (docs/retrieval.md).
+    pub mask_embedding: bool,
 }
 
 impl Default for MarkOptions {
     fn default() -> Self {
-        MarkOptions { enabled: true, min_hotels: 3, max_photos: 400, distance: 10 }
+        MarkOptions { enabled: true, min_hotels: 3, max_photos: 400, distance: 10, mask_embedding: false }
     }
 }
 
@@ -46,6 +50,10 @@ const MIN_HITS: usize = 3;
 /// How far (fraction of the frame, each way) around a keypoint alike a learned mark other
 /// keypoints count as on the same mark.
 const REACH: f32 = 0.05;
+
+/// How far (fraction of the frame, each way) a mark's region reaches past its outermost
+/// keypoints: a keypoint sits inside the strokes it was found on.
+const PAD: f32 = 0.02;
 
 /// Positions are compared on a grid this many cells a side (fractions of the frame): a
 /// mark sits at the same place in every photo it is stamped on.
@@ -169,6 +177,39 @@ impl StopList {
             return vec![false; xy.len()];
         }
         xy.iter().map(|p| hits.iter().any(|h| (h[0] - p[0]).abs() <= REACH && (h[1] - p[1]).abs() <= REACH)).collect()
+    }
+
+    /// The regions of the frame a photo's shared marks cover, as `[x0, y0, x1, y1]` fractions:
+    /// its keypoints on marks grouped by nearness (within `REACH`), each group's bounding box
+    /// widened by `PAD`. Empty when the photo carries none.
+    pub fn regions(&self, k: &Keypoints, distance: u32) -> Vec<[f32; 4]> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let on: Vec<[f32; 2]> = fractions(k).zip(self.on_marks(k, distance)).filter(|(_, on)| *on).map(|(p, _)| p).collect();
+        // Union-find over the points on marks: two within reach belong to one mark.
+        let mut parent: Vec<usize> = (0..on.len()).collect();
+        fn root(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        for i in 0..on.len() {
+            for j in i + 1..on.len() {
+                if (on[i][0] - on[j][0]).abs() <= REACH && (on[i][1] - on[j][1]).abs() <= REACH {
+                    let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                    parent[a] = b;
+                }
+            }
+        }
+        let mut boxes: std::collections::BTreeMap<usize, [f32; 4]> = std::collections::BTreeMap::new();
+        for (i, p) in on.iter().enumerate() {
+            let b = boxes.entry(root(&mut parent, i)).or_insert([p[0], p[1], p[0], p[1]]);
+            *b = [b[0].min(p[0]), b[1].min(p[1]), b[2].max(p[0]), b[3].max(p[1])];
+        }
+        boxes.into_values().map(|b| [(b[0] - PAD).max(0.0), (b[1] - PAD).max(0.0), (b[2] + PAD).min(1.0), (b[3] + PAD).min(1.0)]).collect()
     }
 
     /// The stored form.

@@ -293,7 +293,7 @@ fn sscd_fills_the_mask_and_finds_painted_regions() {
         out.into_inner()
     };
     let (plain, painted) = (png(&cat), png(&painted));
-    let auto = |bytes: &[u8]| e.embed_input(Input { bytes, mask: None, auto_mask: true, decoded: None }).unwrap();
+    let auto = |bytes: &[u8]| e.embed_input(Input { bytes, mask: None, auto_mask: true, decoded: None, marks: &[] }).unwrap();
     assert_eq!(auto(&plain).auto_mask, None, "an unpainted photo is left alone");
     let found = auto(&painted);
     let area = found.auto_mask.expect("the painted rectangle is found");

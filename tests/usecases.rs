@@ -529,8 +529,11 @@ fn a_mark_shared_by_several_hotels_is_learned_and_never_counted_as_evidence() {
     let other = ids.iter().find(|(n, _)| *n == "desert").unwrap().1;
     let before = engine.matched_points(&query, None, other, "inv").unwrap();
     assert!(before.matched_points >= 8 && before.mark_points.is_empty(), "{before:?}");
-    let (version, n) = engine.learn_marks("ops").unwrap();
+    let learned = engine.learn_marks("ops").unwrap();
+    let (version, n) = (learned.version, learned.marks);
     assert!(version > 0 && n > 20, "{n} marks learned");
+    // By default the marks are left out of the evidence only: no photo is embedded again.
+    assert_eq!(learned.remasked, 0);
     assert_eq!(engine.marks_version(), version);
     let after = engine.matched_points(&query, None, other, "inv").unwrap();
     assert!(after.matched_points < before.matched_points / 2, "{} → {} matched points", before.matched_points, after.matched_points);
@@ -546,4 +549,66 @@ fn a_mark_shared_by_several_hotels_is_learned_and_never_counted_as_evidence() {
     // A photo that is not active is not shown as evidence.
     engine.set_status(other, Status::Quarantined, "mod").unwrap();
     assert_eq!(engine.matched_points(&query, None, other, "inv").unwrap_err().kind().1, "no_such_photo");
+}
+
+#[test]
+fn with_mask_embedding_the_learned_marks_are_masked_before_gallery_and_query_photos_are_embedded() {
+    // Two replicas on one catalog: A learns, B follows.
+    let (mut sa, mut sb) = (settings("masked-a"), settings("masked-b"));
+    let shared = sa.data_dir.with_extension("shared");
+    let _ = std::fs::remove_dir_all(&shared);
+    std::fs::create_dir_all(&shared).unwrap();
+    for s in [&mut sa, &mut sb] {
+        s.marks.mask_embedding = true;
+        s.catalog = shared.join("catalog.sqlite").display().to_string();
+        s.photos = shared.display().to_string();
+    }
+    let open = |s: EngineSettings| {
+        let limits = s.limits;
+        Engine::open(s, Box::new(ColourLayout::new(limits))).unwrap()
+    };
+    let (marked, replica) = (open(sa), open(sb));
+    let mut ids = Vec::new();
+    for name in ["aurora", "desert", "harbor", "lonestar"] {
+        for room in ["1", "2"] {
+            let file = first_sample_photo(name, room);
+            let hotel = Hotel { external_id: Some(name.into()), name: name.into(), ..Default::default() };
+            let h = marked.upsert_hotel(&hotel, "x").unwrap();
+            let Ingested::Added { image_id, .. } = marked.ingest(&with_mark(&file), &new_photo(h), "u").unwrap() else { panic!() };
+            ids.push(image_id);
+        }
+    }
+    let similarities = |engine: &Engine, bytes: &[u8]| -> Vec<f32> {
+        let res = engine.search(&Query { bytes, top: 10, ..Default::default() }, "inv").unwrap();
+        ids.iter().map(|id| res.images.iter().find(|f| f.image_id == *id).map_or(0.0, |f| f.similarity)).collect()
+    };
+    let query = with_mark("h-maple-151-0.jpg");
+    let search = |engine: &Engine| engine.search(&Query { bytes: &query, top: 10, ..Default::default() }, "inv").unwrap();
+    let before = similarities(&marked, &query);
+    assert!(search(&marked).queries[0].marks.is_empty());
+    let learned = marked.learn_marks("ops").unwrap();
+    assert!(learned.remasked >= 6, "{learned:?}: photos embedded again without their marks");
+    // The query's mark is found and masked: one region holds the box it was pasted in (the
+    // sample's rendered rooms share some furniture too), and little else of the room goes.
+    let (w, h) = image::load_from_memory(&query).unwrap().to_rgb8().dimensions();
+    let pasted = [w - w / 4 - w / 40, h / 30, w / 4, h / 8];
+    let marks = search(&marked).queries[0].marks.clone();
+    let holds = |r: &[u32; 4]| {
+        r[0] <= pasted[0] + 4
+            && r[1] <= pasted[1] + 4
+            && r[0] + r[2] + 4 >= pasted[0] + pasted[2]
+            && r[1] + r[3] + 4 >= pasted[1] + pasted[3]
+    };
+    assert!(marks.iter().any(holds), "{marks:?} in {w}x{h}: none holds the mark at {pasted:?}");
+    assert!(marks.iter().map(|r| r[2] * r[3]).sum::<u32>() < w * h / 6, "{marks:?} mask too much of {w}x{h}");
+    // Gallery photos were embedded again: the query's likeness to every marked photo changed.
+    let after = similarities(&marked, &query);
+    assert!(before.iter().zip(&after).filter(|(a, b)| (*a - *b).abs() > 1e-4).count() >= 6, "{before:?} → {after:?}");
+    let audit = marked.audit_entries(Some("learn-marks"), 5).unwrap();
+    assert_eq!(audit[0].detail["remasked"], serde_json::json!(learned.remasked));
+    // A replica takes the new vectors up (a rebuild) and masks its queries' marks the same way.
+    assert!(replica.follow().unwrap().rebuilt);
+    let (on_a, on_b) = (similarities(&marked, &query), similarities(&replica, &query));
+    assert!(on_a.iter().zip(&on_b).all(|(a, b)| (a - b).abs() < 1e-4), "{on_a:?} on A, {on_b:?} on B");
+    std::fs::remove_dir_all(&shared).ok();
 }

@@ -304,13 +304,27 @@ def main():
         t.shot("investigate-390.png")
         t.check(scroll <= width + 1, f"the results fit the phone's width too ({scroll} px)")
 
-        # 8b. Two photos of the room searched together: the evidence says which one it matches.
+        # 8b. Two photos of the room searched together, each painted on its own: the evidence
+        # says which one it matches, and the second photo's mask goes with it.
         driver.find_element(By.ID, "more").send_keys(f"{ROOT}/data-sample/queries/h-lonestar-query.jpg")
+        second = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#shots button[data-i='1']")))
+        first_paint = driver.execute_script(PAINTED_JS)
+        second.click()
+        wait.until(lambda d: d.execute_script("return cur") == 1)
+        blank = driver.execute_script(PAINTED_JS)
+        ActionChains(driver).move_to_element(driver.find_element(By.ID, "mask")).click().perform()
+        second_paint = driver.execute_script(PAINTED_JS)
+        driver.find_element(By.CSS_SELECTOR, "#shots button[data-i='0']").click()
+        wait.until(lambda d: d.execute_script("return cur") == 0)
+        back = driver.execute_script(PAINTED_JS)
+        labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#shots button")]
+        t.check(blank == 0 and second_paint > 0 and back == first_paint and "painted" in labels[1], f"each photo keeps its own mask: {first_paint} px on photo 1, {blank} then {second_paint} on photo 2, {back} back on 1; {labels}")
         driver.find_element(By.ID, "go").click()
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#top .card.top")))
         together = wait.until(lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, "#results p.muted") if "searched together" in e.text), None))
         which = wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#top figure.stored div.small") if "matches your photo" in e.text])
-        t.check(together.startswith("2 photos") and which, f"two photos searched together: {together!r}, {which[:1]}")
+        masked = driver.execute_script("return last.queries.map(q => q.masked)")
+        t.check(together.startswith("2 photos") and which and masked[1] is True, f"two photos searched together: {together!r}, {which[:1]}, masked {masked}")
 
         # 9. With a tile server configured (a loopback one here), the map draws its tiles.
         tile_port, hits = free_port(), []

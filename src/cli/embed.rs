@@ -33,7 +33,13 @@ pub(super) fn run(cfg: &Config, args: EmbedArgs, out: &mut impl Write) -> Result
     for path in &images {
         let t = Instant::now();
         let bytes = read(path)?;
-        let res = embedder.embed_input(Input { bytes: &bytes, mask: mask.as_ref(), auto_mask: auto_mask && mask.is_none(), decoded: None });
+        let res = embedder.embed_input(Input {
+            bytes: &bytes,
+            mask: mask.as_ref(),
+            auto_mask: auto_mask && mask.is_none(),
+            decoded: None,
+            marks: &[],
+        });
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let line = match res {
             Ok(e) => {

@@ -60,10 +60,28 @@ pub(super) fn run(cfg: &Config, args: EvalArgs, out: &mut impl Write) -> Result<
             r.mrr,
             r.room_at_1,
             r.auto_masked,
-            r.wrong_strong,
+            r.wrong_strong.len(),
             r.query_ms_p50,
             r.query_ms_p95
         )?;
+    }
+    // Every wrong "strong" answer by name: the ones an investigator would have been misled by.
+    let wrong: Vec<_> = reports.iter().flat_map(|r| r.wrong_strong.iter()).collect();
+    if !json && !wrong.is_empty() {
+        writeln!(out, "\n| wrong strong: query | its hotel | answered | probability | right hotel's rank | matched points |")?;
+        writeln!(out, "|---|---|---|---|---|---|")?;
+        for w in wrong {
+            let rank = w.right_rank.map_or("> shown".to_string(), |r| r.to_string());
+            writeln!(
+                out,
+                "| {} | {} | {} | {:.0} % | {rank} | {} |",
+                w.query.display(),
+                w.truth,
+                w.answered,
+                w.probability * 100.0,
+                w.matched_points
+            )?;
+        }
     }
     Ok(())
 }

@@ -5,8 +5,12 @@ use super::*;
 pub(super) fn run(cfg: &Config, init: bool, out: &mut impl Write) -> Result<()> {
     let engine = open_engine(cfg, init)?;
     if cfg.marks.enabled {
-        let (version, n) = engine.learn_marks("cli")?;
-        writeln!(out, "shared marks version {version}: {n} keypoints recur at one place in photos of {}+ hotels", cfg.marks.min_hotels)?;
+        let m = engine.learn_marks("cli")?;
+        writeln!(
+            out,
+            "shared marks version {}: {} keypoints recur at one place in photos of {}+ hotels; {} photos embedded again without them",
+            m.version, m.marks, cfg.marks.min_hotels, m.remasked
+        )?;
     }
     let learned = engine.learn_whitening("cli")?;
     match (&learned.fitted, &learned.skipped) {

@@ -43,7 +43,8 @@ impl Embed for ColourLayout {
         };
         let g = Self::GRID;
         let small = image::imageops::resize(&d.rgb, g, g, image::imageops::FilterType::Triangle);
-        let keep = match input.mask {
+        let mask = crate::embed::pool::Mask::with_rects(input.mask.cloned(), input.marks, d.full_width, d.full_height);
+        let keep = match &mask {
             Some(m) => Some(m.pixels(d.full_width, d.full_height, g, g)?),
             None => None,
         };
@@ -70,7 +71,7 @@ impl Embed for ColourLayout {
             photo_size: (d.full_width, d.full_height),
             cells: None,
             auto_mask: None,
-            mask: input.mask.cloned(),
+            mask,
         })
     }
 }

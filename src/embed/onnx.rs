@@ -105,12 +105,15 @@ pub struct Input<'a> {
     /// The same photo already decoded (a search decodes its query once for every stage);
     /// used when it is at least as large as the network needs, else the bytes are decoded.
     pub decoded: Option<&'a Decoded>,
+    /// Regions of shared marks (`[x, y, width, height]` in full-resolution pixels), masked on
+    /// top of whatever else is: a broker's logo is never part of the room.
+    pub marks: &'a [[u32; 4]],
 }
 
 impl<'a> Input<'a> {
     /// A photo with nothing masked and no automatic mask.
     pub fn photo(bytes: &'a [u8]) -> Self {
-        Input { bytes, mask: None, auto_mask: false, decoded: None }
+        Input { bytes, mask: None, auto_mask: false, decoded: None, marks: &[] }
     }
 }
 
@@ -335,6 +338,7 @@ impl Embedder {
             }),
             (None, None) => None,
         };
+        let mask = Mask::with_rects(mask, input.marks, fw, fh);
         let mut out = Vec::with_capacity(scales.len());
         for &scale in &scales {
             let (tw, th) = self.target_size(fw, fh, scale);
@@ -470,7 +474,7 @@ impl Embedder {
 
     /// Embeds one photo.
     pub fn embed_one(&self, bytes: &[u8], mask: Option<&Mask>) -> Result<Embedding, EmbedError> {
-        self.embed_input(Input { bytes, mask, auto_mask: false, decoded: None })
+        self.embed_input(Input { bytes, mask, auto_mask: false, decoded: None, marks: &[] })
     }
 
     /// Embeds one input.

@@ -158,6 +158,36 @@ impl Mask {
         }
     }
 
+    /// `base` (if any) with the rectangles `rects` (`[x, y, width, height]` in the photo's
+    /// `width` x `height` pixels) masked as well; `base` unchanged when there are none.
+    pub fn with_rects(base: Option<Mask>, rects: &[[u32; 4]], width: u32, height: u32) -> Option<Mask> {
+        if rects.is_empty() {
+            return base;
+        }
+        match base {
+            None => Some(Mask::Rects(rects.to_vec())),
+            Some(Mask::Rects(mut own)) => {
+                own.extend_from_slice(rects);
+                Some(Mask::Rects(own))
+            }
+            Some(Mask::Bitmap(mut m)) => {
+                // The bitmap may be smaller or larger than the photo: rectangles are scaled to it.
+                let (sx, sy) = (m.width() as f32 / width.max(1) as f32, m.height() as f32 / height.max(1) as f32);
+                for &[x, y, w, h] in rects {
+                    let (x0, y0) = ((x as f32 * sx) as u32, (y as f32 * sy) as u32);
+                    let (x1, y1) =
+                        ((((x + w) as f32 * sx).ceil() as u32).min(m.width()), (((y + h) as f32 * sy).ceil() as u32).min(m.height()));
+                    for py in y0..y1 {
+                        for px in x0..x1 {
+                            m.put_pixel(px, py, image::Luma([255]));
+                        }
+                    }
+                }
+                Some(Mask::Bitmap(m))
+            }
+        }
+    }
+
     /// Which cells to keep, or an error if none are left.
     pub fn keep(&self, width: u32, height: u32, cols: usize, rows: usize) -> Result<Vec<bool>, PoolError> {
         let keep: Vec<bool> = self.coverage(width, height, cols, rows)?.into_iter().map(|c| c < MASK_CELL_THRESHOLD).collect();
@@ -220,6 +250,19 @@ mod tests {
 
     fn fm(values: &[[f32; 2]], width: usize) -> FeatureMap {
         FeatureMap { width, height: values.len() / width, channels: 2, data: values.iter().flatten().copied().collect() }
+    }
+
+    #[test]
+    fn rectangles_are_added_to_a_bitmap_mask_at_its_own_scale() {
+        // A 400 x 200 photo whose painted mask is drawn at half size, its left half masked;
+        // a rectangle over the top-right quarter of the photo.
+        let bitmap = GrayImage::from_fn(200, 100, |x, _| image::Luma([if x < 100 { 255 } else { 0 }]));
+        let both = Mask::with_rects(Some(Mask::Bitmap(bitmap)), &[[200, 0, 200, 100]], 400, 200).unwrap();
+        assert_eq!(both.pixels(400, 200, 2, 2).unwrap(), vec![true, true, true, false]);
+        // No rectangles: the mask is unchanged; no mask: the rectangles alone.
+        assert!(Mask::with_rects(None, &[], 400, 200).is_none());
+        let rects = Mask::with_rects(None, &[[0, 0, 200, 200]], 400, 200).unwrap();
+        assert_eq!(rects.pixels(400, 200, 2, 1).unwrap(), vec![true, false]);
     }
 
     #[test]

@@ -10,7 +10,10 @@ impl Engine {
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, EngineError> {
         let decoded = decode::decode(bytes, &self.settings.limits, None)?;
         let pdq = pdq::hash(&decoded.rgb);
-        let vector = self.embedder.embed(crate::Input::photo(bytes))?.vector;
+        let marks = self.mark_rects(&decoded);
+        // Not `decoded`: the embedder decodes at the size it needs (a JPEG's reduced-size
+        // decoding), as for every photo already in the index; the vectors stay comparable.
+        let vector = self.embedder.embed(crate::Input { marks: &marks, ..crate::Input::photo(bytes) })?.vector;
         let clean = clean::clean_copy(bytes, &decoded)?;
         Ok(Prepared { clean, width: decoded.full_width, height: decoded.full_height, pdq, vector })
     }

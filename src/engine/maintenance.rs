@@ -101,7 +101,9 @@ impl Engine {
     /// the last look. A replica calls this every `serve.follow_ms`.
     pub fn follow(&self) -> Result<Followed, EngineError> {
         self.follow_banks()?;
-        if self.follow_marks()? {
+        // Photos embedded again without their marks are taken up by a rebuild.
+        let remasked = self.follow_marks()?;
+        if remasked {
             tracing::info!(version = self.marks_version(), "newer shared marks from the catalog are in use");
         }
         if self.follow_calibration()? {
@@ -116,7 +118,7 @@ impl Engine {
             *g = (*g).max(done);
             return Ok(Followed { changes: 0, rebuilt: true });
         }
-        if done > seen {
+        if done > seen || remasked {
             self.rebuild_from_catalog()?;
             let mut g = self.generation.lock();
             *g = (*g).max(done);
@@ -138,7 +140,7 @@ impl Engine {
 
     /// Builds a fresh, compacted index from the whole feed and swaps it in; searches go on
     /// against the old one meanwhile. Returns how many changes it was built from.
-    fn rebuild_from_catalog(&self) -> Result<usize, EngineError> {
+    pub(super) fn rebuild_from_catalog(&self) -> Result<usize, EngineError> {
         self.rebuild_projected(self.index().projection.clone())
     }
 
@@ -194,7 +196,9 @@ impl Engine {
                 .par_iter()
                 .map(|img| {
                     let bytes = self.store.get(&img.sha256)?;
-                    Ok(self.embedder.embed(crate::Input::photo(&bytes))?.vector)
+                    let decoded = crate::media::decode::decode(&bytes, &self.settings.limits, None)?;
+                    let marks = self.mark_rects(&decoded);
+                    Ok(self.embedder.embed(crate::Input { marks: &marks, ..crate::Input::photo(&bytes) })?.vector)
                 })
                 .collect();
             for (img, v) in chunk.iter().zip(vectors) {
@@ -206,7 +210,7 @@ impl Engine {
             progress(Step::Embedding, (done * 32 + chunk.len()).min(total), total);
         }
         if self.settings.marks.enabled {
-            self.learn_marks("reindex")?;
+            self.learn_marks_only("reindex")?;
         }
         progress(Step::Indexing, 0, 1);
         // The whitening is learned again from the labels as they are now, from the same read

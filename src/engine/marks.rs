@@ -9,6 +9,7 @@ use super::{Engine, EngineError};
 use crate::catalog::{Catalog, Status};
 use crate::embed::pool::Mask;
 use crate::marks::StopList;
+use crate::media::decode::{self, Decoded};
 use crate::verify::{self, Keypoints};
 
 /// The kind of the stop-list's rows.
@@ -20,16 +21,21 @@ pub(super) struct MarksInForce {
     pub(super) version: i64,
     pub(super) seen: i64,
     pub(super) list: Arc<StopList>,
+    /// Whether photos were embedded with this list's marks masked (`marks.mask_embedding`).
+    pub(super) masked: bool,
 }
 
-/// The catalog's newest stop-list (none when it has none or it does not parse, logged).
-pub(super) fn stored_marks(catalog: &dyn Catalog) -> Result<MarksInForce, EngineError> {
-    let Some((version, body)) = catalog.latest_state(MARKS)? else { return Ok(MarksInForce::default()) };
+/// The catalog's newest stop-list (none when it has none or it does not parse, logged), and
+/// whether its learning embedded photos again.
+pub(super) fn stored_marks(catalog: &dyn Catalog) -> Result<(MarksInForce, bool), EngineError> {
+    let Some((version, body)) = catalog.latest_state(MARKS)? else { return Ok((MarksInForce::default(), false)) };
+    let remasked = body.get("remasked").and_then(|r| r.as_u64()).is_some_and(|r| r > 0);
+    let masked = body.get("masked").and_then(|m| m.as_bool()).unwrap_or(false);
     match StopList::from_json(body) {
-        Ok(list) => Ok(MarksInForce { version, seen: version, list: Arc::new(list) }),
+        Ok(list) => Ok((MarksInForce { version, seen: version, list: Arc::new(list), masked }, remasked)),
         Err(e) => {
             tracing::error!(version, "the catalog's marks do not parse ({e}); none are left out");
-            Ok(MarksInForce { version: 0, seen: version, list: Arc::default() })
+            Ok((MarksInForce { version: 0, seen: version, list: Arc::default(), masked }, remasked))
         }
     }
 }
@@ -44,6 +50,34 @@ pub struct Points {
     pub matched_pairs: Vec<[f32; 4]>,
     /// Query keypoints left out as a shared mark, `[x, y]` in fractions of the query.
     pub mark_points: Vec<[f32; 2]>,
+}
+
+/// What `learn_marks` did.
+#[derive(Debug, Clone, Copy, serde::Serialize, PartialEq)]
+pub struct MarksLearned {
+    /// The catalog version now in force.
+    pub version: i64,
+    /// Keypoints the stop-list holds.
+    pub marks: usize,
+    /// Active photos embedded again because they carry a mark (now or under the list before).
+    pub remasked: usize,
+}
+
+/// `regions` (fractions `[x0, y0, x1, y1]`) as rectangles in a `width` x `height` photo.
+fn rects(regions: &[[f32; 4]], width: u32, height: u32) -> Vec<[u32; 4]> {
+    let (w, h) = (width as f32, height as f32);
+    regions
+        .iter()
+        .map(|r| {
+            let (x, y) = ((r[0] * w) as u32, (r[1] * h) as u32);
+            [
+                x.min(width.saturating_sub(1)),
+                y.min(height.saturating_sub(1)),
+                ((r[2] * w).ceil() as u32).saturating_sub(x).max(1),
+                ((r[3] * h).ceil() as u32).saturating_sub(y).max(1),
+            ]
+        })
+        .collect()
 }
 
 /// `k` split into the keypoints off the marks and the positions (fractions) of those on them.
@@ -77,9 +111,20 @@ impl Engine {
     }
 
     /// Learns the stop-list from up to `marks.max_photos` active photos spread over the
-    /// catalog, and puts it in force here and (a new catalog version) on every replica.
-    /// Audited as `learn-marks`; returns the version and how many marks it holds.
-    pub fn learn_marks(&self, actor: &str) -> Result<(i64, usize), EngineError> {
+    /// catalog and puts it in force here and, as a new catalog version, on every replica.
+    /// With `marks.mask_embedding` (or when the list before was masked), every active photo
+    /// that carries a mark under it or the list before is embedded again, its marks masked
+    /// as a victim is, and the index rebuilt. Audited as `learn-marks`.
+    pub fn learn_marks(&self, actor: &str) -> Result<MarksLearned, EngineError> {
+        let learned = self.learn_marks_only(actor)?;
+        if learned.remasked > 0 {
+            self.rebuild_from_catalog()?;
+        }
+        Ok(learned)
+    }
+
+    /// `learn_marks` without the rebuild (for a caller that rebuilds next).
+    pub(super) fn learn_marks_only(&self, actor: &str) -> Result<MarksLearned, EngineError> {
         let opts = &self.settings.marks;
         // Ids and hotels only: the catalog's list of active photos, not the feed's vectors.
         let mut active: Vec<(i64, i64)> = self.catalog.active_pdq()?.into_iter().map(|a| (a.image_id, a.hotel_id)).collect();
@@ -92,21 +137,98 @@ impl Engine {
         use rayon::prelude::*;
         let photos: Vec<(i64, Keypoints)> =
             picked.par_iter().filter_map(|(id, hotel)| Some((*hotel, self.stored_keypoints(shas.get(id)?)?))).collect();
-        let list = StopList::learn(&photos, opts);
-        let version = self.catalog.put_state(MARKS, &list.to_json(), actor)?;
-        let n = list.len();
-        let detail = serde_json::json!({"version": version, "marks": n, "photos": list.photos, "hotels": list.hotels});
-        *self.marks.write() = MarksInForce { version, seen: version, list: Arc::new(list) };
+        let list = Arc::new(StopList::learn(&photos, opts));
+        let (before, was_masked) = {
+            let m = self.marks.read();
+            (m.list.clone(), m.masked)
+        };
+        let masked = opts.mask_embedding;
+        // Photos embedded with the list before's marks masked are embedded again too.
+        let none = StopList::default();
+        let remasked = match (was_masked, masked) {
+            (false, false) => 0,
+            (false, true) => self.remask(&active, &none, &list)?,
+            (true, true) => self.remask(&active, &before, &list)?,
+            (true, false) => self.remask(&active, &before, &none)?,
+        };
+        let mut body = list.to_json();
+        body["remasked"] = serde_json::json!(remasked);
+        body["masked"] = serde_json::json!(masked);
+        let version = self.catalog.put_state(MARKS, &body, actor)?;
+        let learned = MarksLearned { version, marks: list.len(), remasked };
+        let detail = serde_json::json!({"version": version, "marks": learned.marks, "photos": list.photos, "hotels": list.hotels, "remasked": remasked});
+        *self.marks.write() = MarksInForce { version, seen: version, list, masked };
         self.catalog.audit(actor, "learn-marks", &detail)?;
-        Ok((version, n))
+        Ok(learned)
     }
 
-    /// Takes up a newer stop-list from the catalog; returns whether there was one.
+    /// Embeds again, with the marks of `now` masked (`now` empty: none), every photo of `active` (id, hotel) that
+    /// carries a mark under `now` or `before`; returns how many. Reads every photo once: the
+    /// cost of a re-embedding pass, paid when the marks are learned, not per search.
+    fn remask(&self, active: &[(i64, i64)], before: &StopList, now: &StopList) -> Result<usize, EngineError> {
+        if before.is_empty() && now.is_empty() {
+            return Ok(0);
+        }
+        use rayon::prelude::*;
+        let distance = self.settings.marks.distance;
+        let mut remasked = 0;
+        for chunk in active.chunks(256) {
+            let ids: Vec<i64> = chunk.iter().map(|a| a.0).collect();
+            let images = self.catalog.images(&ids)?;
+            let vectors: Vec<(i64, Vec<f32>)> = images
+                .par_iter()
+                .filter_map(|img| {
+                    let embed = || -> Result<Option<Vec<f32>>, EngineError> {
+                        let bytes = self.store.get(&img.sha256)?;
+                        let d = decode::decode(&bytes, &self.settings.limits, None)?;
+                        let k = verify::keypoints(&d.rgb, None);
+                        let regions = now.regions(&k, distance);
+                        if regions.is_empty() && before.regions(&k, distance).is_empty() {
+                            return Ok(None);
+                        }
+                        let marks = rects(&regions, d.full_width, d.full_height);
+                        let input = crate::Input { bytes: &bytes, mask: None, auto_mask: false, decoded: None, marks: &marks };
+                        Ok(Some(self.embedder.embed(input)?.vector))
+                    };
+                    match embed() {
+                        Ok(v) => v.map(|v| (img.id, v)),
+                        Err(e) => {
+                            tracing::warn!(image = img.id, "cannot embed again without its marks: {e}");
+                            None
+                        }
+                    }
+                })
+                .collect();
+            for (id, v) in &vectors {
+                self.catalog.put_embedding(*id, self.model_id, v)?;
+            }
+            remasked += vectors.len();
+        }
+        Ok(remasked)
+    }
+
+    /// Where `decoded`'s shared marks are, as rectangles in its full-resolution pixels, when
+    /// the list in force was learned with `marks.mask_embedding` (none otherwise): masked
+    /// before it is embedded, query or gallery photo.
+    pub(super) fn mark_rects(&self, decoded: &Decoded) -> Vec<[u32; 4]> {
+        let marks = {
+            let m = self.marks.read();
+            if !m.masked || m.list.is_empty() {
+                return Vec::new();
+            }
+            m.list.clone()
+        };
+        let k = verify::keypoints(&decoded.rgb, None);
+        rects(&marks.regions(&k, self.settings.marks.distance), decoded.full_width, decoded.full_height)
+    }
+
+    /// Takes up a newer stop-list from the catalog; returns whether there was one whose
+    /// learning embedded photos again (the index must then be rebuilt).
     pub(super) fn follow_marks(&self) -> Result<bool, EngineError> {
         if self.catalog.state_version(MARKS)? <= self.marks.read().seen {
             return Ok(false);
         }
-        let fresh = stored_marks(self.catalog.as_ref())?;
+        let (fresh, remasked) = stored_marks(self.catalog.as_ref())?;
         let taken = fresh.version != 0;
         let mut m = self.marks.write();
         if taken {
@@ -114,7 +236,7 @@ impl Engine {
         } else {
             m.seen = fresh.seen;
         }
-        Ok(taken)
+        Ok(taken && remasked)
     }
 
     /// `k` without its keypoints on shared marks, and the positions (fractions) of those left out.

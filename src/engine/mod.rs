@@ -39,7 +39,7 @@ pub use cases::{CaseReport, CaseView, HotelVerdict, Viewer};
 pub use journal::{Candidate, CaseEntry, FurtherQuery, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 pub use learned::Learned;
 pub use maintenance::{Followed, REINDEX};
-pub use marks::Points;
+pub use marks::{MarksLearned, Points};
 pub use search::QueryPhoto;
 
 /// Why an engine operation failed.
@@ -324,6 +324,10 @@ pub struct QueryInfo {
     pub auto_mask: Option<f32>,
     /// Its feature-map size (columns, rows), that evidence `query_cells` refer to.
     pub grid: (usize, usize),
+    /// Shared marks masked before it was embedded (`marks.mask_embedding`), `[x, y, width,
+    /// height]` in its full-resolution pixels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<[u32; 4]>,
 }
 
 pub use crate::calibrate::Confidence;
@@ -551,7 +555,7 @@ impl Engine {
         }
         let engine = Engine {
             calibration: RwLock::new(in_force),
-            marks: RwLock::new(marks::stored_marks(catalog.as_ref())?),
+            marks: RwLock::new(marks::stored_marks(catalog.as_ref())?.0),
             catalog,
             store,
             cases,

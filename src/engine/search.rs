@@ -45,7 +45,7 @@ impl<'a> QueryPhoto<'a> {
 
     /// The photo to embed, as a search embeds it (nothing masked).
     pub fn input(&self) -> crate::Input<'_> {
-        crate::Input { bytes: self.bytes, mask: None, auto_mask: false, decoded: Some(&self.decoded) }
+        crate::Input { bytes: self.bytes, mask: None, auto_mask: false, decoded: Some(&self.decoded), marks: &[] }
     }
 }
 
@@ -60,6 +60,8 @@ struct Retrieved {
     /// fetched them.
     exact: HashMap<i64, Vec<f32>>,
     plan: Plan,
+    /// Shared marks masked before the embedding, `[x, y, width, height]` in its pixels.
+    marks: Vec<[u32; 4]>,
 }
 
 /// What the query's hashes matched: stored photos it is a copy of, and hash-bank entries.
@@ -189,7 +191,9 @@ impl Engine {
     fn retrieve(&self, q: &Query, photo: &QueryPhoto, mask: Option<&Mask>, allowed: Option<&[i64]>) -> Result<Retrieved, EngineError> {
         let opts = &self.settings.search;
         let auto_mask = opts.auto_mask && !q.skip_auto_mask;
-        let emb = self.embedder.embed(crate::Input { bytes: photo.bytes, mask, auto_mask, decoded: Some(&photo.decoded) })?;
+        let marks = self.mark_rects(&photo.decoded);
+        let emb =
+            self.embedder.embed(crate::Input { bytes: photo.bytes, mask, auto_mask, decoded: Some(&photo.decoded), marks: &marks })?;
         let index = self.index();
         let query = index.project(&emb.vector);
         let (mut found, mut plan) = index.vectors.search(&query, opts.top_images, allowed, q.ef)?;
@@ -206,7 +210,7 @@ impl Engine {
             (found, plan) = index.vectors.search(&expanded, opts.top_images, allowed, q.ef)?;
             exact = self.rerank(&index, &expanded, &mut found)?;
         }
-        Ok(Retrieved { index, emb, found, exact, plan })
+        Ok(Retrieved { index, emb, found, exact, plan, marks })
     }
 
     /// The query's PDQ hashes matched against the gallery (reuse of a crowd photo, when
@@ -314,6 +318,7 @@ impl Engine {
                 masked: i.mask.is_some(),
                 auto_mask: r.emb.auto_mask,
                 grid: r.emb.cells.as_ref().map_or((0, 0), |(fm, _)| (fm.width, fm.height)),
+                marks: r.marks.clone(),
             })
             .collect();
         if q.save_case {

@@ -43,7 +43,11 @@ pub fn settings(name: &str) -> EngineSettings {
 /// An engine over an in-memory SQLite catalog, in-memory stores and the built-in
 /// colour-layout embedder: no ONNX Runtime, no files but the index dumps.
 pub fn in_memory(name: &str) -> Engine {
-    let s = settings(name);
+    in_memory_with(settings(name))
+}
+
+/// An engine with `s` over an in-memory catalog and stores, with the colour-layout embedder.
+pub fn in_memory_with(s: EngineSettings) -> Engine {
     let limits = s.limits;
     Engine::from_parts(
         s,
