@@ -139,25 +139,34 @@ fn verdict_tag(v: &Verdict) -> &'static str {
 fn search_section(o: &mut String, r: &CaseReport, e: &JournalEntry, b: &SavedSearch) {
     let sha = b.query_sha256.as_str();
     let _ = write!(o, "<section class=\"search\"><h3>Search {} — {} by key {}</h3><div class=\"q\">", e.id, utc(e.at), esc(&e.actor));
-    match r.queries.get(sha) {
-        Some(uri) => {
-            let _ = write!(o, "<figure style=\"width:16rem\"><img src=\"{uri}\" alt=\"Query photo, kept with the investigator's consent\"><figcaption>Query photo (kept)</figcaption></figure>");
+    // Every photo of the search, each with its own mask.
+    let photos: Vec<(&str, Option<&MaskRecord>)> =
+        std::iter::once((sha, b.mask.as_ref())).chain(b.further.iter().map(|f| (f.sha256.as_str(), f.mask.as_ref()))).collect();
+    for (i, (sha, mask)) in photos.iter().enumerate() {
+        let n = if photos.len() > 1 { format!(" {}", i + 1) } else { String::new() };
+        match r.queries.get(*sha) {
+            Some(uri) => {
+                let _ = write!(o, "<figure style=\"width:16rem\"><img src=\"{uri}\" alt=\"Query photo{n}, kept with the investigator's consent\"><figcaption>Query photo{n} (kept)</figcaption></figure>");
+            }
+            None => {
+                let _ = write!(o, "<p>Query photo{n} not kept (the investigator did not ask to keep it).</p>");
+            }
         }
-        None => o.push_str("<p>Query photo not kept (the investigator did not ask to keep it).</p>"),
+        match mask {
+            Some(MaskRecord::Painted { png_base64, .. }) => {
+                let _ = write!(o, "<figure style=\"width:16rem\"><img src=\"data:image/png;base64,{png_base64}\" alt=\"Mask{n}: white is what was left out of matching\"><figcaption>Mask{n} (white = left out)</figcaption></figure>");
+            }
+            Some(MaskRecord::Rects { rects }) => {
+                let _ = write!(o, "<p>Mask{n}: rectangles {}</p>", esc(&serde_json::json!(rects).to_string()));
+            }
+            Some(MaskRecord::Unreadable { .. }) | None => {}
+        }
     }
-    match &b.mask {
-        Some(MaskRecord::Painted { png_base64, .. }) => {
-            let _ = write!(o, "<figure style=\"width:16rem\"><img src=\"data:image/png;base64,{png_base64}\" alt=\"Mask: white is what was left out of matching\"><figcaption>Mask (white = left out)</figcaption></figure>");
-        }
-        Some(MaskRecord::Rects { rects }) => {
-            let _ = write!(o, "<p>Mask: rectangles {}</p>", esc(&serde_json::json!(rects).to_string()));
-        }
-        Some(MaskRecord::Unreadable { .. }) | None => {}
-    }
+    let sha = photos.iter().map(|p| p.0).collect::<Vec<_>>().join(" ");
     let _ = write!(
         o,
         "</div><table class=\"meta\"><tr><td>Query sha256</td><td><code>{}</code></td></tr><tr><td>Filters</td><td>{}</td></tr><tr><td>Model / index</td><td>{} / {}</td></tr><tr><td>Calibration</td><td>{}</td></tr>",
-        esc(sha),
+        esc(&sha),
         esc(&fields(&serde_json::to_value(&b.filters).unwrap_or_default())),
         esc(&b.model),
         esc(&fields(&b.index)),
@@ -223,6 +232,7 @@ pub fn csv(r: &CaseReport) -> String {
         "key_id",
         "query_sha256",
         "query_kept",
+        "more_query_sha256",
         "model",
         "rank",
         "hotel_id",
@@ -249,6 +259,7 @@ pub fn csv(r: &CaseReport) -> String {
                 e.actor.clone(),
                 b.query_sha256.clone(),
                 b.query_kept.to_string(),
+                b.further.iter().map(|f| f.sha256.as_str()).collect::<Vec<_>>().join(" "),
                 b.model.clone(),
                 h.rank.to_string(),
                 id.to_string(),

@@ -416,6 +416,17 @@ fn several_photos_search_together_and_no_stored_photo_is_read() {
     let audit = engine.audit_entries(Some("search"), 10).unwrap();
     let detail = &audit[0].detail;
     assert_eq!(detail["query_sha256s"].as_array().unwrap().len(), 2);
+    // Kept in a case, both photos (and the second's mask) are in its report.
+    let me = hotelmatch::engine::Viewer { key_id: "inv", admin: false };
+    let case = engine.create_case("two photos", me).unwrap();
+    engine.search_into_case(&Query { save_case: true, ..q.clone() }, case.id, me).unwrap();
+    let report = engine.case_report(case.id, "html", me).unwrap();
+    let html = hotelmatch::report::html(&report);
+    assert!(html.contains("Query photo 1 (kept)") && html.contains("Query photo 2 (kept)"), "both photos kept");
+    assert!(html.contains(&res.queries[1].sha256) && html.contains("Mask 2: rectangles"), "the second photo's hash and mask");
+    let csv = hotelmatch::report::csv(&report);
+    assert!(csv.lines().next().unwrap().contains(",query_kept,more_query_sha256,"));
+    assert!(csv.lines().nth(1).unwrap().contains(&format!(",true,{},", res.queries[1].sha256)), "{csv}");
     // Nine photos are one too many: a typed error, not a partial search.
     let nine = Query { bytes: &a, more: vec![hotelmatch::engine::QueryImage { bytes: &b, mask: None }; 8], ..Default::default() };
     assert_eq!(engine.search(&nine, "inv").unwrap_err().kind().1, "invalid_field");

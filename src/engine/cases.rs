@@ -250,7 +250,11 @@ impl Engine {
             .filter(|img| img.status != crate::catalog::Status::Deleted)
             .filter_map(|img| Some((img.id, thumbnail(self.store.as_ref(), &img.sha256, REPORT_THUMBNAIL)?)))
             .collect();
-        let kept: std::collections::BTreeSet<&str> = searches.iter().filter(|s| s.query_kept).map(|s| s.query_sha256.as_str()).collect();
+        let kept: std::collections::BTreeSet<&str> = searches
+            .iter()
+            .filter(|s| s.query_kept)
+            .flat_map(|s| std::iter::once(s.query_sha256.as_str()).chain(s.further.iter().map(|f| f.sha256.as_str())))
+            .collect();
         let queries: BTreeMap<String, String> =
             kept.into_iter().filter_map(|sha| Some((sha.to_string(), thumbnail(self.cases.as_ref(), sha, REPORT_QUERY)?))).collect();
         let index = self.index();
