@@ -206,9 +206,11 @@ fn search_section(o: &mut String, r: &CaseReport, e: &JournalEntry, b: &SavedSea
         for ev in &h.evidence {
             let id = ev.image_id;
             let room = ev.room.as_deref().unwrap_or("?");
-            let img = r.thumbnails.get(&id).map_or(String::from("<p>(photo no longer available)</p>"), |uri| {
-                format!("<img src=\"{uri}\" alt=\"Stored photo {id}, room {}\">", esc(room))
-            });
+            let img = match (r.thumbnails.get(&id), r.withdrawn.contains(&id)) {
+                (_, true) => String::from("<p>(photo withdrawn)</p>"),
+                (Some(uri), false) => format!("<img src=\"{uri}\" alt=\"Stored photo {id}, room {}\">", esc(room)),
+                (None, false) => String::from("<p>(photo no longer available)</p>"),
+            };
             let points = ev.matched_points.map_or(String::new(), |n| format!(", {n} matching points"));
             let _ = write!(
                 o,
@@ -223,6 +225,15 @@ fn search_section(o: &mut String, r: &CaseReport, e: &JournalEntry, b: &SavedSea
 }
 
 /// One CSV row per ranked hotel of every saved search.
+/// A text cell a spreadsheet will not run: one that begins with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return gets a leading `'` (OWASP's advice on CSV injection).
+fn cell(text: &str) -> String {
+    match text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        true => format!("'{text}"),
+        false => text.to_string(),
+    }
+}
+
 pub fn csv(r: &CaseReport) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record([
@@ -251,26 +262,33 @@ pub fn csv(r: &CaseReport) -> String {
             let id = h.hotel_id;
             let hotel = r.view.hotels.get(&id);
             let verdict = r.view.verdicts.iter().find(|v| v.hotel_id == id).map_or("", |v| verdict_word(&v.verdict));
-            let evidence: Vec<String> = h.evidence.iter().map(|x| x.image_id.to_string()).collect();
+            let evidence: Vec<String> = h
+                .evidence
+                .iter()
+                .map(|x| match r.withdrawn.contains(&x.image_id) {
+                    true => format!("{} (photo withdrawn)", x.image_id),
+                    false => x.image_id.to_string(),
+                })
+                .collect();
             let _ = w.write_record([
                 r.view.case.id.to_string(),
                 e.id.to_string(),
                 utc(e.at),
-                e.actor.clone(),
+                cell(&e.actor),
                 b.query_sha256.clone(),
                 b.query_kept.to_string(),
                 b.further.iter().map(|f| f.sha256.as_str()).collect::<Vec<_>>().join(" "),
                 b.model.clone(),
                 h.rank.to_string(),
                 id.to_string(),
-                h.name.clone(),
-                hotel.and_then(|x| x.city.clone()).unwrap_or_default(),
-                hotel.and_then(|x| x.country.clone()).unwrap_or_default(),
+                cell(&h.name),
+                cell(hotel.and_then(|x| x.city.as_deref()).unwrap_or_default()),
+                cell(hotel.and_then(|x| x.country.as_deref()).unwrap_or_default()),
                 format!("{:.4}", h.probability),
                 h.confidence.as_str().to_string(),
                 format!("{:.4}", h.score),
                 h.gap.map_or(String::new(), |g| format!("{g:.4}")),
-                evidence.join(" "),
+                evidence.join("; "),
                 verdict.to_string(),
             ]);
         }
@@ -293,6 +311,15 @@ mod tests {
     fn json_fields_read_as_words() {
         assert_eq!(fields(&serde_json::json!({"near": null, "country": "US", "top": 3})), "country US, top 3");
         assert_eq!(fields(&serde_json::json!({"near": null})), "none");
+    }
+
+    #[test]
+    fn csv_text_cells_cannot_run_as_formulas() {
+        for bad in ["=HYPERLINK(\"http://x\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(cell(bad), format!("'{bad}"));
+        }
+        assert_eq!(cell("Lone Star Lodge"), "Lone Star Lodge");
+        assert_eq!(cell(""), "");
     }
 
     #[test]

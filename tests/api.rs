@@ -1053,6 +1053,31 @@ fn cases_reports_banks_and_keys_through_http() {
         (Some(id), true, true)
     );
     assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{id}/report?format=pdf"), Some(&inv), None).1["error"]["code"], "invalid_query");
+    // Evidence an admin withdraws (quarantined) is withdrawn from the investigator's reports
+    // too, in every format; an admin still sees it. A hotel text that a spreadsheet would run
+    // as a formula goes out neutralised.
+    let withdrawn = res["hotels"][0]["evidence"][0]["image_id"].as_i64().unwrap();
+    let top_hotel = res["hotels"][0]["hotel"]["id"].as_i64().unwrap();
+    assert_eq!(
+        call(&s, "POST", &format!("/api/v1/photos/{withdrawn}/status"), Some(&admin), json(serde_json::json!({"status": "quarantined"}))).0,
+        200
+    );
+    let formula = serde_json::json!({"city": "=HYPERLINK(\"http://evil.example\",\"x\")"});
+    assert_eq!(call(&s, "PATCH", &format!("/api/v1/hotels/{top_hotel}"), Some(&admin), json(formula)).0, 200);
+    let (_, _, _, html) = get(&format!("/api/v1/cases/{id}/report"));
+    assert!(html.contains("(photo withdrawn)") && !html.contains(&format!("alt=\"Stored photo {withdrawn},")), "withdrawn in HTML");
+    let (_, _, _, body) = get(&format!("/api/v1/cases/{id}/report?format=json"));
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(j["thumbnails"].get(withdrawn.to_string()).is_none() && j["withdrawn"] == serde_json::json!([withdrawn]), "withdrawn in JSON");
+    let (_, _, _, csv) = get(&format!("/api/v1/cases/{id}/report?format=csv"));
+    assert!(csv.contains(&format!("{withdrawn} (photo withdrawn)")), "withdrawn in CSV: {csv}");
+    assert!(csv.contains("'=HYPERLINK") && !csv.contains(",=HYPERLINK") && !csv.contains(",\"=HYPERLINK"), "formula neutralised: {csv}");
+    let (_, admin_view) = call(&s, "GET", &format!("/api/v1/cases/{id}/report?format=json"), Some(&admin), None);
+    assert!(admin_view["thumbnails"].get(withdrawn.to_string()).is_some() && admin_view["withdrawn"] == serde_json::json!([]));
+    assert_eq!(
+        call(&s, "POST", &format!("/api/v1/photos/{withdrawn}/status"), Some(&admin), json(serde_json::json!({"status": "active"}))).0,
+        200
+    );
     // Recalibration from cases: admins only, and one confirmed search is too few.
     assert_eq!(call(&s, "POST", "/api/v1/calibration/from-cases", Some(&inv), None).0, 403);
     assert_eq!(call(&s, "POST", "/api/v1/calibration/from-cases", Some(&admin), None).1["error"]["code"], "too_few_samples");

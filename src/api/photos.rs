@@ -75,7 +75,7 @@ pub(super) async fn photo(
     };
     let bytes = blocking(move || {
         let img = engine.image(id)?;
-        if !visible_to(img.status, key.role) {
+        if !img.status.shown_to(key.role == Role::Admin) {
             return Err(EngineError::Catalog(CatalogError::NoImage(id)));
         }
         let bytes = engine.store().get(&img.sha256)?;
@@ -86,15 +86,6 @@ pub(super) async fn photo(
     })
     .await?;
     Ok(image_response(bytes))
-}
-
-/// Deleted photos are served to nobody, quarantined ones (under review) to admins only.
-fn visible_to(status: catalog::Status, role: Role) -> bool {
-    match status {
-        catalog::Status::Active => true,
-        catalog::Status::Quarantined => role == Role::Admin,
-        catalog::Status::Deleted => false,
-    }
 }
 
 pub(super) fn image_response(bytes: Vec<u8>) -> Response {

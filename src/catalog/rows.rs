@@ -38,6 +38,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// Whether a photo with this status may be shown: deleted ones to nobody, quarantined
+    /// ones (under review) to admins only. The one rule for the photo route and reports.
+    pub fn shown_to(self, admin: bool) -> bool {
+        match self {
+            Status::Active => true,
+            Status::Quarantined => admin,
+            Status::Deleted => false,
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",

@@ -53,6 +53,9 @@ pub struct CaseReport {
     pub index: serde_json::Value,
     /// JPEG thumbnails of the evidence photos, as data URIs, by image id.
     pub thumbnails: BTreeMap<i64, String>,
+    /// Evidence photos withdrawn since (deleted, or quarantined for a key that is not an
+    /// admin's): shown as "(photo withdrawn)", never as pixels.
+    pub withdrawn: Vec<i64>,
     /// The query photos kept with consent, as data URIs, by sha256.
     pub queries: BTreeMap<String, String>,
 }
@@ -242,14 +245,14 @@ impl Engine {
         let ids: std::collections::BTreeSet<i64> =
             searches.iter().flat_map(|s| s.hotels.iter().flat_map(|h| h.evidence.iter().map(|e| e.image_id))).collect();
         let ids: Vec<i64> = ids.into_iter().collect();
-        // One read for every evidence photo. A photo deleted since is left out of the report,
-        // which says so; so is one the catalog cannot read now.
-        let images = self.catalog.images(&ids).unwrap_or_default();
-        let thumbnails: BTreeMap<i64, String> = images
-            .iter()
-            .filter(|img| img.status != crate::catalog::Status::Deleted)
-            .filter_map(|img| Some((img.id, thumbnail(self.store.as_ref(), &img.sha256, REPORT_THUMBNAIL)?)))
-            .collect();
+        // One read for every evidence photo. A photo withdrawn since (the photo route's rule
+        // for this key) is named as withdrawn; one the catalog cannot read now is left out,
+        // and the report says it is no longer available.
+        let images = self.catalog.images(&ids)?;
+        let (shown, withdrawn): (Vec<_>, Vec<_>) = images.iter().partition(|img| img.status.shown_to(viewer.admin));
+        let thumbnails: BTreeMap<i64, String> =
+            shown.iter().filter_map(|img| Some((img.id, thumbnail(self.store.as_ref(), &img.sha256, REPORT_THUMBNAIL)?))).collect();
+        let withdrawn: Vec<i64> = withdrawn.iter().map(|img| img.id).collect();
         let kept: std::collections::BTreeSet<&str> = searches
             .iter()
             .filter(|s| s.query_kept)
@@ -265,6 +268,7 @@ impl Engine {
             model: self.embedder.model().to_string(),
             index: serde_json::json!({"kind": format!("{:?}", self.settings.index.kind).to_lowercase(), "format": format!("{:?}", self.settings.index.format).to_lowercase(), "watermark": index.vectors.watermark(), "indexed": index.vectors.len()}),
             thumbnails,
+            withdrawn,
             queries,
         };
         self.catalog.audit(viewer.key_id, "case-export", &serde_json::json!({"case_id": id, "format": format}))?;
