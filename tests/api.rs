@@ -463,13 +463,40 @@ fn a_case_image_is_kept_only_when_the_investigator_asks() {
     let sha = res["query_sha256"].as_str().unwrap().to_string();
     let (st, e) = call(&s, "GET", &format!("/api/v1/case-images/{sha}"), Some(&inv), None);
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "not kept unless asked");
-    let (st, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[("save_case", "true")])));
+    // Kept only in a case: a photo kept outside one would be nobody's to see.
+    let (st, e) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[("save_case", "true")])));
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_field")));
+    let (_, case) = call(&s, "POST", "/api/v1/cases", Some(&inv), Some(("application/json".to_string(), br#"{"title": "kept"}"#.to_vec())));
+    let case_id = case["id"].as_i64().unwrap().to_string();
+    let (st, res) = call(
+        &s,
+        "POST",
+        "/api/v1/search",
+        Some(&inv),
+        Some(multipart(&[("photo", &query)], &[("save_case", "true"), ("case_id", &case_id)])),
+    );
     assert_eq!((st, res["saved_case_image"].as_bool()), (200, Some(true)));
     let resp =
         agent().get(&format!("{}/api/v1/case-images/{sha}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.into_body().read_to_vec().unwrap(), query, "kept byte for byte");
     assert_eq!(call(&s, "GET", &format!("/api/v1/case-images/{sha}"), Some(&up), None).0, 403);
+    // Another investigator gets the same 404 as for a photo never kept, and the attempt is
+    // audited; an admin may read it.
+    let other = hotelmatch::catalog::open(&s.data_dir.join("catalog.sqlite").display().to_string())
+        .unwrap()
+        .create_key(Role::Investigator, "other")
+        .unwrap()
+        .1;
+    let missing = "0".repeat(64);
+    let (st_b, e_b) = call(&s, "GET", &format!("/api/v1/case-images/{sha}"), Some(&other), None);
+    let (st_m, e_m) = call(&s, "GET", &format!("/api/v1/case-images/{missing}"), Some(&inv), None);
+    assert_eq!((st_b, &e_b["error"]["code"]), (st_m, &e_m["error"]["code"]));
+    assert_eq!(st_b, 404);
+    let admin = s.tokens.iter().find(|(r, _)| *r == Role::Admin).unwrap().1.clone();
+    assert_eq!(call(&s, "GET", &format!("/api/v1/case-images/{sha}"), Some(&admin), None).0, 200);
+    let (_, denied) = call(&s, "GET", "/api/v1/audit?action=case-denied", Some(&admin), None);
+    assert!(denied.as_array().unwrap().iter().any(|a| a["detail"]["sha256"] == sha.as_str()), "{denied}");
     let (st, e) = call(&s, "GET", "/api/v1/case-images/..%2F..%2Fcatalog.sqlite", Some(&inv), None);
     assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_field")));
     let (st, e) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[("save_case", "maybe")])));
@@ -979,6 +1006,21 @@ fn cases_reports_banks_and_keys_through_http() {
     let (st, e) = call(&s, "POST", "/api/v1/search", Some(&other), Some(multipart(&[("photo", &query)], &[("case_id", &id.to_string())])));
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("no_such_case")));
     assert_eq!(call(&s, "GET", "/api/v1/cases", Some(&other), None).1.as_array().unwrap().len(), 0);
+    // Each refused access leaves an audit row (a guessed id too); the answers stay 404.
+    let note = json(serde_json::json!({"text": "x"}));
+    assert_eq!(call(&s, "POST", &format!("/api/v1/cases/{id}/notes"), Some(&other), note).0, 404);
+    assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{id}/report?format=csv"), Some(&other), None).0, 404);
+    assert_eq!(call(&s, "GET", "/api/v1/cases/987654", Some(&other), None).0, 404);
+    let (_, denied) = call(&s, "GET", "/api/v1/audit?action=case-denied&limit=20", Some(&admin), None);
+    let seen: std::collections::BTreeSet<(i64, &str)> = denied
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| Some((a["detail"]["case_id"].as_i64()?, a["detail"]["action"].as_str()?)))
+        .collect();
+    for want in [(id, "read"), (id, "search"), (id, "note"), (id, "export"), (987654, "read")] {
+        assert!(seen.contains(&want), "{want:?} not audited: {seen:?}");
+    }
     assert_eq!(call(&s, "GET", &format!("/api/v1/cases/{id}"), Some(&admin), None).0, 200);
     let (st, _) = call(
         &s,

@@ -329,7 +329,10 @@ fn a_reused_photo_is_recognised_even_mirrored_and_case_images_are_kept_only_when
     assert_eq!(std::fs::read(&kept[0]).unwrap(), query);
     let audit = engine.audit_entries(None, 1).unwrap();
     assert_eq!((audit[0].actor.as_str(), &audit[0].detail["saved_case_image"]), ("inv-3", &serde_json::json!(true)));
-    assert_eq!(engine.case_image(&res.query_sha256, "inv-4").unwrap(), query);
+    // Kept outside any case, it is an admin's to read only; an investigator is told it is not there.
+    let investigator = hotelmatch::engine::Viewer { key_id: "inv-3", admin: false };
+    assert_eq!(engine.case_image(&res.query_sha256, investigator).unwrap_err().kind().1, "not_found");
+    assert_eq!(engine.case_image(&res.query_sha256, hotelmatch::engine::Viewer { key_id: "inv-4", admin: true }).unwrap(), query);
     let audit = engine.audit_entries(None, 1).unwrap();
     assert_eq!((audit[0].actor.as_str(), audit[0].action.as_str()), ("inv-4", "case-image-view"), "viewing a case image is audited");
     std::fs::remove_dir_all(&cfg.data_dir).ok();

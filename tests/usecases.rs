@@ -70,8 +70,14 @@ fn failures_carry_their_kind() {
     assert_eq!(missing.kind(), (ErrorKind::NotFound, "no_such_hotel"));
     let garbage = engine.search(&Query { bytes: b"not a photo at all", ..Default::default() }, "u").unwrap_err();
     assert!(matches!(garbage.kind().0, ErrorKind::Unsupported | ErrorKind::Unprocessable), "{:?}", garbage.kind());
-    assert_eq!(engine.case_image(&"0".repeat(64), "u").unwrap_err().kind(), (ErrorKind::NotFound, "not_found"));
-    assert_eq!(engine.case_image("../x", "u").unwrap_err().kind(), (ErrorKind::Invalid, "invalid_field"));
+    assert_eq!(
+        engine.case_image(&"0".repeat(64), hotelmatch::engine::Viewer { key_id: "u", admin: true }).unwrap_err().kind(),
+        (ErrorKind::NotFound, "not_found")
+    );
+    assert_eq!(
+        engine.case_image("../x", hotelmatch::engine::Viewer { key_id: "u", admin: false }).unwrap_err().kind(),
+        (ErrorKind::Invalid, "invalid_field")
+    );
 }
 
 #[test]

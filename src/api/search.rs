@@ -86,6 +86,10 @@ pub(super) async fn search(
     }
     let skip_auto_mask = !parse_field::<bool>(&form, "auto_mask")?.unwrap_or(true);
     let case_id = parse_field::<i64>(&form, "case_id")?;
+    // A kept photo may show a victim: it is kept in a case, whose owner alone may see it.
+    if save_case && case_id.is_none() {
+        return Err(ApiError::bad_request("invalid_field", "save_case keeps the photo in a case: give case_id"));
+    }
     let parts: Vec<&[u8]> = photos.iter().flat_map(|(p, m)| [p.as_slice(), m.as_deref().unwrap_or_default()]).collect();
     let _pixels = pixel_permit(&s, &parts)?;
     let _slot = queue_slot(&s).await?;
@@ -199,6 +203,6 @@ pub(super) async fn case_image(
     Checked(Path(sha256)): Checked<Path<String>>,
 ) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
-    let bytes = blocking(move || engine.case_image(&sha256, &key.id)).await?;
+    let bytes = blocking(move || engine.case_image(&sha256, super::cases::viewer(&key))).await?;
     Ok(image_response(bytes))
 }

@@ -91,14 +91,14 @@ impl Engine {
     /// One case with its journal. Audited; another key's case is "not found" to a non-admin,
     /// so that its existence says nothing.
     pub fn case(&self, id: i64, viewer: Viewer) -> Result<CaseView, EngineError> {
-        let view = self.case_view(id, viewer)?;
+        let view = self.case_view(id, viewer, "read")?;
         self.catalog.audit(viewer.key_id, "case-read", &serde_json::json!({"case_id": id}))?;
         Ok(view)
     }
 
     /// The case, if the viewer may see it (not audited: callers audit what they do with it).
-    pub(super) fn case_view(&self, id: i64, viewer: Viewer) -> Result<CaseView, EngineError> {
-        let case = self.owned_case(id, viewer)?;
+    pub(super) fn case_view(&self, id: i64, viewer: Viewer, action: &str) -> Result<CaseView, EngineError> {
+        let case = self.owned_case(id, viewer, action)?;
         let entries = self.journal(id)?;
         let verdicts = current_verdicts(&entries);
         let mut hotels = BTreeMap::new();
@@ -133,12 +133,34 @@ impl Engine {
         Ok(JournalEntry { id: row.id, case_id, at: row.at, actor: row.actor, entry })
     }
 
-    fn owned_case(&self, id: i64, viewer: Viewer) -> Result<Case, EngineError> {
-        let case = self.catalog.case(id)?;
-        if case.owner != viewer.key_id && !viewer.admin {
-            return Err(CatalogError::NoCase(id).into());
+    /// The case `id` if the viewer may `action` it. A refusal (another key's case, or one
+    /// that does not exist) is audited as `case-denied`; the caller is told "not found"
+    /// either way, so that a case's existence says nothing.
+    fn owned_case(&self, id: i64, viewer: Viewer, action: &str) -> Result<Case, EngineError> {
+        let case = match self.catalog.case(id) {
+            Ok(case) if case.owner == viewer.key_id || viewer.admin => return Ok(case),
+            Ok(_) | Err(CatalogError::NoCase(_)) => CatalogError::NoCase(id),
+            Err(e) => return Err(e.into()),
+        };
+        self.catalog.audit(viewer.key_id, "case-denied", &serde_json::json!({"case_id": id, "action": action}))?;
+        Err(case.into())
+    }
+
+    /// Whether a case of `key_id` kept the query photo `sha256` (any photo of a search saved
+    /// with `save_case`).
+    pub(super) fn keeps_case_image(&self, sha256: &str, key_id: &str) -> Result<bool, EngineError> {
+        for case in self.catalog.cases(Some(key_id))? {
+            let kept = self
+                .journal(case.id)?
+                .iter()
+                .filter_map(|e| e.entry.search())
+                .filter(|s| s.query_kept)
+                .any(|s| s.query_sha256 == sha256 || s.further.iter().any(|f| f.sha256 == sha256));
+            if kept {
+                return Ok(true);
+            }
         }
-        Ok(case)
+        Ok(false)
     }
 
     /// Adds a note to a case.
@@ -147,7 +169,7 @@ impl Engine {
         if text.is_empty() || text.chars().count() > MAX_NOTE {
             return Err(EngineError::Invalid { field: "text", message: format!("1 to {MAX_NOTE} characters") });
         }
-        self.owned_case(id, viewer)?;
+        self.owned_case(id, viewer, "note")?;
         let entry = self.append(id, viewer.key_id, CaseEntry::Note { text: text.to_string() })?;
         self.catalog.audit(viewer.key_id, "case-note", &serde_json::json!({"case_id": id, "entry": entry.id}))?;
         Ok(entry)
@@ -162,7 +184,7 @@ impl Engine {
         search_entry: Option<i64>,
         viewer: Viewer,
     ) -> Result<JournalEntry, EngineError> {
-        self.owned_case(id, viewer)?;
+        self.owned_case(id, viewer, "verdict")?;
         self.catalog.hotel(hotel_id)?;
         if let Some(e) = search_entry {
             let known = self.journal(id)?.iter().any(|x| x.id == e && x.entry.search().is_some());
@@ -179,7 +201,7 @@ impl Engine {
     /// itself only when `q.save_case`, the mask, the filters) and what came back (ranked
     /// hotels with probabilities and evidence ids), with the model, index and calibration.
     pub fn search_into_case(&self, q: &Query, case_id: i64, viewer: Viewer) -> Result<(SearchResult, JournalEntry), EngineError> {
-        self.owned_case(case_id, viewer)?;
+        self.owned_case(case_id, viewer, "search")?;
         let res = self.search(q, viewer.key_id)?;
         let saved = SavedSearch {
             query_sha256: res.query_sha256.clone(),
@@ -235,7 +257,7 @@ impl Engine {
     /// A case with everything its report shows: evidence thumbnails and kept query photos
     /// embedded. Audited as an export.
     pub fn case_report(&self, id: i64, format: &str, viewer: Viewer) -> Result<CaseReport, EngineError> {
-        let view = self.case_view(id, viewer)?;
+        let view = self.case_view(id, viewer, "export")?;
         // A JPEG thumbnail of a stored blob as a data URI; none when it cannot be read.
         let thumbnail = |store: &dyn BlobStore, sha: &str, side: u32| {
             let t = store.get(sha).ok().and_then(|b| crate::media::clean::thumbnail(&b, &self.settings.limits, side).ok())?;

@@ -68,10 +68,17 @@ impl Engine {
         Ok(revoked)
     }
 
-    /// A case image an investigator kept, by its sha256; the viewing is audited.
-    pub fn case_image(&self, sha256: &str, actor: &str) -> Result<Vec<u8>, EngineError> {
+    /// A case image an investigator kept, by its sha256: to an admin, or to the owner of a
+    /// case whose journal kept it; anyone else is told it does not exist (and the attempt
+    /// is audited as `case-denied`). The viewing is audited.
+    pub fn case_image(&self, sha256: &str, viewer: super::Viewer) -> Result<Vec<u8>, EngineError> {
+        crate::store::check_id(sha256)?;
+        if !viewer.admin && !self.keeps_case_image(sha256, viewer.key_id)? {
+            self.catalog.audit(viewer.key_id, "case-denied", &serde_json::json!({"sha256": sha256, "action": "case-image"}))?;
+            return Err(StoreError::Missing(sha256.to_string()).into());
+        }
         let bytes = self.cases.get(sha256)?;
-        self.catalog.audit(actor, "case-image-view", &serde_json::json!({"sha256": sha256}))?;
+        self.catalog.audit(viewer.key_id, "case-image-view", &serde_json::json!({"sha256": sha256}))?;
         Ok(bytes)
     }
 }
