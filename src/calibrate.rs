@@ -31,7 +31,23 @@ pub enum CalibrationError {
     /// Too few labelled searches to fit two parameters.
     #[error("{0} labelled searches: at least 10 are needed to calibrate")]
     TooFew(usize),
+    /// Labelled searches from too few cases or keys: one investigator cannot set everyone's
+    /// probabilities.
+    #[error("labelled searches from {cases} cases and {keys} keys: at least {min_cases} cases and {min_keys} keys are needed")]
+    TooFewSources { cases: usize, keys: usize, min_cases: usize, min_keys: usize },
+    /// A fitted parameter outside what a usable calibration can have.
+    #[error("{what} {value} is outside {lo}..={hi}: refused")]
+    OutOfBand { what: &'static str, value: f32, lo: f32, hi: f32 },
+    /// The refit explains searches it was not fitted on worse than the calibration in use.
+    #[error("the refit is worse than the calibration in use on {held_out} held-out searches (log-loss {fitted:.4} against {current:.4}): refused")]
+    Worse { held_out: usize, fitted: f64, current: f64 },
 }
+
+/// The range a usable temperature keeps to: below it every top candidate reads 100 %, above
+/// it none reads more than its share (the built-in fits are 0.0157 and 0.0264).
+pub const TEMPERATURE_BAND: (f32, f32) = (0.002, 1.0);
+/// The range of a usable "none of these" score (similarities lie in -1..=1).
+pub const NONE_BAND: (f32, f32) = (-1.0, 2.0);
 
 /// One labelled search: its candidates' scores, best first, and which one was right
 /// (`None`: the right hotel was not among them).
@@ -143,11 +159,45 @@ impl Calibration {
         }
     }
 
+    /// Whether every parameter is finite and within its band, and the labels are ordered.
+    pub fn check(&self) -> Result<(), CalibrationError> {
+        let band = |what: &'static str, value: f32, (lo, hi): (f32, f32)| match value.is_finite() && (lo..=hi).contains(&value) {
+            true => Ok(()),
+            false => Err(CalibrationError::OutOfBand { what, value, lo, hi }),
+        };
+        band("temperature", self.temperature, TEMPERATURE_BAND)?;
+        band("none_score", self.none_score, NONE_BAND)?;
+        band("strong", self.strong, (0.01, 1.0))?;
+        band("possible", self.possible, (0.0, self.strong))?;
+        if let Some(s) = &self.several {
+            band("several.temperature", s.temperature, TEMPERATURE_BAND)?;
+            band("several.none_score", s.none_score, NONE_BAND)?;
+        }
+        Ok(())
+    }
+
+    /// Mean negative log-likelihood of `samples` (what a better calibration lowers).
+    pub fn log_loss(&self, samples: &[Sample]) -> f64 {
+        let total: f64 = samples
+            .iter()
+            .map(|s| match &self.several {
+                Some(x) if s.photos > 1 => nll(std::slice::from_ref(s), x.temperature, x.none_score),
+                _ => nll(std::slice::from_ref(s), self.temperature, self.none_score),
+            })
+            .sum();
+        total / samples.len().max(1) as f64
+    }
+
     /// The calibration in `dir`, if one was written there.
     pub fn load(dir: &Path) -> Result<Option<Calibration>, CalibrationError> {
         let path = dir.join(FILE);
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| CalibrationError::Format { path, message: e.to_string() }),
+            Ok(b) => {
+                let c: Calibration =
+                    serde_json::from_slice(&b).map_err(|e| CalibrationError::Format { path: path.clone(), message: e.to_string() })?;
+                c.check().map_err(|e| CalibrationError::Format { path, message: e.to_string() })?;
+                Ok(Some(c))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(CalibrationError::Io { path, source }),
         }
@@ -170,7 +220,9 @@ impl Calibration {
             return Err(CalibrationError::TooFew(samples.len()));
         }
         let (temperature, none_score) = fit(samples);
-        Ok(Calibration { temperature, none_score, source: source.into(), samples: samples.len(), ..self.clone() })
+        let fitted = Calibration { temperature, none_score, source: source.into(), samples: samples.len(), ..self.clone() };
+        fitted.check()?;
+        Ok(fitted)
     }
 
     /// Fits one-photo and several-photo searches apart: the one-photo fit from `samples` of
@@ -185,6 +237,7 @@ impl Calibration {
             }
             _ => None,
         };
+        fitted.check()?;
         Ok(fitted)
     }
 }
@@ -404,10 +457,10 @@ mod tests {
         };
         (0..n)
             .map(|_| {
-                let mut scores: Vec<f32> = (0..CANDIDATES).map(|_| 0.80 + 0.05 * unit()).collect();
+                let mut scores: Vec<f32> = (0..CANDIDATES).map(|_| 0.80 + 0.5 * unit()).collect();
                 let strength = unit();
                 let right = (strength > 0.4).then(|| {
-                    scores[3] += 0.12 * strength;
+                    scores[3] += 1.2 * strength;
                     3
                 });
                 let mut order: Vec<usize> = (0..CANDIDATES).collect();

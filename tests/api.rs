@@ -497,6 +497,21 @@ fn a_case_image_is_kept_only_when_the_investigator_asks() {
     assert_eq!(call(&s, "GET", &format!("/api/v1/case-images/{sha}"), Some(&admin), None).0, 200);
     let (_, denied) = call(&s, "GET", "/api/v1/audit?action=case-denied", Some(&admin), None);
     assert!(denied.as_array().unwrap().iter().any(|a| a["detail"]["sha256"] == sha.as_str()), "{denied}");
+    // An unusable calibration reaching the catalog is loud: /readyz says why, with 503, and
+    // the one in use stays.
+    let (_, ready) = call(&s, "GET", "/readyz", None, None);
+    assert_eq!(ready["ready"], true);
+    let bad = serde_json::json!({"temperature": 0.00024, "none_score": 0.2, "strong": 0.7, "possible": 0.3, "source": "x", "samples": 12, "model": "x", "scoring": "x"});
+    hotelmatch::catalog::open(&s.data_dir.join("catalog.sqlite").display().to_string())
+        .unwrap()
+        .put_state("calibration", &bad, "someone")
+        .unwrap();
+    let in_use = s.server.engine.calibration();
+    s.server.engine.follow().unwrap();
+    let (st, said) = call(&s, "GET", "/readyz", None, None);
+    assert_eq!(st, 503, "{said}");
+    assert!(said["ready"] == false && said["calibration"]["problem"].as_str().unwrap().contains("temperature"), "{said}");
+    assert_eq!(*s.server.engine.calibration(), *in_use);
     let (st, e) = call(&s, "GET", "/api/v1/case-images/..%2F..%2Fcatalog.sqlite", Some(&inv), None);
     assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_field")));
     let (st, e) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &query)], &[("save_case", "maybe")])));

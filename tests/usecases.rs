@@ -263,16 +263,12 @@ fn a_case_keeps_searches_notes_and_verdicts_for_its_owner_and_confirmations_reca
     let verdicts: Vec<(i64, Verdict)> = view.verdicts.iter().map(|v| (v.hotel_id, v.verdict)).collect();
     assert_eq!(verdicts, vec![(ids[0], Verdict::Confirmed), (ids[1], Verdict::RuledOut)], "the latest verdict per hotel; 'open' withdraws");
     assert_eq!(view.entries.len(), 12 + 1 + 4, "the journal keeps every entry");
-    // The confirmations are labelled searches for the next calibration.
+    // The confirmations are labelled searches for the next calibration: each query once.
     let samples = engine.confirmed_samples().unwrap();
-    assert_eq!(samples.len(), 12);
-    assert!(samples.iter().all(|s| s.right == Some(0) && s.scores.len() == 3));
-    let fitted = engine.recalibrate(&samples, "cases", "adm").unwrap();
-    assert_eq!(engine.calibration().source, "cases");
-    // Kept as a catalog version (what every replica takes up), not as a file of this one.
-    assert!(engine.calibration_version() > 0);
-    assert_eq!(*engine.calibration(), fitted);
-    assert_eq!(hotelmatch::calibrate::Calibration::load(&engine.settings().data_dir).unwrap(), None);
+    assert_eq!(samples.len(), queries.len());
+    assert!(samples.iter().all(|s| s.sample.right == Some(0) && s.sample.scores.len() == 3 && s.case_id == case.id && s.key_id == "inv-1"));
+    // Four searches of one key are far too few to refit everyone's probabilities.
+    assert_eq!(engine.recalibrate_from_cases(false, "adm").unwrap_err().kind().1, "too_few_samples");
     // The report holds the searches, thumbnails of the evidence and the kept query.
     let report = engine.case_report(case.id, "html", me).unwrap();
     assert!(!report.thumbnails.is_empty() && report.queries.len() == 1);
@@ -287,7 +283,7 @@ fn a_case_keeps_searches_notes_and_verdicts_for_its_owner_and_confirmations_reca
     assert_eq!(csv.lines().count(), 1 + 12 * 3, "a header and a row per ranked hotel per search");
     assert!(csv.lines().nth(1).unwrap().ends_with(",confirmed"), "{csv}");
     let audit: Vec<String> = engine.audit_entries(None, 200).unwrap().into_iter().map(|e| e.action).collect();
-    for action in ["case-create", "case-search", "case-read", "case-list", "case-note", "case-verdict", "calibrate", "case-export"] {
+    for action in ["case-create", "case-search", "case-read", "case-list", "case-note", "case-verdict", "case-export"] {
         assert!(audit.iter().any(|a| a == action), "{action} not audited: {audit:?}");
     }
 }
@@ -628,4 +624,80 @@ fn with_mask_embedding_the_learned_marks_are_masked_before_gallery_and_query_pho
     let (on_a, on_b) = (similarities(&marked, &query), similarities(&replica, &query));
     assert!(on_a.iter().zip(&on_b).all(|(a, b)| (a - b).abs() < 1e-4), "{on_a:?} on A, {on_b:?} on B");
     std::fs::remove_dir_all(&shared).ok();
+}
+
+#[test]
+fn a_calibration_refit_from_cases_cannot_be_broken_or_poisoned() {
+    use hotelmatch::calibrate::Calibration;
+    use hotelmatch::engine::{Verdict, Viewer};
+    let engine = in_memory("refit");
+    let names = ["aurora", "desert", "harbor", "lonestar", "maple", "pinecrest"];
+    let gallery: Vec<(String, Vec<String>)> =
+        names.iter().map(|n| (format!("h-{n}"), vec![first_sample_photo(n, "1"), first_sample_photo(n, "2")])).collect();
+    let spec: Vec<(&str, Vec<&str>)> = gallery.iter().map(|(h, p)| (h.as_str(), p.iter().map(|x| x.as_str()).collect())).collect();
+    let spec: Vec<(&str, &[&str])> = spec.iter().map(|(h, p)| (*h, p.as_slice())).collect();
+    let ids = with_hotels(&engine, &spec);
+    let queries_of = |n: &str| -> Vec<Vec<u8>> {
+        let mut files: Vec<String> = std::fs::read_dir(root().join("data-sample/images"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with(&format!("h-{n}-")) && !f.ends_with("-0.jpg"))
+            .collect();
+        files.sort();
+        files.iter().map(|f| photo(f)).collect()
+    };
+    let before = engine.calibration();
+    // 1. Searches that found nothing (a filter no hotel passes) count for nothing.
+    let lone = Viewer { key_id: "inv-x", admin: false };
+    let case = engine.create_case("nothing", lone).unwrap();
+    let nowhere = hotelmatch::catalog::HotelFilter { country: Some("ZZ".into()), ..Default::default() };
+    for q in queries_of("aurora").iter().take(10) {
+        let (res, _) = engine.search_into_case(&Query { bytes: q, filter: nowhere.clone(), ..Default::default() }, case.id, lone).unwrap();
+        assert!(res.hotels.is_empty());
+    }
+    engine.set_verdict(case.id, ids[0], Verdict::Confirmed, None, lone).unwrap();
+    assert!(engine.confirmed_samples().unwrap().is_empty());
+    assert_eq!(engine.recalibrate_from_cases(false, "adm").unwrap_err().kind().1, "too_few_samples");
+    // 2. One key confirming its own top answer in twelve cases cannot refit anything.
+    for (k, q) in queries_of("desert").iter().chain(&queries_of("harbor")).take(12).enumerate() {
+        let case = engine.create_case(&format!("self {k}"), lone).unwrap();
+        let (res, _) = engine.search_into_case(&Query { bytes: q, ..Default::default() }, case.id, lone).unwrap();
+        engine.set_verdict(case.id, res.hotels[0].hotel.id, Verdict::Confirmed, None, lone).unwrap();
+    }
+    let e = engine.recalibrate_from_cases(false, "adm").unwrap_err();
+    assert_eq!(e.kind().1, "too_few_samples", "{e}");
+    assert!(e.to_string().contains("1 keys"), "{e}");
+    // 3. Parameters out of band are refused however they come.
+    for bad in [Calibration { temperature: 0.00024, ..Default::default() }, Calibration { none_score: f32::NAN, ..Default::default() }] {
+        assert_eq!(engine.set_calibration(bad, 12, "adm").unwrap_err().kind().1, "calibration_out_of_band");
+    }
+    assert_eq!(*engine.calibration(), *before);
+    // 4. Three investigators' cases, each confirming the hotel the photos were taken in (one
+    // search of each filtered too narrowly to hold it: "none of these" happens too).
+    for (k, n) in names.iter().enumerate() {
+        let who = Viewer { key_id: ["inv-1", "inv-2", "inv-3"][k % 3], admin: false };
+        let case = engine.create_case(n, who).unwrap();
+        let others: Vec<i64> = ids.iter().copied().filter(|&h| h != ids[k]).collect();
+        for (j, q) in queries_of(n).iter().enumerate() {
+            let filter = hotelmatch::catalog::HotelFilter { hotel_ids: (j == 0).then(|| others.clone()), ..Default::default() };
+            engine.search_into_case(&Query { bytes: q, filter, ..Default::default() }, case.id, who).unwrap();
+        }
+        engine.set_verdict(case.id, ids[k], Verdict::Confirmed, None, who).unwrap();
+    }
+    let version = engine.calibration_version();
+    let preview = engine.recalibrate_from_cases(true, "adm").unwrap();
+    assert!(!preview.applied && preview.held_out > 0 && preview.log_loss[1] <= preview.log_loss[0], "{preview:?}");
+    assert_eq!(engine.calibration_version(), version, "a preview changes nothing");
+    // The audit names every case and key whose searches were used: the lone key's searches
+    // repeat the investigators' photos, and each query counts once.
+    let audit = engine.audit_entries(Some("calibrate-from-cases"), 1).unwrap();
+    let detail = &audit[0].detail;
+    assert_eq!(detail["keys"], serde_json::json!(["inv-1", "inv-2", "inv-3"]), "{detail}");
+    assert_eq!(detail["cases"].as_array().unwrap().len(), 6, "{detail}");
+    assert_eq!(detail["preview"], true);
+    let applied = engine.recalibrate_from_cases(false, "adm").unwrap();
+    assert!(applied.applied && engine.calibration_version() > version);
+    assert_eq!(*engine.calibration(), applied.calibration);
+    assert!(engine.calibration().check().is_ok());
 }

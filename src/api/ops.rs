@@ -70,17 +70,21 @@ pub(super) async fn healthz() -> &'static str {
 
 /// Readiness: the model and the index are loaded.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object)))]
-pub(super) async fn ready(State(s): State<Shared>) -> Json<serde_json::Value> {
+pub(super) async fn ready(State(s): State<Shared>) -> Response {
     let e = &s.engine;
-    Json(serde_json::json!({
-        "ready": true,
+    // An unusable calibration in the catalog is loud: the replica says why and is not ready.
+    let problem = e.calibration_problem();
+    let status = if problem.is_some() { axum::http::StatusCode::SERVICE_UNAVAILABLE } else { axum::http::StatusCode::OK };
+    let body = Json(serde_json::json!({
+        "ready": problem.is_none(),
         "model": e.embedder().model(),
         "catalog": e.catalog_backend(),
         "watermark": e.watermark(),
         "reindex_generation": e.generation(),
         "indexed_photos": e.indexed(),
-        "calibration": {"version": e.calibration_version(), "source": e.calibration().source},
-    }))
+        "calibration": {"version": e.calibration_version(), "source": e.calibration().source, "problem": problem},
+    }));
+    (status, body).into_response()
 }
 
 /// Prometheus metrics: requests by route and status, latency histograms by route and by

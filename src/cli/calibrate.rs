@@ -40,7 +40,8 @@ pub(super) fn run(cfg: &Config, init: bool, args: CalibrateArgs, out: &mut impl 
         (s, format!("samples: {}", path.display()), None)
     } else if from_cases {
         let engine = open_engine(cfg, init)?;
-        (engine.confirmed_samples()?, "cases".to_string(), Some(engine))
+        let samples = engine.confirmed_samples()?.into_iter().map(|c| c.sample).collect();
+        (samples, "cases".to_string(), Some(engine))
     } else {
         let gallery = gallery.context("--gallery is required")?;
         let sets = queries.iter().map(|q| hotelmatch::eval::QuerySet::read(q, group_by)).collect::<Result<Vec<_>, _>>()?;

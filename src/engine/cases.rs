@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::journal::{Candidate, CaseEntry, FurtherQuery, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 use super::{Engine, EngineError, Query, SearchResult};
-use crate::calibrate::{Calibration, Sample};
+use crate::calibrate::{Calibration, CalibrationError, Sample};
 use crate::catalog::{Case, CatalogError, Hotel};
 use crate::store::BlobStore;
 
@@ -297,34 +297,124 @@ impl Engine {
         Ok(report)
     }
 
-    /// Labelled searches from every case: each saved search whose case confirmed a hotel.
-    /// The confirmed hotel is the right one; a search where it was not among the
-    /// candidates counts as "none of these".
-    pub fn confirmed_samples(&self) -> Result<Vec<Sample>, EngineError> {
+    /// Labelled searches from every case, with the case and key each came from: each saved
+    /// search whose case confirmed a hotel. The confirmed hotel is the right one; a search
+    /// where it was not among the candidates counts as "none of these". Only informative
+    /// searches count (at least one candidate), each query (its photos' hashes) once.
+    pub fn confirmed_samples(&self) -> Result<Vec<CaseSample>, EngineError> {
         let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         for case in self.catalog.cases(None)? {
             let entries = self.journal(case.id)?;
             let confirmed: Vec<i64> =
                 current_verdicts(&entries).iter().filter(|v| v.verdict == Verdict::Confirmed).map(|v| v.hotel_id).collect();
             // A case confirms one place; two confirmed hotels is a conflict nobody resolved.
             let [right] = confirmed[..] else { continue };
-            for search in entries.iter().filter_map(|e| e.entry.search()) {
+            for (e, search) in entries.iter().filter_map(|e| e.entry.search().map(|s| (e, s))) {
+                let query: Vec<&str> =
+                    std::iter::once(search.query_sha256.as_str()).chain(search.further.iter().map(|f| f.sha256.as_str())).collect();
+                if search.candidates.is_empty() || !seen.insert(query.join(" ")) {
+                    continue;
+                }
                 let (ids, scores): (Vec<i64>, Vec<f32>) = search.candidates.iter().map(|c| (c.hotel_id, c.score)).unzip();
-                out.push(Sample { right: ids.iter().position(|&h| h == right), scores, photos: 1 + search.further.len() });
+                out.push(CaseSample {
+                    sample: Sample { right: ids.iter().position(|&h| h == right), scores, photos: query.len() },
+                    case_id: case.id,
+                    key_id: e.actor.clone(),
+                });
             }
         }
         Ok(out)
     }
 
-    /// Refits the calibration on `samples` and puts it in force on every replica (a new
-    /// catalog version). Audited.
-    pub fn recalibrate(&self, samples: &[Sample], source: &str, actor: &str) -> Result<Calibration, EngineError> {
-        let base =
-            Calibration { model: self.embedder.model().to_string(), scoring: self.settings.scoring(), ..(*self.calibration()).clone() };
-        let fitted = base.fit_apart(samples, source)?;
-        self.set_calibration(fitted.clone(), samples.len(), actor)?;
-        Ok(fitted)
+    /// Refits the calibration on the confirmed searches of cases and, unless `preview`, puts
+    /// it in force on every replica (a new catalog version). Refused with too few searches,
+    /// cases (`MIN_CASES`) or keys (`MIN_KEYS`), with a parameter out of band, or when the
+    /// refit explains the searches of held-out cases (every fourth) worse than the one in
+    /// use. Audited with the cases and keys used, applied or not.
+    pub fn recalibrate_from_cases(&self, preview: bool, actor: &str) -> Result<Refit, EngineError> {
+        let all = self.confirmed_samples()?;
+        let cases: std::collections::BTreeSet<i64> = all.iter().map(|s| s.case_id).collect();
+        let keys: std::collections::BTreeSet<&str> = all.iter().map(|s| s.key_id.as_str()).collect();
+        if all.len() < 10 {
+            return Err(CalibrationError::TooFew(all.len()).into());
+        }
+        if cases.len() < MIN_CASES || keys.len() < MIN_KEYS {
+            return Err(
+                CalibrationError::TooFewSources { cases: cases.len(), keys: keys.len(), min_cases: MIN_CASES, min_keys: MIN_KEYS }.into()
+            );
+        }
+        let held: std::collections::BTreeSet<i64> = cases.iter().copied().skip(3).step_by(4).collect();
+        let (test, train): (Vec<&CaseSample>, Vec<&CaseSample>) = all.iter().partition(|s| held.contains(&s.case_id));
+        let train: Vec<Sample> = train.into_iter().map(|s| s.sample.clone()).collect();
+        let test: Vec<Sample> = test.into_iter().map(|s| s.sample.clone()).collect();
+        let current = self.calibration();
+        let base = Calibration { model: self.embedder.model().to_string(), scoring: self.settings.scoring(), ..(*current).clone() };
+        let loss_current = current.log_loss(&test);
+        // Checked on the held-out cases' searches; refused or not, the attempt is audited.
+        let fitted = base.fit_apart(&train, "cases").and_then(|f| {
+            let loss = f.log_loss(&test);
+            match loss > loss_current {
+                true => Err(CalibrationError::Worse { held_out: test.len(), fitted: loss, current: loss_current }),
+                false => Ok((f, loss)),
+            }
+        });
+        let detail = serde_json::json!({
+            "preview": preview,
+            "refused": fitted.as_ref().err().map(|e| e.to_string()),
+            "cases": cases,
+            "keys": keys,
+            "samples": train.len(),
+            "held_out": test.len(),
+            "log_loss": {"current": loss_current, "refit": fitted.as_ref().ok().map(|f| f.1)},
+        });
+        self.catalog.audit(actor, "calibrate-from-cases", &detail)?;
+        let (fitted, loss_fitted) = fitted?;
+        let refit = Refit {
+            calibration: fitted,
+            samples: train.len(),
+            held_out: test.len(),
+            log_loss: [loss_current, loss_fitted],
+            cases: cases.iter().copied().collect(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            applied: false,
+        };
+        if preview {
+            return Ok(refit);
+        }
+        self.set_calibration(refit.calibration.clone(), refit.samples, actor)?;
+        Ok(Refit { applied: true, ..refit })
     }
+}
+
+/// Distinct cases, and keys, a refit from cases needs: one investigator's own verdicts cannot
+/// set everyone's probabilities.
+pub const MIN_CASES: usize = 5;
+pub const MIN_KEYS: usize = 3;
+
+/// A labelled search from a case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseSample {
+    pub sample: Sample,
+    pub case_id: i64,
+    /// The key that made the search.
+    pub key_id: String,
+}
+
+/// A refit of the calibration from cases.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refit {
+    pub calibration: Calibration,
+    /// Searches it was fitted on, and searches of held-out cases it was checked on.
+    pub samples: usize,
+    pub held_out: usize,
+    /// Mean log-loss on the held-out searches: the calibration in use, then the refit.
+    pub log_loss: [f64; 2],
+    /// The cases and keys whose searches were used.
+    pub cases: Vec<i64>,
+    pub keys: Vec<String>,
+    /// Whether it was put in force (not a preview).
+    pub applied: bool,
 }
 
 /// The latest verdict per hotel, in hotel id order; "open" withdraws.

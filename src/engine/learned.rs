@@ -22,6 +22,9 @@ pub(super) struct InForce {
     /// follower reads a version once, not at every look.
     seen: i64,
     calibration: Arc<Calibration>,
+    /// Why the catalog's newest calibration is not in use (it does not parse, or a parameter
+    /// is out of band): said by `/readyz`, which then answers "not ready".
+    problem: Option<String>,
 }
 
 impl InForce {
@@ -36,37 +39,45 @@ impl InForce {
 /// catalog, or by a `calibrate` run without a catalog; version 0), else the built-in fit.
 pub(super) fn initial_calibration(catalog: &dyn Catalog, data_dir: &Path) -> Result<InForce, EngineError> {
     let (seen, stored) = stored_calibration(catalog)?;
-    if let Some(c) = stored {
-        return Ok(InForce { version: seen, seen, calibration: Arc::new(c) });
-    }
+    let mut problem = match stored {
+        Some(Ok(c)) => return Ok(InForce { version: seen, seen, calibration: Arc::new(c), problem: None }),
+        Some(Err(p)) => Some(p),
+        None => None,
+    };
     let calibration = match Calibration::load(data_dir) {
         Ok(Some(c)) => c,
         Ok(None) => Calibration::default(),
         Err(e) => {
-            tracing::warn!("{e}; using the built-in calibration");
+            tracing::error!("{e}; using the built-in calibration");
+            problem = problem.or(Some(e.to_string()));
             Calibration::default()
         }
     };
-    Ok(InForce { version: 0, seen, calibration: Arc::new(calibration) })
+    Ok(InForce { version: 0, seen, calibration: Arc::new(calibration), problem })
 }
 
-/// The catalog's newest calibration version (0: none) and the calibration, unless it does
-/// not parse (logged, and the one in use is kept).
-fn stored_calibration(catalog: &dyn Catalog) -> Result<(i64, Option<Calibration>), EngineError> {
+/// The catalog's newest calibration version (0: none) and the calibration, or why it is
+/// unusable (it does not parse, or a parameter is out of band; logged).
+fn stored_calibration(catalog: &dyn Catalog) -> Result<(i64, Option<Result<Calibration, String>>), EngineError> {
     let Some((version, body)) = catalog.latest_state(CALIBRATION)? else { return Ok((0, None)) };
-    match serde_json::from_value::<Calibration>(body) {
-        Ok(c) => Ok((version, Some(c))),
-        Err(e) => {
-            tracing::error!(version, "the catalog's calibration does not parse ({e}); keeping the one in use");
-            Ok((version, None))
-        }
+    let parsed = serde_json::from_value::<Calibration>(body)
+        .map_err(|e| e.to_string())
+        .and_then(|c| c.check().map(|_| c).map_err(|e| e.to_string()));
+    if let Err(e) = &parsed {
+        tracing::error!(version, "the catalog's calibration {version} is unusable ({e}); keeping the one in use");
     }
+    Ok((version, Some(parsed.map_err(|e| format!("calibration version {version}: {e}")))))
 }
 
 impl Engine {
     /// The calibration in use.
     pub fn calibration(&self) -> Arc<Calibration> {
         self.calibration.read().calibration.clone()
+    }
+
+    /// Why the catalog's newest calibration is not the one in use, if it is unusable.
+    pub fn calibration_problem(&self) -> Option<String> {
+        self.calibration.read().problem.clone()
     }
 
     /// The catalog version of the calibration in use (0: from the data directory or built in).
@@ -77,6 +88,7 @@ impl Engine {
     /// Puts `fitted` in force on every replica: a new catalog version, used here from the next
     /// search on and elsewhere from the next look at the feed. Audited as `calibrate`.
     pub fn set_calibration(&self, fitted: Calibration, samples: usize, actor: &str) -> Result<i64, EngineError> {
+        fitted.check()?;
         let body = serde_json::to_value(&fitted).map_err(|e| EngineError::Internal(format!("calibration: {e}")))?;
         let version = self.catalog.put_state(CALIBRATION, &body, actor)?;
         let detail = serde_json::json!({
@@ -86,7 +98,7 @@ impl Engine {
             "temperature": fitted.temperature,
             "none_score": fitted.none_score,
         });
-        *self.calibration.write() = InForce { version, seen: version, calibration: Arc::new(fitted) };
+        *self.calibration.write() = InForce { version, seen: version, calibration: Arc::new(fitted), problem: None };
         self.catalog.audit(actor, "calibrate", &detail)?;
         Ok(version)
     }
@@ -99,9 +111,17 @@ impl Engine {
         let (seen, stored) = stored_calibration(self.catalog.as_ref())?;
         let mut in_force = self.calibration.write();
         in_force.seen = seen;
-        let Some(c) = stored else { return Ok(false) };
-        *in_force = InForce { version: seen, seen, calibration: Arc::new(c) };
-        Ok(true)
+        match stored {
+            Some(Ok(c)) => {
+                *in_force = InForce { version: seen, seen, calibration: Arc::new(c), problem: None };
+                Ok(true)
+            }
+            Some(Err(p)) => {
+                in_force.problem = Some(p);
+                Ok(false)
+            }
+            None => Ok(false),
+        }
     }
 }
 

@@ -35,7 +35,7 @@ use crate::store::{self, BlobStore, StoreError, StoreOptions};
 use crate::whiten::WhitenOptions;
 
 pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat};
-pub use cases::{CaseReport, CaseView, HotelVerdict, Viewer};
+pub use cases::{CaseReport, CaseSample, CaseView, HotelVerdict, Refit, Viewer, MIN_CASES, MIN_KEYS};
 pub use journal::{Candidate, CaseEntry, FurtherQuery, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 pub use learned::Learned;
 pub use maintenance::{Followed, REINDEX};
@@ -139,7 +139,11 @@ impl EngineError {
             EngineError::Encode(_) => (K::Internal, "internal"),
             EngineError::DataDir { .. } | EngineError::Internal(_) => (K::Internal, "internal"),
             EngineError::Calibration(c) => match c {
-                crate::calibrate::CalibrationError::TooFew(_) => (K::Invalid, "too_few_samples"),
+                crate::calibrate::CalibrationError::TooFew(_) | crate::calibrate::CalibrationError::TooFewSources { .. } => {
+                    (K::Invalid, "too_few_samples")
+                }
+                crate::calibrate::CalibrationError::OutOfBand { .. } => (K::Invalid, "calibration_out_of_band"),
+                crate::calibrate::CalibrationError::Worse { .. } => (K::Invalid, "refit_worse"),
                 crate::calibrate::CalibrationError::Io { .. } | crate::calibrate::CalibrationError::Format { .. } => {
                     (K::Internal, "internal")
                 }

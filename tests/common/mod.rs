@@ -63,6 +63,8 @@ pub fn in_memory_with(s: EngineSettings) -> Engine {
 /// stopped (in-flight requests finished) when dropped.
 pub struct Running {
     pub base: String,
+    /// The engine served (a test may make it follow the catalog, as `serve`'s follower does).
+    pub engine: Arc<Engine>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -70,6 +72,7 @@ pub struct Running {
 impl Running {
     /// Starts serving `engine`; returns once the port is bound.
     pub fn start(engine: Arc<Engine>, opts: ServeOptions) -> Running {
+        let served = engine.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -84,7 +87,7 @@ impl Running {
             });
         });
         let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        Running { base: format!("http://{addr}"), stop: Some(stop_tx), thread: Some(thread) }
+        Running { base: format!("http://{addr}"), engine: served, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     /// Asks the server to stop; requests in flight finish first.
