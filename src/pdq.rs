@@ -16,6 +16,11 @@ use image::RgbImage;
 pub const MIN_HASHABLE_DIM: usize = 5;
 /// Below this quality a hash should not be used alone to call two images the same (PDQ's advice).
 pub const MIN_TRUSTED_QUALITY: u8 = 50;
+/// Below this quality a photo is near-uniform (one colour, a blur, a sliver of pixels): too
+/// little to match a room on. Refused as a gallery photo; a query like it is never "strong".
+pub const MIN_INFORMATIVE_QUALITY: u8 = 5;
+/// Gallery photos smaller than this on either side are refused: nothing of a room fits.
+pub const MIN_GALLERY_SIDE: u32 = 32;
 /// PDQ's recommended distance for calling two hashes a match.
 pub const MATCH_DISTANCE: u32 = 31;
 

@@ -701,3 +701,29 @@ fn a_calibration_refit_from_cases_cannot_be_broken_or_poisoned() {
     assert_eq!(*engine.calibration(), applied.calibration);
     assert!(engine.calibration().check().is_ok());
 }
+
+#[test]
+fn a_flat_or_tiny_photo_is_refused_for_the_gallery_and_never_strong_as_a_query() {
+    let engine = in_memory("flat");
+    let ids = with_hotels(&engine, &[("h-a", &["h-aurora-101-0.jpg"])]);
+    let jpeg = |img: image::RgbImage| {
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&img).unwrap();
+        out
+    };
+    let flat = |rgb: [u8; 3]| jpeg(image::RgbImage::from_pixel(400, 300, image::Rgb(rgb)));
+    let room = image::load_from_memory(&photo("h-aurora-101-1.jpg")).unwrap().to_rgb8();
+    let sliver = jpeg(image::imageops::crop_imm(&room, 100, 100, 20, 200).to_image());
+    let before = engine.indexed();
+    for bytes in [flat([0, 0, 0]), flat([200, 30, 30]), sliver] {
+        let e = engine.ingest(&bytes, &new_photo(ids[0]), "u").unwrap_err();
+        assert_eq!(e.kind().1, "invalid_field", "{e}");
+    }
+    assert_eq!(engine.indexed(), before, "nothing was added");
+    // A dark, flat query is searched, said to hold little, and no hotel is strong.
+    let res = engine.search(&Query { bytes: &flat([6, 6, 6]), ..Default::default() }, "inv").unwrap();
+    assert!(res.low_information && !res.hotels.is_empty());
+    assert!(res.hotels.iter().all(|h| h.confidence != hotelmatch::engine::Confidence::Strong));
+    // A real photo is not.
+    assert!(!engine.search(&Query { bytes: &photo("h-aurora-101-1.jpg"), ..Default::default() }, "inv").unwrap().low_information);
+}

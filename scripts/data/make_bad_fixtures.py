@@ -1,6 +1,7 @@
 """Writes the bad-input corpus into tests/fixtures/bad/ (small files, committed) and its
-manifest, expected.csv: file,field,expect — `reject` (a JSON 4xx, nothing stored) or
-`accept` (odd but valid: it must be handled, not refused). tests/api.rs sends each one.
+manifest, expected.csv: file,field,expect — `reject` (a JSON 4xx, nothing stored),
+`accept` (odd but valid: it must be handled, not refused) or `flat` (too little of a room:
+refused as an upload, searched but never "strong"). tests/api.rs sends each one.
 
   .cache/venv/bin/python scripts/data/make_bad_fixtures.py
 """
@@ -66,7 +67,7 @@ frames[0].save(b, "GIF", save_all=True, append_images=frames[1:], duration=100, 
 put("animated.gif", b.getvalue(), expect="accept")
 put("sixteen-bit.png", encoded(room.convert("L").convert("I").point(lambda v: v * 256).convert("I;16"), "PNG"), expect="accept")
 put("cmyk.jpg", encoded(room.convert("CMYK"), "JPEG"), expect="accept")
-put("one-pixel.png", encoded(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), expect="accept")
+put("one-pixel.png", encoded(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), expect="flat")
 # EXIF that is malformed: an IFD pointing past the end, and a wrong byte order mark.
 def with_app1(payload):
     return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]

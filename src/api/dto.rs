@@ -312,6 +312,8 @@ pub struct SearchResult {
     /// was given); absent when nothing was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_mask: Option<f32>,
+    /// Every query photo is near-uniform (one colour, very dark): no candidate is strong.
+    pub low_information: bool,
     /// What the probabilities are calibrated on, and where the labels change.
     pub calibration: CalibrationInfo,
     /// Entries of the imported hash banks the query matches (also in the audit).
@@ -344,6 +346,10 @@ pub struct QueryPhotoInfo {
     /// Feature-map size (columns, rows) of this photo.
     #[schema(value_type = Vec<usize>)]
     pub grid: (usize, usize),
+    /// Shared marks masked before it was embedded (`[marks] mask_embedding`), `[x, y, width,
+    /// height]` in its pixels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<[u32; 4]>,
 }
 
 /// Where a search's probabilities come from.
@@ -422,10 +428,11 @@ impl From<engine::SearchResult> for SearchResult {
             queries: r
                 .queries
                 .into_iter()
-                .map(|q| QueryPhotoInfo { sha256: q.sha256, masked: q.masked, auto_mask: q.auto_mask, grid: q.grid })
+                .map(|q| QueryPhotoInfo { sha256: q.sha256, masked: q.masked, auto_mask: q.auto_mask, grid: q.grid, marks: q.marks })
                 .collect(),
             saved_case_image: r.saved_case_image,
             auto_mask: r.auto_mask,
+            low_information: r.low_information,
             calibration: CalibrationInfo {
                 source: r.calibration.source,
                 samples: r.calibration.samples,

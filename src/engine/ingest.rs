@@ -10,6 +10,21 @@ impl Engine {
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, EngineError> {
         let decoded = decode::decode(bytes, &self.settings.limits, None)?;
         let pdq = pdq::hash(&decoded.rgb);
+        // A flat or tiny photo would match every dark or blank query as "strong".
+        let side = decoded.full_width.min(decoded.full_height);
+        if side < pdq::MIN_GALLERY_SIDE || pdq.quality < pdq::MIN_INFORMATIVE_QUALITY {
+            return Err(EngineError::Invalid {
+                field: "photo",
+                message: format!(
+                    "{}x{} pixels, PDQ quality {}: too little of a room to match on (at least {} pixels a side and quality {})",
+                    decoded.full_width,
+                    decoded.full_height,
+                    pdq.quality,
+                    pdq::MIN_GALLERY_SIDE,
+                    pdq::MIN_INFORMATIVE_QUALITY
+                ),
+            });
+        }
         let marks = self.mark_rects(&decoded);
         // Not `decoded`: the embedder decodes at the size it needs (a JPEG's reduced-size
         // decoding), as for every photo already in the index; the vectors stay comparable.

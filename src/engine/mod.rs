@@ -414,6 +414,9 @@ pub struct SearchResult {
     /// was given); absent when nothing was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_mask: Option<f32>,
+    /// Whether every query photo is near-uniform (PDQ quality under
+    /// `pdq::MIN_INFORMATIVE_QUALITY`): no candidate is then labelled strong.
+    pub low_information: bool,
     /// The calibration the probabilities come from.
     pub calibration: CalibrationInfo,
     /// Hashes of the imported banks (hash lists) that the query matches.

@@ -162,7 +162,9 @@ impl Engine {
         laps.lap("verify");
         let ranked = self.rank(&retrieved, if q.top == 0 { self.settings.search.top_hotels } else { q.top });
         laps.lap("rank");
-        let hotels = self.explain(&ranked, &retrieved, &verified)?;
+        // A blank or flat query (a dark photo) resembles every dark photo: never "strong".
+        let low_information = photos.iter().all(|p| pdq::hash(&p.decoded.rgb).quality < pdq::MIN_INFORMATIVE_QUALITY);
+        let hotels = self.explain(&ranked, &retrieved, &verified, low_information)?;
         laps.lap("explain");
         let queries = self.record(q, &images, &retrieved, &copies, &hotels, actor)?;
         laps.lap("record");
@@ -178,6 +180,7 @@ impl Engine {
             images: merged_hits(&retrieved),
             plan: first.plan,
             saved_case_image: q.save_case,
+            low_information,
             calibration: CalibrationInfo { source: c.source.clone(), samples: c.samples, strong: c.strong, possible: c.possible },
             bank_matches: copies.bank_matches,
             candidates: ranked.candidates,
@@ -250,7 +253,15 @@ impl Engine {
     /// The ranked hotels as the investigator sees them: each with its probability, label and
     /// evidence photos (similarity, matched keypoints, the query cells that point at it).
     /// The catalog is read once for all hotels and once for all evidence photos.
-    fn explain(&self, ranked: &Ranked, retrieved: &[Retrieved], verified: &[Verified]) -> Result<Vec<HotelHit>, EngineError> {
+    /// No hotel is labelled strong on a `low_information` query, or on evidence photos that are
+    /// all near-uniform (stored before such photos were refused).
+    fn explain(
+        &self,
+        ranked: &Ranked,
+        retrieved: &[Retrieved],
+        verified: &[Verified],
+        low_information: bool,
+    ) -> Result<Vec<HotelHit>, EngineError> {
         let evidence_n = self.settings.search.evidence;
         let hotel_ids: Vec<i64> = ranked.hotels.iter().map(|r| r.hotel_id).collect();
         let image_ids: Vec<i64> = ranked.hotels.iter().flat_map(|r| r.images.iter().take(evidence_n).map(|f| f.image_id)).collect();
@@ -265,7 +276,15 @@ impl Engine {
             });
             let evidence = evidence.collect::<Result<Vec<_>, EngineError>>()?;
             let probability = ranked.probabilities.get(r.rank - 1).copied().unwrap_or(0.0);
-            let confidence = ranked.calibration.confidence(probability);
+            let flat_evidence = r
+                .images
+                .iter()
+                .take(evidence_n)
+                .all(|f| images.get(&f.image_id).is_none_or(|i| i.pdq_quality < pdq::MIN_INFORMATIVE_QUALITY));
+            let confidence = match ranked.calibration.confidence(probability) {
+                calibrate::Confidence::Strong if low_information || flat_evidence => calibrate::Confidence::Possible,
+                c => c,
+            };
             hits.push(HotelHit { rank: r.rank, score: r.score, probability, confidence, gap: ranked.gaps[r.rank - 1], hotel, evidence });
         }
         Ok(hits)
