@@ -328,6 +328,24 @@ fn hash_banks_read_threatexchange_lists_and_flag_uploads_and_searches() {
     third.import_bank("near", &format!("{},12 bits\n{},40 bits\n", flip(3), flip(10)), "adm").unwrap();
     let m = third.bank_matches(&[pdq.parse().unwrap()]);
     assert_eq!(m.iter().map(|x| (x.label.as_str(), x.distance)).collect::<Vec<_>>(), vec![("12 bits", 12)]);
+    // 100 near-identical bank hashes with a 1 MB label: labels are capped at import, a search
+    // lists the closest 20 and counts the rest, and its audit row stays small.
+    let one_bit = |k: usize| {
+        let mut v: Vec<u8> = (0..64).map(|i| u8::from_str_radix(&pdq[i..i + 1], 16).unwrap()).collect();
+        v[k % 64] ^= 1 << (k / 64);
+        v.iter().map(|d| format!("{d:x}")).collect::<String>()
+    };
+    let huge = "x".repeat(1 << 20);
+    let list: String = (0..100).map(|k| format!("{},{huge}\n", one_bit(k))).collect();
+    let r = third.import_bank("many", &list, "adm").unwrap();
+    assert_eq!(r.added, 100);
+    assert!(third.bank_matches(&[pdq.parse().unwrap()]).iter().all(|m| m.label.chars().count() <= hotelmatch::engine::MAX_LABEL));
+    let res = third.search(&Query { bytes: &bytes, ..Default::default() }, "inv").unwrap();
+    assert_eq!((res.bank_matches.len(), res.bank_matches_total), (hotelmatch::engine::MAX_BANK_MATCHES, 101));
+    assert!(res.bank_matches.windows(2).all(|w| w[0].distance <= w[1].distance));
+    let row = third.audit_entries(Some("search"), 1).unwrap().remove(0).detail;
+    assert_eq!(row["bank_matches_total"], 101);
+    assert!(row.to_string().len() < 8_000, "{} bytes of audit", row.to_string().len());
 }
 
 /// A blob store that counts its reads, around an in-memory one.

@@ -318,6 +318,8 @@ pub struct SearchResult {
     pub calibration: CalibrationInfo,
     /// Entries of the imported hash banks the query matches (also in the audit).
     pub bank_matches: Vec<BankMatch>,
+    /// How many bank hashes matched in all (only the closest 20 are listed).
+    pub bank_matches_total: usize,
     /// The saved case entry, when the search was saved into a case (`case_id`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub case_entry: Option<i64>,
@@ -440,6 +442,7 @@ impl From<engine::SearchResult> for SearchResult {
                 possible: r.calibration.possible,
             },
             bank_matches: r.bank_matches.into_iter().map(BankMatch::from).collect(),
+            bank_matches_total: r.bank_matches_total,
             case_entry: None,
             millis: r.millis,
         }

@@ -21,6 +21,19 @@ pub struct BankMatch {
     pub distance: u32,
 }
 
+/// Bank matches kept for one search or upload: the closest; the others are only counted
+/// (5,000 near-identical bank hashes made each matching search write a 0.6 MB audit row).
+pub const MAX_BANK_MATCHES: usize = 20;
+/// Longest label kept from an imported hash list, in characters (control characters dropped).
+pub const MAX_LABEL: usize = 200;
+
+/// `matches` (closest first) cut to the closest `MAX_BANK_MATCHES`, and how many there were.
+pub(super) fn closest(mut matches: Vec<BankMatch>) -> (Vec<BankMatch>, usize) {
+    let n = matches.len();
+    matches.truncate(MAX_BANK_MATCHES);
+    (matches, n)
+}
+
 /// The banks' hashes, searchable by Hamming distance.
 #[derive(Default)]
 pub(super) struct BankIndex {
@@ -273,6 +286,7 @@ pub fn parse_hash_list(text: &str) -> Result<ParsedList, EngineError> {
                 .cloned()
                 .unwrap_or_default(),
         };
+        let label: String = label.chars().filter(|c| !c.is_control()).take(MAX_LABEL).collect();
         match PdqHash::from_hex(hash) {
             Ok(h) => out.hashes.push((h, label)),
             Err(_) => out.rejected.push((no, line.chars().take(80).collect())),

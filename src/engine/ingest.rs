@@ -82,7 +82,7 @@ impl Engine {
             self.store.put(&p.clean)?;
         }
         self.catch_up()?;
-        let bank_matches = if p.pdq.trusted() { self.bank_matches(&[p.pdq.hash]) } else { Vec::new() };
+        let bank_matches = if p.pdq.trusted() { super::banks::closest(self.bank_matches(&[p.pdq.hash])).0 } else { Vec::new() };
         Ok(Ingested::Added { image_id, pdq: p.pdq.hash.to_string(), pdq_quality: p.pdq.quality, bank_matches })
     }
 

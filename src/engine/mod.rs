@@ -34,7 +34,7 @@ use crate::rank::{Aggregation, Fusion};
 use crate::store::{self, BlobStore, StoreError, StoreOptions};
 use crate::whiten::WhitenOptions;
 
-pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat};
+pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat, MAX_BANK_MATCHES, MAX_LABEL};
 pub use cases::{CaseReport, CaseSample, CaseView, HotelVerdict, Refit, Viewer, MIN_CASES, MIN_KEYS};
 pub use journal::{Candidate, CaseEntry, FurtherQuery, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 pub use learned::Learned;
@@ -421,6 +421,8 @@ pub struct SearchResult {
     pub calibration: CalibrationInfo,
     /// Hashes of the imported banks (hash lists) that the query matches.
     pub bank_matches: Vec<BankMatch>,
+    /// How many bank hashes matched (a photo's matches each; only the closest are listed).
+    pub bank_matches_total: usize,
     /// (hotel id, score) of the candidates the probabilities are spread over, best first:
     /// what a saved search keeps for the next calibration.
     #[serde(skip)]

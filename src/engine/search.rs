@@ -67,7 +67,9 @@ struct Retrieved {
 /// What the query's hashes matched: stored photos it is a copy of, and hash-bank entries.
 struct Copies {
     reuse: Vec<Reuse>,
+    /// The closest bank matches (`banks::MAX_BANK_MATCHES`), and how many there were.
     bank_matches: Vec<BankMatch>,
+    bank_total: usize,
 }
 
 impl Copies {
@@ -87,6 +89,9 @@ impl Copies {
                 self.bank_matches.push(b);
             }
         }
+        self.bank_matches.sort_by(|a, b| a.distance.cmp(&b.distance).then_with(|| a.bank.cmp(&b.bank)).then_with(|| a.pdq.cmp(&b.pdq)));
+        self.bank_matches.truncate(super::banks::MAX_BANK_MATCHES);
+        self.bank_total = self.bank_total.max(other.bank_total);
     }
 }
 
@@ -148,7 +153,7 @@ impl Engine {
         let photos = images.iter().map(|i| QueryPhoto::decode(i.bytes, &self.settings.limits)).collect::<Result<Vec<_>, _>>()?;
         let allowed = if q.filter.is_empty() { None } else { Some(self.catalog.hotels_matching(&q.filter)?) };
         let mut retrieved = Vec::with_capacity(photos.len());
-        let mut copies = Copies { reuse: Vec::new(), bank_matches: Vec::new() };
+        let mut copies = Copies { reuse: Vec::new(), bank_matches: Vec::new(), bank_total: 0 };
         for (photo, image) in photos.iter().zip(&images) {
             retrieved.push(self.retrieve(q, photo, image.mask, allowed.as_deref())?);
             copies.add(self.copies(photo, allowed.as_deref())?);
@@ -183,6 +188,7 @@ impl Engine {
             low_information,
             calibration: CalibrationInfo { source: c.source.clone(), samples: c.samples, strong: c.strong, possible: c.possible },
             bank_matches: copies.bank_matches,
+            bank_matches_total: copies.bank_total,
             candidates: ranked.candidates,
             stages: laps.laps,
             millis: t.elapsed().as_secs_f64() * 1e3,
@@ -223,15 +229,15 @@ impl Engine {
         let reuse = self.settings.search.reuse;
         let banked = !self.banks.read().is_empty();
         if !reuse && !banked {
-            return Ok(Copies { reuse: Vec::new(), bank_matches: Vec::new() });
+            return Ok(Copies { reuse: Vec::new(), bank_matches: Vec::new(), bank_total: 0 });
         }
         let hashes = query_hashes(&photo.decoded);
-        let bank_matches = match hashes.quality >= pdq::MIN_TRUSTED_QUALITY {
-            true => self.bank_matches(&hashes.named().map(|(_, x)| x)),
-            false => Vec::new(),
+        let (bank_matches, bank_total) = match hashes.quality >= pdq::MIN_TRUSTED_QUALITY {
+            true => super::banks::closest(self.bank_matches(&hashes.named().map(|(_, x)| x))),
+            false => (Vec::new(), 0),
         };
         let reuse = if reuse { self.reuse_of(&hashes, allowed)? } else { Vec::new() };
-        Ok(Copies { reuse, bank_matches })
+        Ok(Copies { reuse, bank_matches, bank_total })
     }
 
     /// Groups each query photo's hits by hotel, ranks the hotels and fuses the rankings of
@@ -356,7 +362,9 @@ impl Engine {
             "probabilities": hits.iter().map(|h| h.probability).collect::<Vec<_>>(),
             "image_ids": hits.iter().flat_map(|h| h.evidence.iter().map(|e| e.image_id)).collect::<Vec<_>>(),
             "reuse_image_ids": copies.reuse.iter().map(|r| r.image_id).collect::<Vec<_>>(),
-            "bank_matches": copies.bank_matches,
+            // Which bank hashes, how close, and how many: the labels are in the banks.
+            "bank_matches": copies.bank_matches.iter().map(|b| serde_json::json!({"bank": b.bank, "pdq": b.pdq, "distance": b.distance})).collect::<Vec<_>>(),
+            "bank_matches_total": copies.bank_total,
         });
         self.catalog.audit(actor, "search", &detail)?;
         Ok(queries)
