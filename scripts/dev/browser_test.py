@@ -22,6 +22,7 @@ import time
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -320,10 +321,14 @@ def main():
         back = driver.execute_script(PAINTED_JS)
         labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#shots button")]
         t.check(blank == 0 and second_paint > 0 and back == first_paint and "painted" in labels[1], f"each photo keeps its own mask: {first_paint} px on photo 1, {blank} then {second_paint} on photo 2, {back} back on 1; {labels}")
+        # The last results go first, so that every wait below is on the new ones (which are
+        # drawn while they are read: a stale element is read again).
+        driver.execute_script("document.getElementById('results').innerHTML = ''")
         driver.find_element(By.ID, "go").click()
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#top .card.top")))
-        together = wait.until(lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, "#results p.muted") if "searched together" in e.text), None))
-        which = wait.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#top figure.stored div.small") if "matches your photo" in e.text])
+        fresh = WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException])
+        together = fresh.until(lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, "#results p.muted") if "searched together" in e.text), None))
+        which = fresh.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#top figure.stored div.small") if "matches your photo" in e.text])
         masked = driver.execute_script("return last.queries.map(q => q.masked)")
         t.check(together.startswith("2 photos") and which and masked[1] is True, f"two photos searched together: {together!r}, {which[:1]}, masked {masked}")
 
