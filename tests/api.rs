@@ -772,6 +772,12 @@ fn malformed_requests_get_json_errors_and_hotels_are_never_overwritten_silently(
     let (_, after) = call(&s, "GET", "/api/v1/hotels?q=Harbor", Some(&admin), None);
     assert_eq!(after[0], harbor);
     // PATCH changes only what it names; null clears an optional field.
+    // A hotel always has a name: null is refused, and so is a name that reads otherwise than stored.
+    // (422 invalid_json, as for every body of the wrong shape here.)
+    let (st, j) = call(&s, "PATCH", &format!("/api/v1/hotels/{id}"), Some(&admin), json(r#"{"name": null}"#));
+    assert!(st == 422 && j["error"]["code"] == "invalid_json" && j["error"]["message"].as_str().unwrap().contains("null"), "{st} {j}");
+    let (st, j) = call(&s, "PATCH", &format!("/api/v1/hotels/{id}"), Some(&admin), json("{\"name\": \"Inn \u{202e}gpj.exe\"}"));
+    assert_eq!((st, j["error"]["code"].as_str()), (400, Some("invalid_field")), "{j}");
     let (st, j) = call(&s, "PATCH", &format!("/api/v1/hotels/{id}"), Some(&admin), json(r#"{"city": "Key Biscayne", "chain": null}"#));
     assert_eq!(st, 200, "{j}");
     assert_eq!((j["city"].as_str(), j["chain"].is_null()), (Some("Key Biscayne"), true));

@@ -62,6 +62,11 @@ pub(super) struct NewHotel {
     longitude: Option<f64>,
 }
 
+/// Reads a JSON field that may be absent (unchanged) but not null.
+fn not_null<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)?.map(Some).ok_or_else(|| serde::de::Error::custom("cannot be null"))
+}
+
 /// Reads a JSON field that may be absent (unchanged) or null (cleared).
 fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
@@ -71,6 +76,8 @@ fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Resul
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HotelPatch {
+    /// A new name; a hotel always has one, so `null` is refused.
+    #[serde(default, deserialize_with = "not_null")]
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]

@@ -40,14 +40,21 @@ pub const MAX_HOTEL_TEXT: usize = 200;
 /// Longest room label accepted, in characters.
 pub const MAX_ROOM: usize = 64;
 
-/// Refuses text that is too long or carries control characters (they break logs, CSV
-/// exports and pages, and no name needs them).
+/// Whether `c` has no place in a name: a control character (NUL among them), or a
+/// bidirectional override or isolate (U+202A–E, U+2066–9) that makes text read otherwise
+/// than it is stored.
+pub fn unsafe_char(c: char) -> bool {
+    c.is_control() || ('\u{202A}'..='\u{202E}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Refuses text that is too long or carries control or bidirectional-override characters
+/// (they break logs, CSV exports and pages, and no name needs them).
 pub fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), CatalogError> {
     if value.chars().count() > max {
         return Err(CatalogError::Invalid { field, message: format!("at most {max} characters") });
     }
-    if value.chars().any(char::is_control) {
-        return Err(CatalogError::Invalid { field, message: "control characters are not allowed".into() });
+    if value.chars().any(unsafe_char) {
+        return Err(CatalogError::Invalid { field, message: "control and bidirectional-override characters are not allowed".into() });
     }
     Ok(())
 }
@@ -107,4 +114,19 @@ impl HotelFilter {
 pub(crate) fn like_literal(text: &str) -> String {
     let literal: String = text.chars().flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] }).collect();
     format!("%{literal}%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_refuse_control_and_bidirectional_override_characters() {
+        for bad in ["a\u{0}b", "a\u{202e}gpj.exe", "a\u{2066}b", "tab\there"] {
+            assert!(check_text("name", bad, 100).is_err(), "{bad:?}");
+        }
+        assert!(check_text("name", "Hôtel Ünïcode — 東京", 100).is_ok());
+        assert!(check_text("name", &"é".repeat(100), 100).is_ok(), "characters are counted, not bytes");
+        assert!(check_text("name", &"é".repeat(101), 100).is_err());
+    }
 }

@@ -24,7 +24,8 @@ pub struct BankMatch {
 /// Bank matches kept for one search or upload: the closest; the others are only counted
 /// (5,000 near-identical bank hashes made each matching search write a 0.6 MB audit row).
 pub const MAX_BANK_MATCHES: usize = 20;
-/// Longest label kept from an imported hash list, in characters (control characters dropped).
+/// Longest label kept from an imported hash list, in characters (control and
+/// bidirectional-override characters dropped).
 pub const MAX_LABEL: usize = 200;
 
 /// `matches` (closest first) cut to the closest `MAX_BANK_MATCHES`, and how many there were.
@@ -154,7 +155,7 @@ impl Engine {
     /// `name`, creating it when new. Audited.
     pub fn import_bank(&self, name: &str, text: &str, actor: &str) -> Result<BankImport, EngineError> {
         let name = name.trim();
-        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(crate::catalog::unsafe_char) {
             return Err(EngineError::Invalid { field: "name", message: "a bank name of 1 to 100 printable characters".into() });
         }
         let parsed = parse_hash_list(text)?;
@@ -219,6 +220,8 @@ pub struct ParsedList {
 ///
 /// Blank lines and `#` comments are skipped.
 pub fn parse_hash_list(text: &str) -> Result<ParsedList, EngineError> {
+    // A list saved by a spreadsheet may start with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<(usize, &str)> =
         text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect();
     if lines.len() > MAX_LINES {
@@ -286,7 +289,7 @@ pub fn parse_hash_list(text: &str) -> Result<ParsedList, EngineError> {
                 .cloned()
                 .unwrap_or_default(),
         };
-        let label: String = label.chars().filter(|c| !c.is_control()).take(MAX_LABEL).collect();
+        let label: String = label.chars().filter(|c| !crate::catalog::unsafe_char(*c)).take(MAX_LABEL).collect();
         match PdqHash::from_hex(hash) {
             Ok(h) => out.hashes.push((h, label)),
             Err(_) => out.rejected.push((no, line.chars().take(80).collect())),
@@ -314,5 +317,14 @@ mod tests {
         let tsv = parse_hash_list(&format!("indicator_type\tindicator\tdescriptor_id\nHASH_PDQ\t{A}\t42\nHASH_MD5\tabc\t43\n")).unwrap();
         assert_eq!((tsv.hashes.len(), tsv.hashes[0].1.as_str(), tsv.other_signal_types), (1, "42", 1));
         assert!(parse_hash_list("foo,bar\n1,2\n").is_err(), "a header without a hash column");
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_long_or_control_labels_are_tamed() {
+        let bom = parse_hash_list(&format!("\u{feff}pdq,label\n{A},first\n")).unwrap();
+        assert_eq!((bom.hashes.len(), bom.hashes[0].1.as_str()), (1, "first"), "the header is read past a BOM");
+        let long = parse_hash_list(&format!("{A},a\u{202e}b{}\n", "x".repeat(5000))).unwrap();
+        assert_eq!(long.hashes[0].1.chars().count(), MAX_LABEL);
+        assert!(long.hashes[0].1.starts_with("abx"), "the override is dropped");
     }
 }

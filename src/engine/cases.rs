@@ -73,8 +73,11 @@ impl Engine {
     /// Opens a case owned by the viewer.
     pub fn create_case(&self, title: &str, viewer: Viewer) -> Result<Case, EngineError> {
         let title = title.trim();
-        if title.is_empty() || title.chars().count() > MAX_TITLE {
-            return Err(EngineError::Invalid { field: "title", message: format!("1 to {MAX_TITLE} characters") });
+        if title.is_empty() || title.chars().count() > MAX_TITLE || title.chars().any(crate::catalog::unsafe_char) {
+            return Err(EngineError::Invalid {
+                field: "title",
+                message: format!("1 to {MAX_TITLE} characters, without control or bidirectional-override characters"),
+            });
         }
         let case = self.catalog.create_case(title, viewer.key_id)?;
         self.catalog.audit(viewer.key_id, "case-create", &serde_json::json!({"case_id": case.id}))?;
