@@ -72,14 +72,17 @@ fn a_missing_data_directory_is_refused_and_unknown_keys_fail() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `hotelmatch --data-dir DIR ARGS…`: whether it succeeded, its stdout and its stderr.
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hotelmatch")).arg("--data-dir").arg(dir).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 #[test]
 fn calibrate_writes_a_calibration_and_banks_import_threatexchange_lists() {
     let dir = std::env::temp_dir().join(format!("hm-cli-calibrate-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_hotelmatch")).arg("--data-dir").arg(&dir).args(args).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
+    let run = |args: &[&str]| run_in(&dir, args);
     let gallery = root().join("data-sample/images.csv").display().to_string();
     let queries = root().join("data-sample/queries.csv").display().to_string();
     // The sample's queries twice over: enough labelled searches to fit two parameters.
@@ -147,10 +150,7 @@ fn calibrate_writes_a_calibration_and_banks_import_threatexchange_lists() {
 fn several_photos_search_together_from_the_command_line_and_learn_learns() {
     let dir = std::env::temp_dir().join(format!("hm-cli-several-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_hotelmatch")).arg("--data-dir").arg(&dir).args(args).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
+    let run = |args: &[&str]| run_in(&dir, args);
     let s = |p: &str| root().join("data-sample").join(p).display().to_string();
     let (ok, _, err) = run(&["import", "--hotels", &s("hotels.csv"), "--images", &s("images.csv")]);
     assert!(ok, "{err}");

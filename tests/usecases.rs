@@ -98,16 +98,8 @@ fn a_deleted_photo_is_purged_and_cannot_come_back() {
 fn two_engines_on_one_catalog_follow_each_other() {
     // Two "replicas" in one process: one SQLite catalog file and one photo directory shared,
     // each with its own index, kept current by `follow`.
-    let (sa, sb) = (settings("replica-a"), settings("replica-b"));
-    let shared = sa.data_dir.with_extension("shared");
-    let _ = std::fs::remove_dir_all(&shared);
-    std::fs::create_dir_all(&shared).unwrap();
-    let open = |mut s: EngineSettings| {
-        s.catalog = shared.join("catalog.sqlite").display().to_string();
-        s.photos = shared.display().to_string();
-        let limits = s.limits;
-        Engine::open(s, Box::new(ColourLayout::new(limits))).unwrap()
-    };
+    let (sa, sb, shared) = one_catalog("replica-a", "replica-b", |_| {});
+    let (catalog, photos) = (sa.catalog.clone(), sa.photos.clone());
     let (a, b) = (open(sa), open(sb));
     let h = a.upsert_hotel(&Hotel { external_id: Some("h".into()), name: "H".into(), ..Default::default() }, "x").unwrap();
     let bytes = photo("h-harbor-121-0.jpg");
@@ -144,7 +136,7 @@ fn two_engines_on_one_catalog_follow_each_other() {
     assert_ne!(b.calibration_version(), v, "not followed yet");
     b.follow().unwrap();
     assert_eq!((b.calibration_version(), b.calibration().source.as_str(), b.calibration().temperature), (v, "test", 0.05));
-    assert_eq!(open(settings("replica-c")).calibration_version(), v);
+    assert_eq!(open(settings("replica-c").tap(|s| (s.catalog, s.photos) = (catalog.clone(), photos.clone()))).calibration_version(), v);
     // A version that does not parse is passed over: the one in use stays.
     let shared_catalog = catalog::open(&shared.join("catalog.sqlite").display().to_string()).unwrap();
     shared_catalog.put_state("calibration", &serde_json::json!({"not": "a calibration"}), "x").unwrap();
@@ -452,21 +444,30 @@ fn several_photos_search_together_and_no_stored_photo_is_read() {
     assert_eq!(engine.search(&nine, "inv").unwrap_err().kind().1, "invalid_field");
 }
 
-#[test]
-fn a_learned_whitening_is_kept_in_the_catalog_and_used_by_every_replica() {
-    let (mut sa, mut sb) = (settings("white-a"), settings("white-b"));
+/// Settings of two replicas, `a` and `b`, that share one SQLite catalog and photo store in a
+/// fresh directory (returned), each changed by `tweak`.
+fn one_catalog(a: &str, b: &str, tweak: impl Fn(&mut EngineSettings)) -> (EngineSettings, EngineSettings, std::path::PathBuf) {
+    let (mut sa, mut sb) = (settings(a), settings(b));
     let shared = sa.data_dir.with_extension("shared");
     let _ = std::fs::remove_dir_all(&shared);
     std::fs::create_dir_all(&shared).unwrap();
     for s in [&mut sa, &mut sb] {
-        s.whiten.min_pairs = 3;
+        tweak(s);
         s.catalog = shared.join("catalog.sqlite").display().to_string();
         s.photos = shared.display().to_string();
     }
-    let open = |s: EngineSettings| {
-        let limits = s.limits;
-        Engine::open(s, Box::new(ColourLayout::new(limits))).unwrap()
-    };
+    (sa, sb, shared)
+}
+
+/// An engine over `s`'s catalog and stores, with the colour-layout embedder.
+fn open(s: EngineSettings) -> Engine {
+    let limits = s.limits;
+    Engine::open(s, Box::new(ColourLayout::new(limits))).unwrap()
+}
+
+#[test]
+fn a_learned_whitening_is_kept_in_the_catalog_and_used_by_every_replica() {
+    let (sa, sb, shared) = one_catalog("white-a", "white-b", |s| s.whiten.min_pairs = 3);
     let (a, b) = (open(sa.clone()), open(sb));
     let hotels = add_sample_hotels(&a, &["aurora", "desert", "harbor", "lonestar"]);
     b.follow().unwrap();
@@ -585,19 +586,7 @@ fn a_mark_shared_by_several_hotels_is_learned_and_never_counted_as_evidence() {
 #[test]
 fn with_mask_embedding_the_learned_marks_are_masked_before_gallery_and_query_photos_are_embedded() {
     // Two replicas on one catalog: A learns, B follows.
-    let (mut sa, mut sb) = (settings("masked-a"), settings("masked-b"));
-    let shared = sa.data_dir.with_extension("shared");
-    let _ = std::fs::remove_dir_all(&shared);
-    std::fs::create_dir_all(&shared).unwrap();
-    for s in [&mut sa, &mut sb] {
-        s.marks.mask_embedding = true;
-        s.catalog = shared.join("catalog.sqlite").display().to_string();
-        s.photos = shared.display().to_string();
-    }
-    let open = |s: EngineSettings| {
-        let limits = s.limits;
-        Engine::open(s, Box::new(ColourLayout::new(limits))).unwrap()
-    };
+    let (sa, sb, shared) = one_catalog("masked-a", "masked-b", |s| s.marks.mask_embedding = true);
     let (marked, replica) = (open(sa), open(sb));
     let mut ids = Vec::new();
     for name in ["aurora", "desert", "harbor", "lonestar"] {
