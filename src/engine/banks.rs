@@ -49,13 +49,6 @@ pub(super) struct BankIndex {
 /// rarely, and counting them is not free.
 const BANK_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl BankIndex {
-    /// Whether no bank holds a hash.
-    pub(super) fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-}
-
 /// How an import went.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BankImport {

@@ -196,8 +196,7 @@ impl Engine {
                 .par_iter()
                 .map(|img| {
                     let bytes = self.store.get(&img.sha256)?;
-                    let decoded = crate::media::decode::decode(&bytes, &self.settings.limits, None)?;
-                    let marks = self.mark_rects(&decoded);
+                    let marks = self.stored_mark_rects(&bytes)?;
                     Ok(self.embedder.embed(crate::Input { marks: &marks, ..crate::Input::photo(&bytes) })?.vector)
                 })
                 .collect();

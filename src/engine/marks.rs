@@ -180,7 +180,8 @@ impl Engine {
                 .filter_map(|img| {
                     let embed = || -> Result<Option<Vec<f32>>, EngineError> {
                         let bytes = self.store.get(&img.sha256)?;
-                        let d = decode::decode(&bytes, &self.settings.limits, None)?;
+                        let side = verify::MAX_SIDE;
+                        let d = decode::decode(&bytes, &self.settings.limits, Some((side, side)))?;
                         let k = verify::keypoints(&d.rgb, None);
                         let regions = now.regions(&k, distance);
                         if regions.is_empty() && before.regions(&k, distance).is_empty() {
@@ -205,6 +206,16 @@ impl Engine {
             remasked += vectors.len();
         }
         Ok(remasked)
+    }
+
+    /// `mark_rects` of stored bytes, decoded (at the keypoints' size) only when marks are
+    /// masked at all.
+    pub(super) fn stored_mark_rects(&self, bytes: &[u8]) -> Result<Vec<[u32; 4]>, EngineError> {
+        if !self.marks.read().masked {
+            return Ok(Vec::new());
+        }
+        let side = verify::MAX_SIDE;
+        Ok(self.mark_rects(&decode::decode(bytes, &self.settings.limits, Some((side, side)))?))
     }
 
     /// Where `decoded`'s shared marks are, as rectangles in its full-resolution pixels, when

@@ -154,9 +154,14 @@ impl Engine {
         let allowed = if q.filter.is_empty() { None } else { Some(self.catalog.hotels_matching(&q.filter)?) };
         let mut retrieved = Vec::with_capacity(photos.len());
         let mut copies = Copies { reuse: Vec::new(), bank_matches: Vec::new(), bank_total: 0 };
+        // A blank or flat query (a dark photo) resembles every dark photo: never "strong".
+        let mut low_information = true;
         for (photo, image) in photos.iter().zip(&images) {
             retrieved.push(self.retrieve(q, photo, image.mask, allowed.as_deref())?);
-            copies.add(self.copies(photo, allowed.as_deref())?);
+            // Hashing waits for the embedding: ONNX Runtime already uses every core.
+            let hashes = query_hashes(&photo.decoded);
+            low_information &= hashes.quality < pdq::MIN_INFORMATIVE_QUALITY;
+            copies.add(self.copies(&hashes, allowed.as_deref())?);
         }
         laps.lap("retrieve");
         let verified = photos
@@ -167,8 +172,6 @@ impl Engine {
         laps.lap("verify");
         let ranked = self.rank(&retrieved, if q.top == 0 { self.settings.search.top_hotels } else { q.top });
         laps.lap("rank");
-        // A blank or flat query (a dark photo) resembles every dark photo: never "strong".
-        let low_information = photos.iter().all(|p| pdq::hash(&p.decoded.rgb).quality < pdq::MIN_INFORMATIVE_QUALITY);
         let hotels = self.explain(&ranked, &retrieved, &verified, low_information)?;
         laps.lap("explain");
         let queries = self.record(q, &images, &retrieved, &copies, &hotels, actor)?;
@@ -223,20 +226,14 @@ impl Engine {
     }
 
     /// The query's PDQ hashes matched against the gallery (reuse of a crowd photo, when
-    /// `search.reuse`) and the hash banks. Hashing waits for the embedding: ONNX Runtime
-    /// already uses every core.
-    fn copies(&self, photo: &QueryPhoto, allowed: Option<&[i64]>) -> Result<Copies, EngineError> {
+    /// `search.reuse`) and the hash banks.
+    fn copies(&self, hashes: &pdq::Dihedral, allowed: Option<&[i64]>) -> Result<Copies, EngineError> {
         let reuse = self.settings.search.reuse;
-        let banked = !self.banks.read().is_empty();
-        if !reuse && !banked {
-            return Ok(Copies { reuse: Vec::new(), bank_matches: Vec::new(), bank_total: 0 });
-        }
-        let hashes = query_hashes(&photo.decoded);
         let (bank_matches, bank_total) = match hashes.quality >= pdq::MIN_TRUSTED_QUALITY {
             true => super::banks::closest(self.bank_matches(&hashes.named().map(|(_, x)| x))),
             false => (Vec::new(), 0),
         };
-        let reuse = if reuse { self.reuse_of(&hashes, allowed)? } else { Vec::new() };
+        let reuse = if reuse { self.reuse_of(hashes, allowed)? } else { Vec::new() };
         Ok(Copies { reuse, bank_matches, bank_total })
     }
 
