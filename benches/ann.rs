@@ -2,15 +2,18 @@
 //! faiss and usearch on the same files): build on all cores, an `ef` sweep with queries one
 //! at a time on one thread, recall@10 against the given ground truth, exact-scan speed,
 //! memory per vector, dump size and reload time. One JSON object per line on stdout.
+//! With `--refine R` each search over-fetches `10 × R` and re-scores them with the exact f32
+//! vectors read from a real SQLite catalog, as the engine's search does.
 //!
-//! `cargo bench --bench ann -- --base B.fvecs --queries Q.fvecs --truth T.ivecs [--format int8] [--kind hnsw]`
+//! `cargo bench --bench ann -- --base B.fvecs --queries Q.fvecs --truth T.ivecs [--format int8] [--kind hnsw] [--refine 4]`
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use hotelmatch::catalog::{Change, Status};
-use hotelmatch::index::{load_index, new_index, Format, IndexOptions, Kind, VectorIndex};
+use hotelmatch::catalog::sqlite::SqliteCatalog;
+use hotelmatch::catalog::{Change, Hotel, HotelStore, NewImage, PhotoCatalog, Source, Status};
+use hotelmatch::index::{load_index, new_index, Format, Found, IndexOptions, Kind, VectorIndex};
 
 #[derive(Parser)]
 struct Args {
@@ -39,6 +42,9 @@ struct Args {
     /// Queries for the exact scans (they are slow).
     #[arg(long, default_value_t = 200)]
     exact_queries: usize,
+    /// Over-fetch factor of the exact re-rank from the catalog (0: none).
+    #[arg(long, default_value_t = 0)]
+    refine: usize,
     /// Where to write the dump (a temporary directory by default).
     #[arg(long)]
     dump: Option<PathBuf>,
@@ -77,13 +83,57 @@ fn dir_bytes(dir: &Path) -> u64 {
     })
 }
 
+/// The exact re-rank: the catalog that holds the f32 vectors, its model id, the over-fetch.
+struct Refine {
+    catalog: SqliteCatalog,
+    model: i64,
+    factor: usize,
+}
+
+impl Refine {
+    /// A SQLite catalog under `dir` holding `base` as images 1..=n, added as the engine adds them.
+    fn fill(dir: &Path, base: &[Vec<f32>], factor: usize) -> Refine {
+        let catalog = SqliteCatalog::open(&dir.join("catalog.db")).unwrap();
+        let hotel = catalog.upsert_hotel(&Hotel { name: "Bench".into(), ..Default::default() }).unwrap();
+        let model = catalog.model_id("bench", "embedding", base[0].len(), "{}").unwrap();
+        for (i, v) in base.iter().enumerate() {
+            let img = NewImage {
+                sha256: format!("{:064x}", i as u128 + 1),
+                hotel_id: hotel,
+                room: None,
+                source: Source::Crowd,
+                uploader_key_id: None,
+                width: 640,
+                height: 480,
+                pdq: Default::default(),
+                pdq_quality: 90,
+            };
+            let id = catalog.add_image(&img, model, v).unwrap();
+            assert_eq!(id, i as i64 + 1, "image ids follow the base rows");
+        }
+        Refine { catalog, model, factor }
+    }
+
+    /// The 10 best of what the index found, by exact f32 similarity from the catalog.
+    fn top10(&self, q: &[f32], found: &[Found]) -> Vec<i64> {
+        let ids: Vec<i64> = found.iter().map(|f| f.image_id).collect();
+        let mut scored: Vec<(i64, f32)> =
+            self.catalog.embeddings(&ids, self.model).unwrap().into_iter().map(|(id, v)| (id, hotelmatch::vector::dot(q, &v))).collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.into_iter().take(10).map(|(id, _)| id).collect()
+    }
+}
+
 /// Queries/s and recall@10 for one setting, one query at a time on this thread.
-fn sweep_point(idx: &dyn VectorIndex, queries: &[Vec<f32>], truth: &[Vec<u32>], ef: usize) -> (f64, f64) {
+fn sweep_point(idx: &dyn VectorIndex, queries: &[Vec<f32>], truth: &[Vec<u32>], ef: usize, refine: Option<&Refine>) -> (f64, f64) {
     let t = Instant::now();
     let mut hits = 0;
     for (q, tr) in queries.iter().zip(truth) {
-        let (found, _) = idx.search(q, 10, None, ef).unwrap();
-        hits += found.iter().filter(|f| tr[..10].contains(&((f.image_id - 1) as u32))).count();
+        let ids: Vec<i64> = match refine {
+            None => idx.search(q, 10, None, ef).unwrap().0.iter().map(|f| f.image_id).collect(),
+            Some(r) => r.top10(q, &idx.search(q, 10 * r.factor, None, ef.max(10 * r.factor)).unwrap().0),
+        };
+        hits += ids.iter().filter(|&&id| tr[..10].contains(&((id - 1) as u32))).count();
     }
     (queries.len() as f64 / t.elapsed().as_secs_f64(), hits as f64 / (10 * queries.len()) as f64)
 }
@@ -102,6 +152,12 @@ fn main() {
     let (n, dim) = (base.len(), base[0].len());
     let name = if kind == Kind::Hnsw { format!("hotelmatch-{}", format.name()) } else { "hnsw_rs".to_string() };
     let simd = hotelmatch::vector::Level::current().name();
+    let tmp = std::env::temp_dir().join(format!("hm-ann-{}", std::process::id()));
+    let refine = (a.refine > 0).then(|| {
+        std::fs::create_dir_all(&tmp).unwrap();
+        Refine::fill(&tmp, &base, a.refine)
+    });
+    let name = if a.refine > 0 { format!("{name}+refine{}", a.refine) } else { name };
     let changes: Vec<Change> = base
         .into_iter()
         .enumerate()
@@ -126,10 +182,10 @@ fn main() {
     let held_per_vector = idx.memory_bytes() as f64 / n as f64;
 
     // Warm-up, so the first point does not pay for page faults.
-    sweep_point(idx.as_ref(), &queries[..queries.len().min(100)], &truth, a.ef[0]);
+    sweep_point(idx.as_ref(), &queries[..queries.len().min(100)], &truth, a.ef[0], refine.as_ref());
     let mut sweep = Vec::new();
     for &ef in &a.ef {
-        let (qps, recall) = sweep_point(idx.as_ref(), &queries, &truth, ef);
+        let (qps, recall) = sweep_point(idx.as_ref(), &queries, &truth, ef, refine.as_ref());
         sweep.push(serde_json::json!({"ef": ef, "qps": qps, "recall": recall}));
     }
 
@@ -137,7 +193,7 @@ fn main() {
     let nq = a.exact_queries.min(queries.len());
     let exact_idx = new_index(dim, IndexOptions { hnsw_min: usize::MAX, exact_max: usize::MAX, ..opts.clone() });
     exact_idx.apply(&changes).unwrap();
-    let (exact_qps, exact_recall) = sweep_point(exact_idx.as_ref(), &queries[..nq], &truth, 0);
+    let (exact_qps, exact_recall) = sweep_point(exact_idx.as_ref(), &queries[..nq], &truth, 0, None);
     drop(exact_idx);
     let flat: Vec<f32> = changes.iter().flat_map(|c| c.vector.clone().unwrap()).collect();
     let t = Instant::now();
@@ -147,8 +203,7 @@ fn main() {
     let exact_f32_qps = nq as f64 / t.elapsed().as_secs_f64();
     drop(flat);
 
-    let tmp = std::env::temp_dir().join(format!("hm-ann-{}", std::process::id()));
-    let dump = a.dump.clone().unwrap_or(tmp.clone());
+    let dump = a.dump.clone().unwrap_or(tmp.join("dump"));
     let _ = std::fs::remove_dir_all(&dump);
     let t = Instant::now();
     idx.save(&dump).unwrap();
@@ -158,9 +213,8 @@ fn main() {
     let back = load_index(&dump, dim, opts).unwrap();
     let reload_s = t.elapsed().as_secs_f64();
     assert_eq!(back.len(), n);
-    if a.dump.is_none() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
+    drop(refine);
+    let _ = std::fs::remove_dir_all(&tmp);
     println!(
         "{}",
         serde_json::json!({

@@ -14,6 +14,15 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
     echo "test.sh: PostgreSQL is not installed; the tests that need it will say SKIPPED" >&2
   fi
 fi
+# libheif for HEIC/AVIF photos (loaded at run time; the HEIC tests need it), from Debian.
+if ! ldconfig -p 2>/dev/null | grep -q 'libheif\.so\.1'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing libheif1 (Debian package)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libheif1 >/dev/null
+  else
+    echo "test.sh: libheif1 is not installed; the HEIC tests will say SKIPPED" >&2
+  fi
+fi
 cargo test --locked "$@"
 # The debug binary that `cargo test` just built serves the pages.
 scripts/dev/browser_test.sh "${CARGO_TARGET_DIR:-target}/debug/hotelmatch"

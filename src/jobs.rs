@@ -35,6 +35,10 @@ pub fn spawn_reindex(engine: Arc<Engine>, started_by: &str) -> Result<Job, Engin
     Ok(job)
 }
 
+/// Photos the index audit checks at each look: at the default look every 200 ms, about a
+/// million photos an hour, for under a tenth of one core.
+const AUDIT_PER_LOOK: usize = 50;
+
 /// A thread following the catalog's change feed for an engine; it stops when dropped.
 pub struct Follower {
     stop: Arc<AtomicBool>,
@@ -60,6 +64,7 @@ pub fn follow(engine: Arc<Engine>, every: Duration) -> Follower {
                     }
                     Err(_) => {}
                 }
+                engine.audit_index(AUDIT_PER_LOOK);
                 std::thread::sleep(every);
             }
         })

@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod marks;
 pub mod media;
 pub mod pdq;
+pub mod places;
 pub mod rank;
 pub mod report;
 pub mod store;

@@ -1095,7 +1095,8 @@ fn cases_reports_banks_and_keys_through_http() {
         view["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect::<Vec<_>>(),
         ["search", "note", "verdict"]
     );
-    assert!(view["entries"][0]["body"]["mask"]["png_base64"].is_string(), "the mask is kept with the search");
+    let mask = &view["entries"][0]["body"]["mask"];
+    assert!(mask["png_base64"].is_null() && mask["painted"].as_f64().unwrap() > 0.0, "without the photo, only the mask's extent: {mask}");
     assert_eq!(view["entries"][0]["body"]["query_kept"], false, "the query itself only with consent");
 
     // The report, in three formats.
@@ -1110,12 +1111,15 @@ fn cases_reports_banks_and_keys_through_http() {
     assert!(disposition.contains(&format!("hotelmatch-case-{id}.html")));
     assert!(html.contains("Ad 2026-114") && html.contains("Lone Star Lodge") && html.contains("confirmed") && html.contains("sscd"));
     assert!(html.contains("&lt;b&gt;site X&lt;/b&gt;"), "notes are escaped");
-    assert!(html.contains("data:image/jpeg;base64,") && html.contains("data:image/png;base64,"), "evidence and mask embedded");
+    assert!(html.contains("data:image/jpeg;base64,") && html.contains("% painted, within ["), "evidence embedded, the mask's extent said");
+    // Each photo is embedded once however often it is shown.
+    let defs = html.matches("<image id=").count();
+    assert!(defs >= 3 && defs == html.matches("data:image/jpeg;base64,").count() && html.matches("<use href=").count() >= defs);
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("<script"), "no external assets, no script");
     let (_, _, _, csv) = get(&format!("/api/v1/cases/{id}/report?format=csv"));
     let rows: Vec<&str> = csv.lines().collect();
     assert!(rows[0].starts_with("case_id,search_entry,") && rows.len() == 1 + res["hotels"].as_array().unwrap().len());
-    assert!(rows[1].contains("Lone Star Lodge") && rows[1].ends_with(",confirmed"));
+    assert!(rows[1].contains("Lone Star Lodge") && rows[1].ends_with(&format!(",confirmed,{entry}")), "{}", rows[1]);
     let (_, _, _, body) = get(&format!("/api/v1/cases/{id}/report?format=json"));
     let j: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -1187,4 +1191,113 @@ fn cases_reports_banks_and_keys_through_http() {
     }
     let search = audit.as_array().unwrap().iter().find(|e| e["action"] == "search").unwrap();
     assert_eq!(search["detail"]["bank_matches"][0]["bank"], "known-ads");
+}
+
+#[test]
+fn small_holes_stay_closed_headers_bodies_rates_rotation_and_masks() {
+    let engine = common::in_memory("hardening");
+    let data_dir = engine.settings().data_dir.clone();
+    let s = serve_sample(engine, data_dir, hotelmatch::api::ServeOptions { case_writes_per_minute: 4, ..Default::default() });
+    let inv = s.tokens.iter().find(|(r, _)| *r == Role::Investigator).unwrap().1.clone();
+    let json = |v: serde_json::Value| Some(("application/json".to_string(), v.to_string().into_bytes()));
+    let header = |path: &str, name: &str| {
+        let r = agent().get(&format!("{}{path}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+        r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    };
+
+    // Two keys in one request: refused, not guessed at.
+    let (st, e) =
+        raw(&s, &format!("GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {inv}\r\nAuthorization: Bearer hm_x_y\r\n\r\n"));
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("two_keys")));
+
+    // Pages run only their own scripts and cannot be framed; every answer says nosniff.
+    let csp = header("/investigate", "content-security-policy");
+    assert!(csp.contains("script-src 'self' 'sha256-") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe"), "{csp}");
+    assert_eq!(header("/investigate", "x-frame-options"), "DENY");
+    assert_eq!(header("/api/v1/whoami", "x-content-type-options"), "nosniff");
+    assert_eq!(header("/api/v1/nothing", "x-content-type-options"), "nosniff", "errors too");
+
+    // A case body: known fields only, and small.
+    let (st, e) = call(&s, "POST", "/api/v1/cases", Some(&inv), json(serde_json::json!({"title": "x", "owner": "someone-else"})));
+    assert!((400..500).contains(&st) && e["error"]["code"].is_string(), "{st} {e}");
+    let big = serde_json::json!({"title": "x".repeat(100_000)});
+    let (st, _) = call(&s, "POST", "/api/v1/cases", Some(&inv), json(big));
+    assert_eq!(st, 413);
+
+    // The report is a document that runs nothing and loads nothing.
+    let (st, case) = call(&s, "POST", "/api/v1/cases", Some(&inv), json(serde_json::json!({"title": "masks"})));
+    assert_eq!(st, 201);
+    let id = case["id"].as_i64().unwrap();
+    assert!(header(&format!("/api/v1/cases/{id}/report"), "content-security-policy").starts_with("default-src 'none'; img-src data:;"));
+
+    // A painted mask is kept whole only with the photo; otherwise only how much and where.
+    let query = std::fs::read(root().join("data-sample/queries/h-lonestar-query.jpg")).unwrap();
+    let mask = std::fs::read(root().join("data-sample/queries/h-lonestar-query-mask.png")).unwrap();
+    for keep in ["false", "true"] {
+        let form = multipart(&[("photo", &query), ("mask", &mask)], &[("case_id", &id.to_string()), ("save_case", keep)]);
+        assert_eq!(call(&s, "POST", "/api/v1/search", Some(&inv), Some(form)).0, 200);
+    }
+    let (_, view) = call(&s, "GET", &format!("/api/v1/cases/{id}"), Some(&inv), None);
+    let masks: Vec<&serde_json::Value> = view["entries"].as_array().unwrap().iter().map(|e| &e["body"]["mask"]).collect();
+    assert!(masks[0]["png_base64"].is_null() && masks[0]["painted"].as_f64().unwrap() > 0.0 && masks[0]["bbox"].is_array(), "{}", masks[0]);
+    assert!(masks[1]["png_base64"].is_string(), "kept with the photo");
+
+    // Case writes are rate-limited per key (4 a minute here; searches have their own budget,
+    // and bodies refused before the handler are not counted): the case, then three notes.
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        statuses
+            .push(call(&s, "POST", &format!("/api/v1/cases/{id}/notes"), Some(&inv), json(serde_json::json!({"text": format!("n{i}")}))).0);
+    }
+    assert_eq!(statuses, [201, 201, 201, 429]);
+    let (_, e) = call(&s, "POST", "/api/v1/cases", Some(&inv), json(serde_json::json!({"title": "one more"})));
+    assert_eq!(e["error"]["code"], "rate_limited");
+
+    // A key rotation hands the cases to the new key, revokes the old one, and is audited.
+    let old_id = inv.split('_').nth(1).unwrap().to_string();
+    let (new, token, moved) = s.server.engine.rotate_key(&old_id, "rotated", "adm").unwrap();
+    assert_eq!((moved, new.role), (1, Role::Investigator));
+    assert_eq!(call(&s, "GET", "/api/v1/cases", Some(&inv), None).0, 401);
+    let (_, mine) = call(&s, "GET", "/api/v1/cases", Some(&token), None);
+    assert_eq!(mine.as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()).collect::<Vec<_>>(), [id]);
+    let audit = s.server.engine.audit_entries(Some("key-rotate"), 5).unwrap();
+    assert_eq!((audit[0].detail["old_key_id"].as_str(), audit[0].detail["cases"].as_u64()), (Some(old_id.as_str()), Some(1)));
+}
+
+#[test]
+fn a_heic_photo_from_a_phone_is_searched_and_stored_without_its_gps() {
+    if !hotelmatch::media::heif::available() {
+        assert!(std::env::var_os("HOTELMATCH_REQUIRE_SERVICES").is_none(), "libheif is required here (apt-get install libheif1)");
+        eprintln!("SKIPPED: libheif is not installed");
+        return;
+    }
+    let s = start("heic");
+    let up = s.tokens.iter().find(|(r, _)| *r == Role::Uploader).unwrap().1.clone();
+    let inv = s.tokens.iter().find(|(r, _)| *r == Role::Investigator).unwrap().1.clone();
+    let heic = std::fs::read(root().join("tests/fixtures/heic/lonestar-gps.heic")).unwrap();
+    assert!(heic.windows(13).any(|w| w == b"iPhone 15 Pro"), "the fixture carries its camera and GPS");
+    // Searched as the JPEG it was made from is: the same hotel first.
+    let (st, res) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &heic)], &[])));
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["hotels"][0]["hotel"]["external_id"], "h-lonestar", "{}", res["hotels"][0]);
+    // Uploaded: kept as a JPEG of its pixels, upright, with no EXIF, GPS or camera.
+    let (st, res) =
+        call(&s, "POST", "/api/v1/photos", Some(&up), Some(multipart(&[("photo", &heic)], &[("hotel_id", "2"), ("room", "9")])));
+    assert_eq!((st, res["outcome"].as_str()), (201, Some("added")), "{res}");
+    let id = res["image_id"].as_i64().unwrap();
+    let served = agent().get(&format!("{}/api/v1/photos/{id}", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+    let served = served.into_body().read_to_vec().unwrap();
+    let img = image::load_from_memory_with_format(&served, image::ImageFormat::Jpeg).expect("stored as JPEG");
+    assert_eq!((img.width(), img.height()), (640, 480));
+    let work = s.data_dir.join("heic-check");
+    std::fs::create_dir_all(&work).unwrap();
+    let path = work.join("served.jpg");
+    std::fs::write(&path, &served).unwrap();
+    let mut files = vec![path];
+    files.extend(stored_files(&s).into_iter().filter(|p| std::fs::read(p).unwrap().windows(13).any(|w| w == b"iPhone 15 Pro")));
+    assert_eq!(files.len(), 1, "no stored file carries the camera's name");
+    assert_eq!(metadata_found_by_pillow(&files)[0]["found"], serde_json::json!([]));
+    // A broken HEIC is a typed 4xx, not a crash.
+    let (st, e) = call(&s, "POST", "/api/v1/search", Some(&inv), Some(multipart(&[("photo", &heic[..heic.len() / 3])], &[])));
+    assert!((400..500).contains(&st) && e["error"]["code"].is_string(), "{st} {e}");
 }

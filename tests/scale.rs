@@ -159,6 +159,11 @@ fn contract(cat: &dyn Catalog, reopen: &dyn Fn() -> Box<dyn Catalog>) {
     assert_eq!(entries, vec![e1.clone(), e2]);
     assert_eq!(entries[0].body, body);
     assert!(cat.case_entries(other.id).unwrap().is_empty());
+    // A key rotation hands one key's cases to another.
+    let before = cat.cases(Some("inv-1")).unwrap().len();
+    assert_eq!(cat.hand_over_cases("inv-1", "inv-1b").unwrap(), before);
+    assert!(cat.cases(Some("inv-1")).unwrap().is_empty());
+    assert_eq!(cat.hand_over_cases("inv-1b", "inv-1").unwrap(), before);
 
     // Hash banks: unique names, a hash once per bank.
     let bank = cat.create_bank("partner", "adm").unwrap();
@@ -168,7 +173,8 @@ fn contract(cat: &dyn Catalog, reopen: &dyn Fn() -> Box<dyn Catalog>) {
     assert_eq!(cat.add_bank_hashes(bank.id, &[(h1, "one".into()), (h2, String::new()), (h1, "again".into())]).unwrap(), 2);
     assert_eq!(cat.add_bank_hashes(bank.id, &[(h2, String::new())]).unwrap(), 0);
     assert_eq!(cat.banks().unwrap().iter().map(|b| (b.name.as_str(), b.hashes)).collect::<Vec<_>>(), vec![("partner", 2)]);
-    let held = cat.bank_hashes().unwrap();
+    let held = cat.bank_hashes_after(0, 100).unwrap();
+    assert_eq!(cat.bank_hashes_after(held[0].id, 100).unwrap().len(), 1);
     assert_eq!(
         held.iter().map(|h| (h.pdq, h.label.as_str(), h.bank_id)).collect::<Vec<_>>(),
         vec![(h1, "one", bank.id), (h2, "", bank.id)]
@@ -177,7 +183,7 @@ fn contract(cat: &dyn Catalog, reopen: &dyn Fn() -> Box<dyn Catalog>) {
     // Everything is still there through a new connection.
     let again = reopen();
     assert_eq!(again.case_entries(case.id).unwrap()[0], e1);
-    assert_eq!(again.bank_hashes().unwrap().len(), 2);
+    assert_eq!(again.bank_hashes_after(0, 100).unwrap().len(), 2);
     assert_eq!(again.image(i1).unwrap().status, Status::Deleted);
     assert_eq!(again.last_change().unwrap(), feed[2].seq);
     assert_eq!(again.hotel(b).unwrap().name, "Renamed");
@@ -232,6 +238,33 @@ fn the_postgres_catalog_keeps_the_contract_and_its_feed_skips_nothing() {
         seen
     });
     assert_eq!(follower_seen, 100);
+
+    // Bank hashes likewise: four importers at once, and a reader that keeps the last id it
+    // saw takes up every hash exactly once.
+    let bank = setup.create_bank("feed", "adm").unwrap();
+    let taken = std::thread::scope(|s| {
+        for w in 0..4u64 {
+            let url2 = &url2;
+            s.spawn(move || {
+                let c = catalog::open(url2).unwrap();
+                for i in 0..25u64 {
+                    let hash: PdqHash = format!("{:064x}", (w << 32) | i).parse().unwrap();
+                    c.add_bank_hashes(bank.id, &[(hash, String::new())]).unwrap();
+                }
+            });
+        }
+        let reader = catalog::open(&url2).unwrap();
+        let (mut last, mut ids) = (0, std::collections::BTreeSet::new());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ids.len() < 100 && Instant::now() < deadline {
+            for h in reader.bank_hashes_after(last, 7).unwrap() {
+                assert!(ids.insert(h.id), "a hash taken up twice");
+                last = h.id;
+            }
+        }
+        ids.len()
+    });
+    assert_eq!(taken, 100, "a hash was skipped");
 }
 
 #[test]

@@ -273,7 +273,9 @@ fn a_case_keeps_searches_notes_and_verdicts_for_its_owner_and_confirmations_reca
     );
     let csv = hotelmatch::report::csv(&report);
     assert_eq!(csv.lines().count(), 1 + 12 * 3, "a header and a row per ranked hotel per search");
-    assert!(csv.lines().nth(1).unwrap().ends_with(",confirmed"), "{csv}");
+    // The confirmation stands on the row of the search it was given on, and on no other.
+    assert!(csv.lines().nth(1).unwrap().ends_with(&format!(",confirmed,{}", entries[0])), "{csv}");
+    assert_eq!(csv.lines().filter(|l| l.contains(",confirmed,")).count(), 1, "{csv}");
     let audit: Vec<String> = engine.audit_entries(None, 200).unwrap().into_iter().map(|e| e.action).collect();
     for action in ["case-create", "case-search", "case-read", "case-list", "case-note", "case-verdict", "case-export"] {
         assert!(audit.iter().any(|a| a == action), "{action} not audited: {audit:?}");
@@ -658,7 +660,7 @@ fn a_calibration_refit_from_cases_cannot_be_broken_or_poisoned() {
     // 1. Searches that found nothing (a filter no hotel passes) count for nothing.
     let lone = Viewer { key_id: "inv-x", admin: false };
     let case = engine.create_case("nothing", lone).unwrap();
-    let nowhere = hotelmatch::catalog::HotelFilter { country: Some("ZZ".into()), ..Default::default() };
+    let nowhere = hotelmatch::catalog::HotelFilter { hotel_ids: Some(vec![999_999]), ..Default::default() };
     for q in queries_of("aurora").iter().take(10) {
         let (res, _) = engine.search_into_case(&Query { bytes: q, filter: nowhere.clone(), ..Default::default() }, case.id, lone).unwrap();
         assert!(res.hotels.is_empty());
@@ -733,4 +735,113 @@ fn a_flat_or_tiny_photo_is_refused_for_the_gallery_and_never_strong_as_a_query()
     assert!(res.hotels.iter().all(|h| h.confidence != hotelmatch::engine::Confidence::Strong));
     // A real photo is not.
     assert!(!engine.search(&Query { bytes: &photo("h-aurora-101-1.jpg"), ..Default::default() }, "inv").unwrap().low_information);
+}
+
+/// `n` distinct PDQ hashes as a bank list, one per line, labelled by their line.
+fn hash_list(n: usize, seed: u64) -> (String, Vec<String>) {
+    let mut x = seed | 1;
+    let hashes: Vec<String> = (0..n)
+        .map(|_| {
+            (0..4)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    format!("{x:016x}")
+                })
+                .collect()
+        })
+        .collect();
+    let text = hashes.iter().enumerate().map(|(i, h)| format!("{h},line-{i}\n")).collect();
+    (text, hashes)
+}
+
+#[test]
+fn bank_imports_are_taken_up_step_by_step_by_every_replica_and_one_new_bank_is_made_once() {
+    let (sa, sb, shared) = one_catalog("banks-a", "banks-b", |_| {});
+    let (a, b) = (std::sync::Arc::new(open(sa)), open(sb));
+    let n = 40_000;
+    let (text, hashes) = hash_list(n, 7);
+    let last: hotelmatch::pdq::PdqHash = hashes[n - 1].parse().unwrap();
+    // A reader on the importing replica sees the bank grow while the import runs.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (a, done) = (a.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..200_000 {
+                seen.insert(a.bank_hashes_held());
+                if done.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            seen
+        })
+    };
+    let imported = a.import_bank("partner", &text, "adm").unwrap();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let seen = reader.join().unwrap();
+    assert_eq!((imported.read, imported.added, imported.bank.hashes), (n, n, n as i64));
+    assert!(seen.iter().any(|&h| h > 0 && h < n), "the bank grew in steps while imported: saw only {seen:?}");
+    assert_eq!(a.bank_hashes_held(), n);
+    assert_eq!(a.bank_matches(&[last])[0].label, format!("line-{}", n - 1));
+    // The other replica takes the new hashes up at its next look.
+    assert!(b.bank_matches(&[last]).is_empty());
+    b.follow().unwrap();
+    assert_eq!((b.bank_hashes_held(), b.bank_matches(&[last])[0].bank.as_str()), (n, "partner"));
+    // Importing the same list again adds nothing.
+    assert_eq!(a.import_bank("partner", &text, "adm").unwrap().added, 0);
+
+    // Two imports into one new bank at once: one bank, both imports land.
+    let (one, _) = hash_list(50, 11);
+    let (two, _) = hash_list(50, 13);
+    let racers: Vec<_> = [one, two]
+        .into_iter()
+        .map(|t| {
+            let a = a.clone();
+            std::thread::spawn(move || a.import_bank("race", &t, "adm").map(|r| r.bank.id))
+        })
+        .collect();
+    let ids: Vec<i64> = racers.into_iter().map(|r| r.join().unwrap().unwrap()).collect();
+    assert_eq!(ids[0], ids[1]);
+    let race = a.banks().unwrap().into_iter().filter(|x| x.name == "race").collect::<Vec<_>>();
+    assert_eq!((race.len(), race[0].hashes), (1, 100));
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(shared);
+}
+
+#[test]
+fn places_by_name_countries_by_code_or_name_and_filters_that_leave_nothing_say_so() {
+    let engine = in_memory("places");
+    hotelmatch::import::import_hotels(&engine, &root().join("data-sample/hotels.csv"), "importer").unwrap();
+    hotelmatch::import::import_images(&engine, &root().join("data-sample/images.csv"), "importer", &|_, _| {}).unwrap();
+    let query = std::fs::read(root().join("data-sample/queries/h-harbor-query.jpg")).unwrap();
+    let search = |country: &str| {
+        let filter = hotelmatch::catalog::HotelFilter { country: Some(country.into()), ..Default::default() };
+        engine.search(&Query { bytes: &query, filter, ..Default::default() }, "inv")
+    };
+    // "USA", "United States" and "us" all mean the sample's hotels (stored as "US").
+    let by_code = search("US").unwrap();
+    for name in ["USA", "united states", "U.S.A.", "United States of America"] {
+        let r = search(name).unwrap();
+        assert_eq!(
+            r.hotels.iter().map(|h| h.hotel.id).collect::<Vec<_>>(),
+            by_code.hotels.iter().map(|h| h.hotel.id).collect::<Vec<_>>(),
+            "{name}"
+        );
+        assert_eq!(r.hotels_allowed, by_code.hotels_allowed);
+    }
+    assert!(by_code.hotels_allowed.unwrap() >= 5 && !by_code.hotels.is_empty());
+    // A country the catalog has no hotel in: nothing to search, and the result says so.
+    let france = search("France").unwrap();
+    assert_eq!((france.hotels.len(), france.hotels_allowed), (0, Some(0)));
+    // A name that is no country: a typed error, not an empty result.
+    assert_eq!(search("Narnia").unwrap_err().kind().1, "invalid_field");
+    assert_eq!(engine.search(&Query { bytes: &query, ..Default::default() }, "inv").unwrap().hotels_allowed, None);
+    // Suggestions match every word in any field and order, the street address included.
+    let found = engine.find_hotels("denver aurora", None, 20).unwrap();
+    assert_eq!(found.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["Aurora Suites Denver"]);
+    assert_eq!(engine.find_hotels("glenarm", None, 20).unwrap().len(), 1, "by the street address");
+    assert!(engine.find_hotels("denver nowhere", None, 20).unwrap().is_empty());
 }

@@ -9,7 +9,9 @@ const HM = {
     if (body && !(body instanceof FormData) && typeof body !== "string") { body = JSON.stringify(body); headers["Content-Type"] = "application/json"; }
     const r = await fetch(path, { method, headers, body });
     const j = await r.json().catch(() => ({}));
-    if (!r.ok) { const e = new Error((j.error && j.error.message) || ("HTTP " + r.status)); e.status = r.status; e.code = j.error && j.error.code; throw e; }
+    // The API's words for developers ("send an API key: Authorization: …") stay off the page.
+    const words = { missing_key: "Enter your key first.", invalid_key: "This key is not valid (unknown or revoked)." };
+    if (!r.ok) { const e = new Error((j.error && (words[j.error.code] || j.error.message)) || ("HTTP " + r.status)); e.status = r.status; e.code = j.error && j.error.code; throw e; }
     return j;
   },
   async imageUrl(path) {
@@ -42,8 +44,18 @@ const HM = {
     };
     const use = () => { HM.setKey(input.value); input.value = ""; check(); };
     box.querySelector("button").onclick = use;
+    // On a shared computer: forget the key and any photo kept for a reload.
+    const forget = document.createElement("button"); forget.type = "button"; forget.textContent = "Forget key"; forget.className = "forget";
+    forget.onclick = async () => {
+      sessionStorage.removeItem("hotelmatch-key"); HM.who = null;
+      try { const db = await HM.draftDb(); db.transaction("d", "readwrite").objectStore("d").clear(); } catch (e) { /* none kept */ }
+      location.reload();
+    };
+    box.appendChild(forget);
     input.addEventListener("keydown", e => { if (e.key === "Enter") { e.preventDefault(); use(); } });
     check();
   },
+  // The browser-side store of drafts (a photo and mask kept across a reload).
+  draftDb() { return new Promise((ok, no) => { const r = indexedDB.open("hotelmatch-draft", 1); r.onupgradeneeded = () => r.result.createObjectStore("d"); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); }); },
   esc(s) { return String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c])); },
 };

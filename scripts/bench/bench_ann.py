@@ -158,9 +158,13 @@ def run_peer(name, base, queries, truth, args, workdir):
 
 
 def run_hotelmatch(fmt, files, args, bench_bin=None):
+    # "int8+refine4": the index, then the exact re-rank of 40 from a SQLite catalog.
+    fmt, _, refine = fmt.partition("+refine")
     cmd = [bench_bin or args.bench_bin, "--base", files["base"], "--queries", files["queries"], "--truth", files["truth"],
            "--format", fmt, "--m", str(args.m), "--ef-construction", str(args.ef_construction),
            "--ef", ",".join(map(str, EFS)), "--exact-queries", str(args.exact_queries)]
+    if refine:
+        cmd += ["--refine", refine]
     if fmt == "hnsw_rs":
         cmd[cmd.index("--format") + 1] = "f32"
         cmd += ["--kind", "hnsw_rs"]
@@ -237,16 +241,19 @@ def main():
     ap.add_argument("--ef-construction", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--exact-queries", type=int, default=200)
-    ap.add_argument("--systems", default="hotelmatch-int8,hnswlib,faiss,usearch,hotelmatch-f16,hotelmatch-f32,hnsw_rs")
+    ap.add_argument("--systems", default="hotelmatch-int8,hotelmatch-int8+refine4,hnswlib,faiss,usearch,hotelmatch-f16,hotelmatch-f32,hnsw_rs")
     ap.add_argument("--bench-bin", required=True)
     ap.add_argument("--baseline-bin", help="another build of benches/ann.rs (an earlier commit): systems named "
                     "baseline-FORMAT (e.g. baseline-int8) run it, interleaved with the rest, for before/after ratios")
     ap.add_argument("--json", help="write every round's results here")
     ap.add_argument("--targets", default="0.90,0.95,0.99", help="three recall@10 levels for the table (the middle one is compared)")
     ap.add_argument("--from-json", help="only print the table of an earlier run's --json file")
+    ap.add_argument("--efs", help="the ef values to sweep, comma-separated (default: 10 to 512)")
     args = ap.parse_args()
-    global TARGETS
+    global TARGETS, EFS
     TARGETS = [float(t) for t in args.targets.split(",")]
+    if args.efs:
+        EFS = [int(e) for e in args.efs.split(",")]
     if args.from_json:
         with open(args.from_json) as f:
             print(table(summarise(json.load(f)["results"])))

@@ -87,6 +87,7 @@ def use_key(driver, wait, token, expect):
 def paint_over_person(driver, mask_el):
     """Drags the brush over the person: where the investigator's mask for this query is."""
     from PIL import Image
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", mask_el)
     ref = Image.open(QUERY_MASK)
     left, top, right, bottom = ref.getbbox()
     w, h = mask_el.size["width"], mask_el.size["height"]
@@ -190,6 +191,13 @@ def main():
         captions = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#top figure.stored figcaption")]
         t.check(photos_of_query == 1 and all(c.startswith("Stored photo") for c in captions) and driver.find_element(By.CSS_SELECTOR, "#stage figcaption").text == "Your photo",
                 f"the query is shown once ('Your photo'), evidence labelled: {captions}")
+        # Every candidate row, weak ones included, shows its best evidence photo; no fused score beside 0–1 similarities.
+        thumbs = wait.until(lambda d: d.execute_script("""
+            const cards = [...document.querySelectorAll('#results .card[data-hotel]')];
+            const shown = cards.filter(c => { const i = c.querySelector('img.thumb'); return i && !i.hidden && i.complete && i.naturalWidth > 0 && i.alt; });
+            return shown.length === cards.length && cards.length > 1 ? [cards.length, shown.length] : null;"""))
+        scores = driver.execute_script("return [...document.querySelectorAll('#results .card header')].filter(h => /score/.test(h.textContent)).length")
+        t.check(thumbs and scores == 0, f"every candidate row shows its best evidence thumbnail ({thumbs}), and no score beside the similarities ({scores})")
         weak = driver.find_element(By.CSS_SELECTOR, "#weak summary").text
         others = len(driver.find_elements(By.CSS_SELECTOR, "#others .card"))
         t.check(weak.startswith("Weak matches (") and not driver.find_element(By.ID, "weak").get_attribute("open"), f"other candidates fold under {weak!r} ({others} compact rows above)")
@@ -208,6 +216,14 @@ def main():
         pair = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#zoom figcaption")]
         t.shot("evidence-pair.png")
         t.check(len(pair) == 2 and pair[0] == "Your photo" and pair[1].startswith("Stored photo"), f"click-to-zoom shows the pair: {pair}")
+        wait.until(lambda d: d.execute_script("const c = document.querySelector('#zoom .compare canvas'); return c && c.width > 0"))
+        differs = driver.execute_script("""
+            const box = document.querySelector('#zoom .compare'), c = box.querySelector('canvas'), r = box.querySelector('input');
+            const at = v => { r.value = v; r.dispatchEvent(new Event('input')); return [...c.getContext('2d').getImageData(0, 0, c.width, c.height).data]; };
+            const a = at(0), b = at(100); let n = 0; for (let i = 0; i < a.length; i += 4) if (Math.abs(a[i] - b[i]) > 30) n++;
+            return n;""")
+        t.shot("evidence-compare.png")
+        t.check(differs > 1000, f"the compare view slides between your photo and the stored one ({differs} px change)")
         driver.find_element(By.CSS_SELECTOR, "#zoom .close").click()
         driver.find_element(By.CSS_SELECTOR, "#top .all").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#allphotos .grid img")) > 0)
@@ -228,12 +244,25 @@ def main():
             f.write(r.read())
         driver.get("file://" + report)
         text = driver.find_element(By.TAG_NAME, "body").text
-        imgs = driver.execute_script("return [...document.images].map(i => [i.src.slice(0, 5), i.naturalWidth, i.alt])")
+        # Photos are embedded once each (SVG definitions) and drawn where they recur; masks are images.
+        imgs = driver.execute_script("""
+            const drawn = [...document.querySelectorAll('svg[role=img]')].map(s => {
+                const def = document.getElementById(s.querySelector('use').getAttribute('href').slice(1));
+                return [def ? def.getAttribute('href').slice(0, 5) : 'none', def ? s.getBoundingClientRect().width : 0, s.getAttribute('aria-label')];
+            });
+            return drawn.concat([...document.images].map(i => [i.src.slice(0, 5), i.naturalWidth, i.alt]));""")
         external = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'))")
         t.shot("case-report.png")
         ok = ("Ad 2026-114" in text and "Lone Star Lodge" in text and "confirmed" in text and "sscd" in text and "%" in text and "key" in text
               and len(imgs) >= 3 and all(s == "data:" and w > 0 and a for s, w, a in imgs) and not external)
         t.check(ok, f"the exported report opens offline: {len(imgs)} embedded images, no external requests ({external}), verdict, model and key")
+        req = urllib.request.Request(f"{base}/api/v1/cases/{case_id}/report?format=csv", headers={"Authorization": f"Bearer {investigator}"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            rows = r.read().decode().splitlines()
+        head = rows[0].split(",")
+        confirmed = [r.split(",") for r in rows[1:] if ",confirmed," in r]
+        t.check("verdict_search" in head and len(confirmed) == 1 and confirmed[0][head.index("verdict_search")] == confirmed[0][head.index("search_entry")],
+                f"the CSV gives the verdict on the search it was given on ({len(confirmed)} row)")
         from selenium.webdriver.common.print_page_options import PrintOptions
         import base64
         pdf = base64.b64decode(driver.print_page(PrintOptions()))
@@ -246,6 +275,38 @@ def main():
         driver.get(f"{base}/investigate#case={case_id}")
         title = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#casepanel h2") and d.find_element(By.CSS_SELECTOR, "#casepanel h2").text)
         t.check("Ad 2026-114" in title and driver.find_element(By.ID, "case").get_attribute("value") == case_id, f"a link to the case opens it: {title!r}")
+        # Coming back (a reload, or this link) restores the photo and its mask.
+        restored = wait.until(lambda d: d.execute_script(PAINTED_JS) > 0 and "restored" in d.find_element(By.ID, "status").text and d.execute_script(PAINTED_JS))
+        t.check(restored > 1000, f"after a reload the photo and its mask are back ({restored} px painted)")
+        # A painted, unsearched mask asks before the page is left.
+        ActionChains(driver).move_to_element(driver.find_element(By.ID, "mask")).click().perform()
+        asks = driver.execute_script("const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e); return e.defaultPrevented;")
+        t.check(asks, "leaving with a freshly painted mask asks first")
+        # A double click on Search saves one search, not two.
+        def searches():
+            req = urllib.request.Request(f"{base}/api/v1/cases/{case_id}", headers={"Authorization": f"Bearer {investigator}"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return sum(1 for e in json.loads(r.read())["entries"] if e["kind"] == "search")
+        before = searches()
+        driver.execute_script("const g = document.getElementById('go'); g.click(); g.click();")
+        wait.until(lambda d: not d.find_element(By.ID, "go").get_attribute("disabled") and d.find_elements(By.CSS_SELECTOR, "#top .card"))
+        time.sleep(1)
+        t.check(searches() == before + 1, f"a double click on Search saves one search ({before} → {searches()})")
+        # The whole photo panel takes a dropped photo, the page a pasted one; a file that is not a photo is refused at once.
+        drop_js = """
+            const [kind, name, type] = arguments;
+            const c = document.createElement('canvas'); c.width = 320; c.height = 200; const g = c.getContext('2d'); g.fillStyle = '#3a6'; g.fillRect(0, 0, 320, 200);
+            const blob = type.startsWith('image/') ? await new Promise(r => c.toBlob(r, type)) : new Blob(['not a photo'], { type });
+            const dt = new DataTransfer(); dt.items.add(new File([blob], name, { type }));
+            if (kind === 'drop') document.getElementById('query').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+            else document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));"""
+        driver.execute_script("return (async () => {" + drop_js + "})(...arguments)", "drop", "notes.txt", "text/plain")
+        refused = driver.find_element(By.ID, "status").text
+        driver.execute_script("return (async () => {" + drop_js + "})(...arguments)", "drop", "dropped.png", "image/png")
+        dropped = wait.until(lambda d: d.execute_script("return file && file.name"))
+        driver.execute_script("return (async () => {" + drop_js + "})(...arguments)", "paste", "pasted.png", "image/png")
+        pasted = wait.until(lambda d: d.execute_script("return file && file.name === 'pasted.png' && photo.width === 320 && file.name"))
+        t.check("not a photo" in refused and dropped == "dropped.png" and pasted == "pasted.png", f"drop and paste take a photo ({dropped!r}, {pasted!r}); a text file is refused at once: {refused!r}")
         for page in ["/", "/contribute", "/docs"]:
             driver.get(base + page)
             time.sleep(1)
@@ -331,6 +392,12 @@ def main():
         which = fresh.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#top figure.stored div.small") if "matches your photo" in e.text])
         masked = driver.execute_script("return last.queries.map(q => q.masked)")
         t.check(together.startswith("2 photos") and which and masked[1] is True, f"two photos searched together: {together!r}, {which[:1]}, masked {masked}")
+        # The exported report reads on the phone too.
+        driver.get("file://" + report)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "section.search"))
+        report_scroll = driver.execute_script("return document.documentElement.scrollWidth")
+        t.shot("case-report-390.png")
+        t.check(report_scroll <= width + 1, f"the case report fits a 390-px phone ({report_scroll} px wide)")
 
         # 9. With a tile server configured (a loopback one here), the map draws its tiles.
         tile_port, hits = free_port(), []

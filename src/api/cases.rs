@@ -9,6 +9,7 @@ pub(super) fn viewer(key: &KeyInfo) -> Viewer<'_> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct NewCase {
     /// What the investigator calls it (1–200 characters).
     title: String,
@@ -23,6 +24,7 @@ pub(super) async fn create_case(
     Extension(key): Extension<KeyInfo>,
     Checked(Json(c)): Checked<Json<NewCase>>,
 ) -> Result<Response, ApiError> {
+    s.case_writes.take(&key.id)?;
     let engine = s.engine.clone();
     let case = blocking(move || engine.create_case(&c.title, viewer(&key))).await?;
     Ok((StatusCode::CREATED, Json(Case::from(case))).into_response())
@@ -55,6 +57,7 @@ pub(super) async fn get_case(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct NewNote {
     /// 1–10,000 characters.
     text: String,
@@ -71,12 +74,14 @@ pub(super) async fn add_note(
     Checked(Path(id)): Checked<Path<i64>>,
     Checked(Json(n)): Checked<Json<NewNote>>,
 ) -> Result<Response, ApiError> {
+    s.case_writes.take(&key.id)?;
     let engine = s.engine.clone();
     let entry = blocking(move || engine.add_case_note(id, &n.text, viewer(&key))).await?;
     Ok((StatusCode::CREATED, Json(CaseEntry::from(entry))).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct NewVerdict {
     hotel_id: i64,
     verdict: Verdict,
@@ -96,6 +101,7 @@ pub(super) async fn add_verdict(
     Checked(Path(id)): Checked<Path<i64>>,
     Checked(Json(v)): Checked<Json<NewVerdict>>,
 ) -> Result<Response, ApiError> {
+    s.case_writes.take(&key.id)?;
     let engine = s.engine.clone();
     let entry = blocking(move || engine.set_verdict(id, v.hotel_id, v.verdict.into(), v.search_entry, viewer(&key))).await?;
     Ok((StatusCode::CREATED, Json(CaseEntry::from(entry))).into_response())
@@ -141,6 +147,7 @@ pub(super) async fn case_report(
             (header::CONTENT_TYPE, kind.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
             (header::CACHE_CONTROL, "private, no-store".to_string()),
+            (header::CONTENT_SECURITY_POLICY, super::pages::REPORT_POLICY.to_string()),
         ],
         body,
     )

@@ -314,6 +314,10 @@ pub struct SearchResult {
     pub auto_mask: Option<f32>,
     /// Every query photo is near-uniform (one colour, very dark): no candidate is strong.
     pub low_information: bool,
+    /// How many hotels the filters leave (absent without filters): 0 means the filters, not
+    /// the photo, left nothing to find.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hotels_allowed: Option<usize>,
     /// What the probabilities are calibrated on, and where the labels change.
     pub calibration: CalibrationInfo,
     /// Entries of the imported hash banks the query matches (also in the audit).
@@ -435,6 +439,7 @@ impl From<engine::SearchResult> for SearchResult {
             saved_case_image: r.saved_case_image,
             auto_mask: r.auto_mask,
             low_information: r.low_information,
+            hotels_allowed: r.hotels_allowed,
             calibration: CalibrationInfo {
                 source: r.calibration.source,
                 samples: r.calibration.samples,

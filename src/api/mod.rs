@@ -60,6 +60,8 @@ pub struct ServeOptions {
     pub uploads_per_minute: u32,
     /// Searches each key may make per minute, likewise.
     pub searches_per_minute: u32,
+    /// Case writes (new cases, notes, verdicts) each key may make per minute, likewise.
+    pub case_writes_per_minute: u32,
     /// Megapixels of photos being decoded at once, across the server (0 = the largest photo
     /// allowed, `limits.max_pixels`): a request that would go over is answered 503 with
     /// Retry-After, so a flood of small files of huge pixel counts cannot exhaust memory.
@@ -81,6 +83,7 @@ impl Default for ServeOptions {
             queue: 64,
             uploads_per_minute: 30,
             searches_per_minute: 120,
+            case_writes_per_minute: 120,
             pixel_budget_mp: 0,
             follow_ms: 200,
             map_tiles: String::new(),
@@ -95,6 +98,7 @@ struct AppState {
     workers: Arc<Semaphore>,
     uploads: RateLimiter,
     searches: RateLimiter,
+    case_writes: RateLimiter,
     pixels: Arc<Semaphore>,
     pixel_budget: u32,
     metrics: Metrics,
@@ -105,6 +109,10 @@ type Shared = Arc<AppState>;
 
 /// Verifies the bearer key and its role: 401 without a valid key, 403 with the wrong role.
 async fn authorize(state: &Shared, headers: &HeaderMap, allowed: &[Role]) -> Result<KeyInfo, ApiError> {
+    // Two keys in one request: a proxy and a client disagreeing; neither is guessed at.
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "two_keys", "one Authorization header per request"));
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -224,6 +232,7 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
         workers: Arc::new(Semaphore::new(workers)),
         uploads: RateLimiter::per_minute(opts.uploads_per_minute, "uploads"),
         searches: RateLimiter::per_minute(opts.searches_per_minute, "searches"),
+        case_writes: RateLimiter::per_minute(opts.case_writes_per_minute, "case writes"),
         pixels: Arc::new(Semaphore::new(pixel_budget as usize)),
         pixel_budget,
         metrics: Metrics::new(),
@@ -244,10 +253,15 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
                 .routes(routes!(photo))
                 .routes(routes!(hotel_photos))
                 .routes(routes!(case_image))
-                .routes(routes!(create_case, list_cases))
+                .merge(
+                    // Case writes carry a little JSON: a small body limit.
+                    OpenApiRouter::new()
+                        .routes(routes!(create_case, list_cases))
+                        .routes(routes!(add_note))
+                        .routes(routes!(add_verdict))
+                        .layer(DefaultBodyLimit::max(CASE_BODY_LIMIT)),
+                )
                 .routes(routes!(get_case))
-                .routes(routes!(add_note))
-                .routes(routes!(add_verdict))
                 .routes(routes!(case_report)),
         ))
         .merge(guarded(
@@ -268,26 +282,31 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
         ))
         .split_for_parts();
     let doc = openapi.to_json().unwrap_or_default();
+    let tiles: Arc<str> = opts.map_tiles.as_str().into();
     let router = api
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }))
-        .route("/", get(|| async { pages::page("index") }))
-        .route("/contribute", get(|| async { pages::page("contribute") }))
-        .route("/investigate", get(|| async { pages::page("investigate") }))
-        .route("/docs", get(|| async { pages::page("docs") }))
-        .route("/static/common.js", get(|| async { pages::page("common.js") }))
-        .route("/static/style.css", get(|| async { pages::page("style.css") }))
-        .route("/static/map.js", get(|| async { pages::page("map.js") }))
-        .route("/static/world.json", get(|| async { pages::page("world.json") }))
+        .route("/", pages::route("index", &tiles))
+        .route("/contribute", pages::route("contribute", &tiles))
+        .route("/investigate", pages::route("investigate", &tiles))
+        .route("/docs", pages::route("docs", &tiles))
+        .route("/static/common.js", pages::route("common.js", &tiles))
+        .route("/static/style.css", pages::route("style.css", &tiles))
+        .route("/static/map.js", pages::route("map.js", &tiles))
+        .route("/static/world.json", pages::route("world.json", &tiles))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route; see /docs") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /docs")
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(pages::security_headers))
         .layer(middleware::from_fn(move |req: Request, next: Next| limits::declared_length(body_limit, req, next)))
         .layer(middleware::from_fn_with_state(state.clone(), ops::track))
         .with_state(state);
     (router, openapi)
 }
+
+/// The largest JSON body of a case write (a 10,000-character note, escaped, fits).
+const CASE_BODY_LIMIT: usize = 64 << 10;
 
 /// The HTTP routes over an opened engine.
 pub fn router(engine: Arc<Engine>, opts: &ServeOptions) -> Router {

@@ -15,7 +15,7 @@ pub trait HotelStore {
     fn hotels(&self, ids: &[i64]) -> Result<Vec<Hotel>, CatalogError>;
     /// The hotel with this external id.
     fn hotel_by_external_id(&self, ext: &str) -> Result<Option<Hotel>, CatalogError>;
-    /// Hotels whose name or city contains `text` (case-insensitive), at most `limit`.
+    /// Hotels whose name, city or address contains `text` (case-insensitive), at most `limit`.
     fn find_hotels(&self, text: &str, limit: usize) -> Result<Vec<Hotel>, CatalogError>;
     /// Every hotel.
     fn all_hotels(&self) -> Result<Vec<Hotel>, CatalogError>;
@@ -141,6 +141,8 @@ pub trait CaseStore {
     fn case(&self, id: i64) -> Result<Case, CatalogError>;
     /// The cases of `owner` (every case when `None`), newest first.
     fn cases(&self, owner: Option<&str>) -> Result<Vec<Case>, CatalogError>;
+    /// Gives every case of key `from` to key `to`; how many.
+    fn hand_over_cases(&self, from: &str, to: &str) -> Result<usize, CatalogError>;
     /// Appends to a case's journal.
     fn add_case_entry(&self, case_id: i64, actor: &str, kind: &str, body: &serde_json::Value) -> Result<JournalRow, CatalogError>;
     /// A case's journal, oldest first.
@@ -155,8 +157,10 @@ pub trait HashBanks {
     fn banks(&self) -> Result<Vec<Bank>, CatalogError>;
     /// Adds hashes to a bank (a hash it holds already is skipped); returns how many were new.
     fn add_bank_hashes(&self, bank_id: i64, hashes: &[(PdqHash, String)]) -> Result<usize, CatalogError>;
-    /// Every hash of every bank.
-    fn bank_hashes(&self) -> Result<Vec<BankHash>, CatalogError>;
+    /// Up to `limit` bank hashes with ids above `after`, in id order. Ids only grow, in the
+    /// order hashes become visible (adds are serialised), so a reader that keeps the last id
+    /// it saw misses none.
+    fn bank_hashes_after(&self, after: i64, limit: usize) -> Result<Vec<BankHash>, CatalogError>;
 }
 
 /// Learned state (the calibration, …) as versioned rows: the newest version of a kind is in

@@ -201,7 +201,7 @@ impl HotelStore for PgCatalog {
     fn find_hotels(&self, text: &str, limit: usize) -> Result<Vec<Hotel>, CatalogError> {
         let rows = self.client()?.query(
             &format!(
-                "SELECT {HOTEL_COLUMNS} FROM hotels WHERE name ILIKE $1 ESCAPE '\\' OR city ILIKE $1 ESCAPE '\\' ORDER BY name LIMIT $2"
+                "SELECT {HOTEL_COLUMNS} FROM hotels WHERE name ILIKE $1 ESCAPE '\\' OR city ILIKE $1 ESCAPE '\\' OR address ILIKE $1 ESCAPE '\\' ORDER BY name LIMIT $2"
             ),
             &[&like_literal(text), &i64::try_from(limit).unwrap_or(i64::MAX)],
         )?;
@@ -500,6 +500,10 @@ impl CaseStore for PgCatalog {
         r.map(|r| case_from_row(&r)).ok_or(CatalogError::NoCase(id))
     }
 
+    fn hand_over_cases(&self, from: &str, to: &str) -> Result<usize, CatalogError> {
+        Ok(self.client()?.execute("UPDATE cases SET owner = $2 WHERE owner = $1", &[&from, &to])? as usize)
+    }
+
     fn cases(&self, owner: Option<&str>) -> Result<Vec<Case>, CatalogError> {
         let rows = self
             .client()?
@@ -564,6 +568,8 @@ impl HashBanks for PgCatalog {
     fn add_bank_hashes(&self, bank_id: i64, hashes: &[(PdqHash, String)]) -> Result<usize, CatalogError> {
         let mut c = self.client()?;
         let mut tx = c.transaction()?;
+        // One adder at a time, so ids become visible in order (readers keep the last id seen).
+        tx.batch_execute("LOCK TABLE bank_hashes IN EXCLUSIVE MODE")?;
         let st = tx.prepare("INSERT INTO bank_hashes (bank_id, pdq, label) VALUES ($1, $2, $3) ON CONFLICT (bank_id, pdq) DO NOTHING")?;
         let mut added = 0;
         for (pdq, label) in hashes {
@@ -573,8 +579,10 @@ impl HashBanks for PgCatalog {
         Ok(added)
     }
 
-    fn bank_hashes(&self) -> Result<Vec<BankHash>, CatalogError> {
-        let rows = self.client()?.query("SELECT id, bank_id, pdq, label FROM bank_hashes ORDER BY id", &[])?;
+    fn bank_hashes_after(&self, after: i64, limit: usize) -> Result<Vec<BankHash>, CatalogError> {
+        let rows = self
+            .client()?
+            .query("SELECT id, bank_id, pdq, label FROM bank_hashes WHERE id > $1 ORDER BY id LIMIT $2", &[&after, &(limit as i64)])?;
         Ok(rows
             .iter()
             .map(|r| BankHash { id: r.get(0), bank_id: r.get(1), pdq: r.get::<_, &str>(2).parse().unwrap_or_default(), label: r.get(3) })

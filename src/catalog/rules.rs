@@ -106,7 +106,10 @@ impl HotelFilter {
             _ => false,
         });
         let ids_ok = self.hotel_ids.as_ref().is_none_or(|ids| ids.contains(&h.id));
-        near_ok && ids_ok && eq(&h.country, &self.country) && eq(&h.city, &self.city) && eq(&h.chain, &self.chain)
+        // A country given as a code or a name matches a hotel's in either form ("USA", "US").
+        let country_ok =
+            self.country.as_deref().is_none_or(|want| h.country.as_deref().is_some_and(|c| crate::places::same_country(c, want)));
+        near_ok && ids_ok && country_ok && eq(&h.city, &self.city) && eq(&h.chain, &self.chain)
     }
 }
 

@@ -215,7 +215,7 @@ impl HotelStore for SqliteCatalog {
     fn find_hotels(&self, text: &str, limit: usize) -> Result<Vec<Hotel>, CatalogError> {
         let conn = self.conn();
         let mut st = conn.prepare(&format!(
-            "SELECT {HOTEL_COLUMNS} FROM hotels WHERE name LIKE ?1 ESCAPE '\\' OR city LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2"
+            "SELECT {HOTEL_COLUMNS} FROM hotels WHERE name LIKE ?1 ESCAPE '\\' OR city LIKE ?1 ESCAPE '\\' OR address LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2"
         ))?;
         let rows = st.query_map(params![like_literal(text), i64::try_from(limit).unwrap_or(i64::MAX)], hotel_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -544,6 +544,10 @@ impl CaseStore for SqliteCatalog {
             .ok_or(CatalogError::NoCase(id))
     }
 
+    fn hand_over_cases(&self, from: &str, to: &str) -> Result<usize, CatalogError> {
+        Ok(self.conn().execute("UPDATE cases SET owner = ?2 WHERE owner = ?1", params![from, to])?)
+    }
+
     fn cases(&self, owner: Option<&str>) -> Result<Vec<Case>, CatalogError> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT id, title, owner, created FROM cases WHERE ?1 IS NULL OR owner = ?1 ORDER BY id DESC")?;
@@ -644,10 +648,10 @@ impl HashBanks for SqliteCatalog {
         Ok(added)
     }
 
-    fn bank_hashes(&self) -> Result<Vec<BankHash>, CatalogError> {
+    fn bank_hashes_after(&self, after: i64, limit: usize) -> Result<Vec<BankHash>, CatalogError> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT id, bank_id, pdq, label FROM bank_hashes ORDER BY id")?;
-        let rows = st.query_map([], |r| {
+        let mut st = conn.prepare_cached("SELECT id, bank_id, pdq, label FROM bank_hashes WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows = st.query_map(params![after, limit as i64], |r| {
             let pdq: String = r.get(2)?;
             Ok(BankHash { id: r.get(0)?, bank_id: r.get(1)?, pdq: pdq.parse().unwrap_or_default(), label: r.get(3)? })
         })?;

@@ -1,4 +1,4 @@
-//! `hotelmatch keys`: aPI keys: create and revoke.
+//! `hotelmatch keys`: API keys: create, rotate and revoke.
 
 use super::*;
 
@@ -10,6 +10,15 @@ pub(super) enum KeysCmd {
         #[arg(long)]
         role: hotelmatch::catalog::Role,
         /// A note on whose key it is (shown in listings, never secret).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Replace a key: a new token of the same role takes over the old key's cases, and the
+    /// old key is revoked. The new token is printed once.
+    Rotate {
+        /// The old key's id.
+        id: String,
+        /// A note on whose key the new one is.
         #[arg(long, default_value = "")]
         label: String,
     },
@@ -26,6 +35,10 @@ pub(super) fn run(cfg: &Config, init: bool, cmd: KeysCmd, out: &mut impl Write) 
         KeysCmd::Create { role, label } => {
             let (info, token) = engine.create_key(role, &label, "cli")?;
             writeln!(out, "{}", serde_json::json!({"id": info.id, "role": info.role, "token": token}))?;
+        }
+        KeysCmd::Rotate { id, label } => {
+            let (info, token, cases) = engine.rotate_key(&id, &label, "cli")?;
+            writeln!(out, "{}", serde_json::json!({"id": info.id, "role": info.role, "token": token, "cases": cases, "revoked": id}))?;
         }
         KeysCmd::Revoke { id } => {
             if !engine.revoke_key(&id, "cli")? {

@@ -35,19 +35,22 @@ pub(super) fn closest(mut matches: Vec<BankMatch>) -> (Vec<BankMatch>, usize) {
     (matches, n)
 }
 
-/// The banks' hashes, searchable by Hamming distance.
+/// The banks' hashes, searchable by Hamming distance; grown as hashes are added to the
+/// catalog, through this replica or another.
 #[derive(Default)]
 pub(super) struct BankIndex {
     index: HammingIndex,
     /// Per bank hash id: its bank's name and its label.
     about: HashMap<u64, (String, String, PdqHash)>,
-    /// When another replica's imports were last looked for.
-    checked: Option<std::time::Instant>,
+    /// Bank names by id.
+    names: HashMap<i64, String>,
+    /// The last bank hash id taken up: the catalog's hashes up to it are in the index.
+    last: i64,
 }
 
-/// How often a serving replica looks for hashes imported through another one: banks change
-/// rarely, and counting them is not free.
-const BANK_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+/// Bank hashes read, and added to the catalog, per step: the index's write lock and the
+/// catalog's connection are held for one step at a time, so searches go on during an import.
+const BANK_STEP: usize = 5_000;
 
 /// How an import went.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -87,35 +90,43 @@ impl std::str::FromStr for HashFormat {
 const MAX_LINES: usize = 1_000_000;
 
 impl Engine {
-    /// Reloads the banks' hashes from the catalog (at open, and after an import).
-    pub(super) fn load_banks(&self) -> Result<(), EngineError> {
-        let names: HashMap<i64, String> = self.catalog.banks()?.into_iter().map(|b| (b.id, b.name)).collect();
-        let mut fresh = BankIndex::default();
-        for h in self.catalog.bank_hashes()? {
-            fresh.index.add(h.id as u64, &h.pdq);
-            fresh.about.insert(h.id as u64, (names.get(&h.bank_id).cloned().unwrap_or_default(), h.label, h.pdq));
+    /// Takes up the bank hashes added to the catalog since the last look (all of them at
+    /// open; an import's, step by step; another replica's, at each look of the follower):
+    /// a look that finds nothing new is one indexed query.
+    pub(super) fn follow_banks(&self) -> Result<usize, EngineError> {
+        // One taker at a time (an import and the follower), so no step is taken up twice.
+        let _one = self.banks_taking.lock();
+        let mut taken = 0;
+        loop {
+            let last = self.banks.read().last;
+            let fresh = self.catalog.bank_hashes_after(last, BANK_STEP)?;
+            let Some(end) = fresh.last().map(|h| h.id) else { return Ok(taken) };
+            let unknown = {
+                let b = self.banks.read();
+                fresh.iter().any(|h| !b.names.contains_key(&h.bank_id))
+            };
+            let names: Option<HashMap<i64, String>> =
+                if unknown { Some(self.catalog.banks()?.into_iter().map(|b| (b.id, b.name)).collect()) } else { None };
+            let mut b = self.banks.write();
+            if let Some(names) = names {
+                b.names = names;
+            }
+            for h in &fresh {
+                let bank = b.names.get(&h.bank_id).cloned().unwrap_or_default();
+                b.index.add(h.id as u64, &h.pdq);
+                b.about.insert(h.id as u64, (bank, h.label.clone(), h.pdq));
+            }
+            b.last = end;
+            taken += fresh.len();
+            if fresh.len() < BANK_STEP {
+                return Ok(taken);
+            }
         }
-        fresh.checked = Some(std::time::Instant::now());
-        *self.banks.write() = fresh;
-        Ok(())
     }
 
-    /// Reloads the banks when another replica imported hashes (banks only grow, so a count
-    /// tells); at most every `BANK_CHECK`.
-    pub(super) fn follow_banks(&self) -> Result<(), EngineError> {
-        let (due, held) = {
-            let b = self.banks.read();
-            (b.checked.is_none_or(|t| t.elapsed() >= BANK_CHECK), b.about.len() as i64)
-        };
-        if !due {
-            return Ok(());
-        }
-        let total: i64 = self.catalog.banks()?.iter().map(|b| b.hashes).sum();
-        if total != held {
-            return self.load_banks();
-        }
-        self.banks.write().checked = Some(std::time::Instant::now());
-        Ok(())
+    /// How many bank hashes this replica matches uploads and queries against.
+    pub fn bank_hashes_held(&self) -> usize {
+        self.banks.read().about.len()
     }
 
     /// Bank hashes within PDQ's match distance of any of `hashes` (a photo's hash, or a
@@ -152,12 +163,21 @@ impl Engine {
             return Err(EngineError::Invalid { field: "name", message: "a bank name of 1 to 100 printable characters".into() });
         }
         let parsed = parse_hash_list(text)?;
-        let bank = match self.catalog.banks()?.into_iter().find(|b| b.name == name) {
+        let find = || -> Result<Option<Bank>, EngineError> { Ok(self.catalog.banks()?.into_iter().find(|b| b.name == name)) };
+        let bank = match find()? {
             Some(b) => b,
-            None => self.catalog.create_bank(name, actor)?,
+            None => match self.catalog.create_bank(name, actor) {
+                Ok(b) => b,
+                // Created meanwhile by another import of the same new bank: that one.
+                Err(crate::catalog::CatalogError::BankExists(_)) => find()?.ok_or_else(|| EngineError::Internal("bank vanished".into()))?,
+                Err(e) => return Err(e.into()),
+            },
         };
-        let added = self.catalog.add_bank_hashes(bank.id, &parsed.hashes)?;
-        self.load_banks()?;
+        let mut added = 0;
+        for step in parsed.hashes.chunks(BANK_STEP) {
+            added += self.catalog.add_bank_hashes(bank.id, step)?;
+            self.follow_banks()?;
+        }
         let bank = self.catalog.banks()?.into_iter().find(|b| b.id == bank.id).unwrap_or(bank);
         let out =
             BankImport { bank, read: parsed.hashes.len(), added, other_signal_types: parsed.other_signal_types, rejected: parsed.rejected };

@@ -209,12 +209,12 @@ impl Engine {
         let saved = SavedSearch {
             query_sha256: res.query_sha256.clone(),
             query_kept: res.saved_case_image,
-            mask: q.mask.map(MaskRecord::of),
+            mask: q.mask.map(|m| MaskRecord::of(m, q.save_case)),
             further: q
                 .more
                 .iter()
                 .zip(res.queries.iter().skip(1))
-                .map(|(m, info)| FurtherQuery { sha256: info.sha256.clone(), mask: m.mask.map(MaskRecord::of) })
+                .map(|(m, info)| FurtherQuery { sha256: info.sha256.clone(), mask: m.mask.map(|m| MaskRecord::of(m, q.save_case)) })
                 .collect(),
             filters: q.filter.clone(),
             model: self.embedder.model().to_string(),

@@ -116,14 +116,34 @@ pub enum MaskRecord {
     Painted { png_base64: String, width: u32, height: u32 },
     /// Rectangles `[x, y, width, height]`.
     Rects { rects: Vec<[u32; 4]> },
+    /// What is kept of a painted mask when the photo is not: the share painted and the box
+    /// around it, not the shape (a silhouette can identify the person painted out).
+    Extent { width: u32, height: u32, painted: f32, bbox: Option<[u32; 4]> },
     /// The mask could not be encoded (recorded rather than losing the search).
     Unreadable { error: String },
 }
 
 impl MaskRecord {
-    /// The record of a mask.
-    pub fn of(m: &Mask) -> Self {
+    /// The record of a mask: a painted one whole only when the investigator keeps the photo
+    /// (`kept`), else its extent.
+    pub fn of(m: &Mask, kept: bool) -> Self {
         match m {
+            Mask::Bitmap(g) if !kept => {
+                let (mut n, mut x0, mut y0, mut x1, mut y1) = (0u64, u32::MAX, u32::MAX, 0, 0);
+                for (x, y, p) in g.enumerate_pixels() {
+                    if p.0[0] >= 128 {
+                        n += 1;
+                        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+                    }
+                }
+                let area = (u64::from(g.width()) * u64::from(g.height())).max(1);
+                MaskRecord::Extent {
+                    width: g.width(),
+                    height: g.height(),
+                    painted: (n as f64 / area as f64) as f32,
+                    bbox: (n > 0).then(|| [x0, y0, x1 - x0 + 1, y1 - y0 + 1]),
+                }
+            }
             Mask::Bitmap(g) => {
                 let mut png = Vec::new();
                 match image::DynamicImage::ImageLuma8(g.clone()).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png) {

@@ -11,6 +11,24 @@ impl Engine {
     /// Hotels whose name or city contain `text` (all when empty), inside `near` (lat, lon,
     /// radius in km) when given, at most `limit`.
     pub fn find_hotels(&self, text: &str, near: Option<(f64, f64, f64)>, limit: usize) -> Result<Vec<Hotel>, EngineError> {
+        // Several words match in any order and any field ("marriott denver" finds "Denver
+        // Marriott City Center"): the catalog is asked for the longest, the rest checked here.
+        let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+        if words.len() > 1 {
+            let longest = words.iter().max_by_key(|w| w.chars().count()).cloned().unwrap_or_default();
+            let mut hotels = self.find_hotels(&longest, near, NEAR_SCAN)?;
+            hotels.retain(|h| {
+                let all = [Some(&h.name), h.city.as_ref(), h.address.as_ref(), h.chain.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s.to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                words.iter().all(|w| all.contains(w.as_str()))
+            });
+            hotels.truncate(limit);
+            return Ok(hotels);
+        }
         let mut hotels = self.catalog.find_hotels(text, if near.is_some() { NEAR_SCAN } else { limit })?;
         if near.is_some() {
             let inside = self.catalog.hotels_matching(&HotelFilter { near, ..Default::default() })?;

@@ -127,6 +127,19 @@ impl Engine {
         Ok(Followed { changes: self.catch_up()?, rebuilt: false })
     }
 
+    /// Audits the next `count` photos of the index: each must be found by its own vector, and
+    /// one that is not is linked in; how many were. The follower calls it at every look.
+    pub fn audit_index(&self, count: usize) -> usize {
+        let index = self.index();
+        let mut from = self.audit_from.lock();
+        let (next, relinked) = index.vectors.audit(*from, count);
+        *from = next;
+        if relinked > 0 {
+            tracing::info!(relinked, "index audit: photos a search missed were linked in");
+        }
+        relinked
+    }
+
     /// The last finished re-index job this process's index reflects (0: none).
     pub fn generation(&self) -> i64 {
         *self.generation.lock()

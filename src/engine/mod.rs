@@ -99,6 +99,7 @@ impl EngineError {
         let decode = |d: &DecodeError| match d {
             DecodeError::TooLarge { .. } | DecodeError::TooManyPixels { .. } => (K::TooLarge, "image_too_large"),
             DecodeError::UnsupportedFormat => (K::Unsupported, "unsupported_image"),
+            DecodeError::Unavailable(_) => (K::Unsupported, "decoder_unavailable"),
             DecodeError::Empty | DecodeError::Corrupt(_) => (K::Unprocessable, "bad_image"),
         };
         match self {
@@ -417,6 +418,10 @@ pub struct SearchResult {
     /// Whether every query photo is near-uniform (PDQ quality under
     /// `pdq::MIN_INFORMATIVE_QUALITY`): no candidate is then labelled strong.
     pub low_information: bool,
+    /// How many hotels the filters leave (absent without filters): 0 says the filters, not
+    /// the photo, left nothing to find.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hotels_allowed: Option<usize>,
     /// The calibration the probabilities come from.
     pub calibration: CalibrationInfo,
     /// Hashes of the imported banks (hash lists) that the query matches.
@@ -512,9 +517,13 @@ pub struct Engine {
     hashes: RwLock<HammingIndex>,
     /// The imported hash banks, matched against uploads and queries.
     banks: RwLock<banks::BankIndex>,
+    /// Held while bank hashes are taken up from the catalog.
+    banks_taking: Mutex<()>,
     /// The last finished re-index this process's index reflects; held while catching up, so
     /// that one thread at a time applies the feed.
     generation: Mutex<i64>,
+    /// Where the background index audit goes on from.
+    audit_from: Mutex<usize>,
     /// Turns hotel scores into probabilities, with its catalog version (0: not from the
     /// catalog); replaced whole when a newer version appears.
     calibration: RwLock<learned::InForce>,
@@ -573,12 +582,14 @@ impl Engine {
             whitening_seen,
             hashes: RwLock::new(HammingIndex::new()),
             banks: RwLock::new(Default::default()),
+            banks_taking: Mutex::new(()),
             generation: Mutex::new(generation),
+            audit_from: Mutex::new(0),
             embedder,
             settings,
         };
         engine.load_index()?;
-        engine.load_banks()?;
+        engine.follow_banks()?;
         let missing = engine.catalog.images_without_embedding(model_id)?.len();
         if missing > 0 {
             tracing::warn!("{missing} photos have no embedding for model {} yet: run `hotelmatch reindex`", engine.embedder.model());

@@ -68,6 +68,24 @@ impl Engine {
         Ok(revoked)
     }
 
+    /// Replaces a key: a new one with the same role and label takes over the old key's cases
+    /// (and so the photos they kept), then the old one is revoked. Returns the new key, its
+    /// token (shown once) and how many cases moved. Audited as `key-rotate`.
+    pub fn rotate_key(&self, id: &str, label: &str, actor: &str) -> Result<(KeyInfo, String, usize), EngineError> {
+        let Some((_, role)) = self.catalog.key_secret(id)? else {
+            return Err(EngineError::Invalid { field: "id", message: format!("no active key with id {id}") });
+        };
+        let (info, token) = self.catalog.create_key(role, label)?;
+        let cases = self.catalog.hand_over_cases(id, &info.id)?;
+        self.catalog.revoke_key(id)?;
+        self.catalog.audit(
+            actor,
+            "key-rotate",
+            &serde_json::json!({"old_key_id": id, "new_key_id": info.id, "role": role, "cases": cases}),
+        )?;
+        Ok((info, token, cases))
+    }
+
     /// A case image an investigator kept, by its sha256: to an admin, or to the owner of a
     /// case whose journal kept it; anyone else is told it does not exist (and the attempt
     /// is audited as `case-denied`). The viewing is audited.

@@ -150,6 +150,12 @@ impl Engine {
                 message: format!("{} photos; a search takes {MAX_QUERY_PHOTOS} at most", images.len()),
             });
         }
+        if let Some(c) = q.filter.country.as_deref().filter(|c| crate::places::country(c).is_none()) {
+            return Err(EngineError::Invalid {
+                field: "country",
+                message: format!("no country is called {c:?}: give an ISO code or an English name (US, USA, United States)"),
+            });
+        }
         let photos = images.iter().map(|i| QueryPhoto::decode(i.bytes, &self.settings.limits)).collect::<Result<Vec<_>, _>>()?;
         let allowed = if q.filter.is_empty() { None } else { Some(self.catalog.hotels_matching(&q.filter)?) };
         let mut retrieved = Vec::with_capacity(photos.len());
@@ -189,6 +195,7 @@ impl Engine {
             plan: first.plan,
             saved_case_image: q.save_case,
             low_information,
+            hotels_allowed: allowed.as_ref().map(Vec::len),
             calibration: CalibrationInfo { source: c.source.clone(), samples: c.samples, strong: c.strong, possible: c.possible },
             bank_matches: copies.bank_matches,
             bank_matches_total: copies.bank_total,

@@ -123,6 +123,13 @@ pub trait VectorIndex: Send + Sync {
     fn search(&self, q: &[f32], k: usize, hotels: Option<&[i64]>, ef: usize) -> Result<(Vec<Found>, Plan), IndexError>;
     /// Drops deleted vectors for good.
     fn compact(&mut self);
+    /// Checks that `count` vectors from position `from` on (wrapping) are found by their own
+    /// vector, linking in any that are not; the position to go on from, and how many were
+    /// linked in. A background audit calls it a slice at a time.
+    fn audit(&self, from: usize, count: usize) -> (usize, usize) {
+        let _ = count;
+        (from, 0)
+    }
     /// Saves a dump under `dir` that the same kind of index can load.
     fn save(&self, dir: &Path) -> Result<(), IndexError>;
     /// An empty index of the same kind and settings.

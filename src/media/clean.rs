@@ -124,6 +124,10 @@ pub fn clean_copy(bytes: &[u8], decoded: &Decoded) -> Result<Vec<u8>, EncodeErro
         }
         return encode(decoded, image::ImageFormat::Jpeg);
     }
+    // A phone's HEIC is a photo: JPEG, as for JPEG sources (its metadata never left libheif).
+    if crate::media::heif::is_heif(bytes) {
+        return encode(decoded, image::ImageFormat::Jpeg);
+    }
     encode(decoded, image::ImageFormat::Png)
 }
 

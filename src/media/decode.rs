@@ -40,11 +40,14 @@ pub enum DecodeError {
     #[error("the image is {width}x{height} pixels, over the limit of {max} pixels")]
     TooManyPixels { width: u64, height: u64, max: u64 },
     /// The bytes are not in a format we decode.
-    #[error("unsupported or unrecognised image format (JPEG, PNG, WebP, GIF, BMP and TIFF are accepted)")]
+    #[error("unsupported or unrecognised image format (JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP and TIFF are accepted)")]
     UnsupportedFormat,
     /// The format was recognised but the data is broken.
     #[error("the image data is corrupt: {0}")]
     Corrupt(String),
+    /// The format was recognised but its decoder is not installed (libheif for HEIC/AVIF).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A decoded, upright RGB image.
@@ -80,6 +83,9 @@ pub fn decode_sized(bytes: &[u8], limits: &Limits, min_size: &dyn Fn(u32, u32) -
     }
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         decode_jpeg(bytes, limits, min_size)
+    } else if super::heif::is_heif(bytes) {
+        let rgb = super::heif::decode(bytes, limits)?;
+        Ok(Decoded { full_width: rgb.width(), full_height: rgb.height(), rgb, transparent: None })
     } else {
         decode_other(bytes, limits)
     }
@@ -88,11 +94,14 @@ pub fn decode_sized(bytes: &[u8], limits: &Limits, min_size: &dyn Fn(u32, u32) -
 /// Width x height of an encoded image, read from its header alone (nothing is decoded);
 /// `None` when the header cannot be read (decoding will then say why).
 pub fn pixel_count(bytes: &[u8]) -> Option<u64> {
+    if super::heif::is_heif(bytes) {
+        return super::heif::dimensions(bytes).ok().map(|(w, h)| u64::from(w) * u64::from(h));
+    }
     let (w, h) = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?.into_dimensions().ok()?;
     Some(u64::from(w) * u64::from(h))
 }
 
-fn check_pixels(width: u64, height: u64, limits: &Limits) -> Result<(), DecodeError> {
+pub(super) fn check_pixels(width: u64, height: u64, limits: &Limits) -> Result<(), DecodeError> {
     if width == 0 || height == 0 {
         return Err(DecodeError::Corrupt(format!("image has zero size {width}x{height}")));
     }

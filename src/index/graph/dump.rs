@@ -131,6 +131,11 @@ impl GraphIndex {
         idx.entry.store(manifest.entry, Release);
         *idx.maps.write() = maps;
         idx.watermark.store(manifest.watermark, Release);
+        // A dump made before repairs existed may hold nodes no walk reaches.
+        let lost = idx.repair();
+        if lost > 0 {
+            tracing::info!(lost, "index: linked in nodes the loaded graph did not reach");
+        }
         Ok(idx)
     }
 }

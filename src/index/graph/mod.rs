@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::OnceLock;
 
 use parking_lot::{Mutex, RwLock};
@@ -28,6 +28,7 @@ use crate::vector;
 
 mod build;
 mod dump;
+mod repair;
 mod search;
 
 use build::Pending;
@@ -39,6 +40,8 @@ const LIVE: u64 = 2;
 const HEAD: usize = 3;
 const MAX_LEVEL: usize = 15;
 const LOCK_STRIPES: usize = 4096;
+/// Batches of at most this many inserts have each new node searched by its own vector.
+const CHECK_MAX: usize = 256;
 /// Below this many inserts in one batch they run one after another (no pool overhead).
 const PARALLEL_MIN: usize = 64;
 
@@ -74,6 +77,8 @@ pub struct GraphIndex {
     watermark: AtomicI64,
     /// One `apply` (or save) at a time; searches never take it.
     writer: Mutex<()>,
+    /// Whether `apply` repairs after inserting (off only to measure what repairs do).
+    repairs: AtomicBool,
 }
 
 impl GraphIndex {
@@ -98,8 +103,14 @@ impl GraphIndex {
             maps: RwLock::new(Maps::default()),
             watermark: AtomicI64::new(0),
             writer: Mutex::new(()),
+            repairs: AtomicBool::new(true),
             opts,
         }
+    }
+
+    /// Turns the repair after each batch of inserts off or on (benchmarks measure without).
+    pub fn set_repairs(&self, on: bool) {
+        self.repairs.store(on, Relaxed);
     }
 
     fn maps(&self) -> parking_lot::RwLockReadGuard<'_, Maps> {
@@ -226,6 +237,12 @@ impl VectorIndex for GraphIndex {
         } else {
             fresh.iter().for_each(add);
         }
+        if !fresh.is_empty() && self.repairs.load(Relaxed) {
+            // Uploads as the follower brings them are checked one by one; a rebuild's batch
+            // is not (a search per node more than doubled the build), the audit covers it.
+            let check: Vec<u32> = if fresh.len() <= CHECK_MAX { fresh.iter().map(|p| p.node).collect() } else { Vec::new() };
+            self.repair_with(&check);
+        }
         if let Some(last) = changes.iter().map(|c| c.seq).max() {
             self.watermark.fetch_max(last, AcqRel);
         }
@@ -272,8 +289,13 @@ impl VectorIndex for GraphIndex {
             let (w, s) = self.code(old);
             fresh.insert(new, rec[0].load(Relaxed) as i64, rec[1].load(Relaxed) as i64, &Code { words: w.to_vec(), scale: s }, true);
         });
+        fresh.repair();
         fresh.watermark.store(self.watermark(), Release);
         *self = fresh;
+    }
+
+    fn audit(&self, from: usize, count: usize) -> (usize, usize) {
+        GraphIndex::audit(self, from, count)
     }
 
     fn save(&self, dir: &Path) -> Result<(), IndexError> {
