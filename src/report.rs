@@ -211,9 +211,16 @@ fn search_section(o: &mut String, shown: &mut Photos, r: &CaseReport, e: &Journa
                 );
                 let _ = write!(o, "<figure class=\"big\">{img}<figcaption>Query photo{n} (kept)</figcaption></figure>");
             }
-            None => {
-                let _ = write!(o, "<p>Query photo{n} not kept (the investigator did not ask to keep it).</p>");
-            }
+            None => match (i, &b.masked_thumbnail) {
+                (0, Some(jpeg)) => {
+                    let uri = format!("data:image/jpeg;base64,{jpeg}");
+                    let img = shown.draw(format!("m-{}", e.id), &uri, &format!("Query photo{n}, small, with its painted parts greyed out"));
+                    let _ = write!(o, "<figure class=\"big\">{img}<figcaption>Query photo{n}: painted parts greyed out (the photo itself was not kept)</figcaption></figure>");
+                }
+                _ => {
+                    let _ = write!(o, "<p>Query photo{n} not kept (the investigator did not ask to keep it).</p>");
+                }
+            },
         }
         match mask {
             Some(MaskRecord::Painted { png_base64, .. }) => {

@@ -1233,14 +1233,40 @@ fn small_holes_stay_closed_headers_bodies_rates_rotation_and_masks() {
     // A painted mask is kept whole only with the photo; otherwise only how much and where.
     let query = std::fs::read(root().join("data-sample/queries/h-lonestar-query.jpg")).unwrap();
     let mask = std::fs::read(root().join("data-sample/queries/h-lonestar-query-mask.png")).unwrap();
-    for keep in ["false", "true"] {
-        let form = multipart(&[("photo", &query), ("mask", &mask)], &[("case_id", &id.to_string()), ("save_case", keep)]);
+    // (The kept one is another photo: a photo kept once shows in every search of it.)
+    let other = std::fs::read(root().join("data-sample/queries/h-harbor-query.jpg")).unwrap();
+    let other_mask = std::fs::read(root().join("data-sample/queries/h-harbor-query-mask.png")).unwrap();
+    for (keep, photo, m) in [("false", &query, &mask), ("true", &other, &other_mask)] {
+        let form = multipart(&[("photo", photo), ("mask", m)], &[("case_id", &id.to_string()), ("save_case", keep)]);
         assert_eq!(call(&s, "POST", "/api/v1/search", Some(&inv), Some(form)).0, 200);
     }
     let (_, view) = call(&s, "GET", &format!("/api/v1/cases/{id}"), Some(&inv), None);
     let masks: Vec<&serde_json::Value> = view["entries"].as_array().unwrap().iter().map(|e| &e["body"]["mask"]).collect();
     assert!(masks[0]["png_base64"].is_null() && masks[0]["painted"].as_f64().unwrap() > 0.0 && masks[0]["bbox"].is_array(), "{}", masks[0]);
     assert!(masks[1]["png_base64"].is_string(), "kept with the photo");
+    // Not kept, the photo still leaves a small thumbnail with its painted parts greyed out.
+    let bodies: Vec<&serde_json::Value> = view["entries"].as_array().unwrap().iter().map(|e| &e["body"]).collect();
+    assert!(bodies[1]["masked_thumbnail"].is_null(), "the kept photo needs no thumbnail");
+    let thumb =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, bodies[0]["masked_thumbnail"].as_str().unwrap()).unwrap();
+    let thumb = image::load_from_memory_with_format(&thumb, image::ImageFormat::Jpeg).unwrap().to_rgb8();
+    assert!(thumb.width().max(thumb.height()) == 240, "{}x{}", thumb.width(), thumb.height());
+    let m = image::load_from_memory(&mask).unwrap().to_luma8();
+    let (mut grey, mut painted) = (0, 0);
+    for (x, y, p) in m.enumerate_pixels() {
+        if p[0] >= 128 {
+            painted += 1;
+            let t = thumb.get_pixel(x * thumb.width() / m.width(), y * thumb.height() / m.height());
+            grey += usize::from(t.0.iter().all(|&c| (118..=138).contains(&c)));
+        }
+    }
+    assert!(grey as f64 > 0.97 * painted as f64, "every painted pixel is grey in the thumbnail: {grey} of {painted}");
+    let html = {
+        let r =
+            agent().get(&format!("{}/api/v1/cases/{id}/report", s.base)).header("Authorization", &format!("Bearer {inv}")).call().unwrap();
+        r.into_body().read_to_string().unwrap()
+    };
+    assert!(html.contains("painted parts greyed out (the photo itself was not kept)"), "{}", &html[..html.len().min(3000)]);
 
     // Case writes are rate-limited per key (4 a minute here; searches have their own budget,
     // and bodies refused before the handler are not counted): the case, then three notes.

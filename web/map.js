@@ -25,8 +25,12 @@ class HMMap {
       if (!d || d.moved) return;
       const r = canvas.getBoundingClientRect();
       const [x, y] = [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height];
-      const hit = this.markers.find(m => { const [mx, my] = this.toScreen(m.lat, m.lon); return Math.hypot(mx - x, my - y) < 12; });
-      if (hit && this.onMarker) { this.onMarker(hit); return; }
+      const hit = this.clusters().find(c => Math.hypot(c.x - x, c.y - y) < 12);
+      if (hit && hit.members.length > 1 && hit.members[0].label && this.zoom < 18) {
+        const [lat, lon] = this.toLatLon(hit.x, hit.y); const [px, py] = HMMap.project(lat, lon);
+        this.cx = px; this.cy = py; this.zoomBy(4); return;
+      }
+      if (hit && this.onMarker) { this.onMarker(hit.members[0]); return; }
       if (this.onPick) this.pick(...this.toLatLon(x, y));
     });
     canvas.addEventListener("wheel", e => { e.preventDefault(); this.zoomBy(e.deltaY < 0 ? 1.5 : 1 / 1.5); }, { passive: false });
@@ -71,6 +75,16 @@ class HMMap {
     this.zoom = Math.max(1, Math.min(12, Math.log2(1 / span)));
     this.draw();
   }
+  // Markers grouped where they would overlap on screen, in their order (rank first).
+  clusters() {
+    const out = [];
+    for (const m of this.markers) {
+      const [x, y] = this.toScreen(m.lat, m.lon);
+      const near = out.find(c => Math.hypot(c.x - x, c.y - y) < (m.label ? 18 : 6));
+      if (near) near.members.push(m); else out.push({ x, y, members: [m] });
+    }
+    return out;
+  }
   drawTiles() {
     const tz = Math.max(0, Math.min(19, Math.round(this.zoom))), n = Math.pow(2, tz), size = 256 * Math.pow(2, this.zoom - tz);
     const [ox, oy] = [this.c.width / 2 - this.cx * this.scale(), this.c.height / 2 - this.cy * this.scale()];
@@ -90,14 +104,28 @@ class HMMap {
     if (HMMap.arcs) {
       g.strokeStyle = "#49606e"; g.lineWidth = 1; g.beginPath();
       const ox = w / 2 - this.cx * s, oy = h / 2 - this.cy * s;
-      for (const a of HMMap.arcs) { g.moveTo(a[0] * s + ox, a[1] * s + oy); for (let i = 2; i < a.length; i += 2) g.lineTo(a[i] * s + ox, a[i + 1] * s + oy); }
+      // An outline that crosses the antimeridian jumps across the world: lifted, not drawn.
+      for (const a of HMMap.arcs) {
+        g.moveTo(a[0] * s + ox, a[1] * s + oy);
+        for (let i = 2; i < a.length; i += 2) {
+          if (Math.abs(a[i] - a[i - 2]) > 128) g.moveTo(a[i] * s + ox, a[i + 1] * s + oy);
+          else g.lineTo(a[i] * s + ox, a[i + 1] * s + oy);
+        }
+      }
       g.stroke();
     }
     g.font = "bold 12px system-ui, sans-serif"; g.textAlign = "center"; g.textBaseline = "middle";
-    for (const m of [...this.markers].reverse()) {
-      const [x, y] = this.toScreen(m.lat, m.lon);
+    // Markers that would overlap are drawn as one, the best ranked on top, with how many
+    // more it hides ("+3"); clicking such a cluster zooms in on it.
+    for (const cl of [...this.clusters()].reverse()) {
+      const m = cl.members[0], [x, y] = [cl.x, cl.y];
       g.fillStyle = m.color || "#b3261e"; g.beginPath(); g.arc(x, y, m.label ? 10 : 4, 0, 2 * Math.PI); g.fill();
       if (m.label) { g.fillStyle = "#fff"; g.fillText(m.label, x, y + 0.5); }
+      if (cl.members.length > 1 && m.label) {
+        const t = "+" + (cl.members.length - 1);
+        g.fillStyle = "#fff"; g.strokeStyle = "#333"; g.lineWidth = 1; g.beginPath(); g.arc(x + 12, y - 9, 8, 0, 2 * Math.PI); g.fill(); g.stroke();
+        g.fillStyle = "#111"; g.font = "bold 10px system-ui, sans-serif"; g.fillText(t, x + 12, y - 8.5); g.font = "bold 12px system-ui, sans-serif";
+      }
     }
     if (this.picked) {
       const [x, y] = this.toScreen(this.picked.lat, this.picked.lon);

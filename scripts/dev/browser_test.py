@@ -209,6 +209,12 @@ def main():
         t.check(marks > 50, f"matched points are marked on your photo ({marks} px)")
         markers = driver.execute_script("const c=document.getElementById('resmap'),d=c.getContext('2d').getImageData(0,0,c.width,c.height).data;let n=0;for(let i=0;i<d.length;i+=4)if(d[i]<60&&d[i+1]>80&&d[i+1]<110&&d[i+2]<60)n++;return n;")
         t.check(markers > 100, f"the map shows the top candidate's marker ({markers} px of it)")
+        clusters = driver.execute_script("""
+            const c = document.createElement('canvas'); c.width = 300; c.height = 200;
+            const m = new HMMap(c, {}); m.setMarkers([{lat: 39.7, lon: -105, label: '1'}, {lat: 39.7001, lon: -105.0001, label: '3'}, {lat: 25.7, lon: -80.2, label: '2'}]);
+            m.zoom = 3; const at3 = m.clusters().map(k => k.members.map(x => x.label).join(' '));
+            m.zoom = 18; return [at3, m.clusters().length];""")
+        t.check(clusters == [["1 3", "2"], 3], f"markers that would overlap are one cluster, the best ranked on top, until zoomed in: {clusters}")
 
         # 5. The evidence pair, enlarged; all photos of the hotel, grouped by room.
         driver.find_element(By.CSS_SELECTOR, "#top figure.stored").click()
@@ -392,6 +398,32 @@ def main():
         which = fresh.until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#top figure.stored div.small") if "matches your photo" in e.text])
         masked = driver.execute_script("return last.queries.map(q => q.masked)")
         t.check(together.startswith("2 photos") and which and masked[1] is True, f"two photos searched together: {together!r}, {which[:1]}, masked {masked}")
+        # 8c. A phone's HEIC photo: the browser may not show it, but it is searched as it is.
+        driver.find_element(By.ID, "file").send_keys(f"{ROOT}/tests/fixtures/heic/lonestar-gps.heic")
+        wait.until(lambda d: "cannot show" in d.find_element(By.ID, "status").text or d.execute_script("return file && file.name.endsWith('.heic') && document.getElementById('photo').height > 100"))
+        driver.execute_script("document.getElementById('results').innerHTML = ''")
+        driver.find_element(By.ID, "go").click()
+        heic_top = fresh.until(lambda d: (e := d.find_elements(By.CSS_SELECTOR, "#top .card.top .name")) and e[0].text)
+        t.check(heic_top == "Lone Star Lodge", f"a HEIC photo from a phone is searched: top match {heic_top!r}")
+        # Countries by name: "United States" filters as "US" does; a name that is no country says so.
+        driver.execute_script("document.getElementById('filters').open = true")
+        country = driver.find_element(By.ID, "country")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", country)
+        country.clear(); country.send_keys("United States")
+        driver.execute_script("document.getElementById('results').innerHTML = ''")
+        driver.find_element(By.ID, "go").click()
+        by_name = fresh.until(lambda d: (e := d.find_elements(By.CSS_SELECTOR, "#top .card.top .name")) and e[0].text)
+        country.clear(); country.send_keys("Narnia")
+        driver.find_element(By.ID, "go").click()
+        said = wait.until(lambda d: (e := d.find_elements(By.CSS_SELECTOR, "#status .err")) and e[0].text)
+        country.clear(); country.send_keys("France")
+        driver.execute_script("document.getElementById('results').innerHTML = ''")
+        driver.find_element(By.ID, "go").click()
+        none = fresh.until(lambda d: (e := d.find_elements(By.CSS_SELECTOR, "#top .card.none h2")) and e[0].text)
+        weak_hidden = driver.execute_script("return document.getElementById('weak').hidden")
+        country.clear()
+        t.check(by_name == "Lone Star Lodge" and "no country is called" in said and none == "No hotel matches these filters" and weak_hidden,
+                f"countries by name: 'United States' → {by_name!r}; 'Narnia' → {said!r}; 'France' → {none!r}")
         # The exported report reads on the phone too.
         driver.get("file://" + report)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "section.search"))

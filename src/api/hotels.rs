@@ -5,15 +5,18 @@ use super::*;
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct HotelSearch {
-    /// Text found in the name, chain or city (type-ahead).
+    /// Words found in the name, city or street address, in any order (type-ahead).
     q: Option<String>,
     /// "LAT,LON"; with `radius_km`.
     near: Option<String>,
     /// Radius around `near`, in km.
     radius_km: Option<f64>,
-    /// At most this many hotels (default 20, at most 200).
+    /// At most this many hotels (default 20, at most 10,000: a map of every hotel).
     limit: Option<usize>,
 }
+
+/// The most hotels one listing returns.
+const MAX_LIST: usize = 10_000;
 
 /// Hotels by name or city, or near a point.
 ///
@@ -25,7 +28,7 @@ pub(super) async fn list_hotels(
     Checked(QueryParams(p)): Checked<QueryParams<HotelSearch>>,
 ) -> Result<Json<Vec<Hotel>>, ApiError> {
     let engine = s.engine.clone();
-    let limit = p.limit.unwrap_or(20).min(200);
+    let limit = p.limit.unwrap_or(20).min(MAX_LIST);
     let text = p.q.unwrap_or_default();
     let near = near_filter(p.near.as_deref(), p.radius_km)?;
     let hotels = blocking(move || engine.find_hotels(&text, near, limit)).await?;

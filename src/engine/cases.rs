@@ -210,6 +210,10 @@ impl Engine {
             query_sha256: res.query_sha256.clone(),
             query_kept: res.saved_case_image,
             mask: q.mask.map(|m| MaskRecord::of(m, q.save_case)),
+            masked_thumbnail: match (q.save_case, q.mask) {
+                (false, Some(m)) => masked_thumbnail(q.bytes, m, &self.settings.limits),
+                _ => None,
+            },
             further: q
                 .more
                 .iter()
@@ -421,6 +425,29 @@ pub struct Refit {
 }
 
 /// The latest verdict per hotel, in hotel id order; "open" withdraws.
+/// The side of a masked query thumbnail kept in a case.
+const THUMB_SIDE: u32 = 240;
+
+/// A small JPEG (base64) of a query photo with every pixel its mask touches filled grey;
+/// `None` when it cannot be made (the search is saved without it).
+fn masked_thumbnail(bytes: &[u8], mask: &crate::embed::pool::Mask, limits: &crate::media::decode::Limits) -> Option<String> {
+    let d = crate::media::decode::decode(bytes, limits, Some((THUMB_SIDE, THUMB_SIDE))).ok()?;
+    let (w, h) = d.rgb.dimensions();
+    let scale = f64::from(THUMB_SIDE) / f64::from(w.max(h));
+    let (tw, th) = if scale < 1.0 { (((f64::from(w) * scale) as u32).max(1), ((f64::from(h) * scale) as u32).max(1)) } else { (w, h) };
+    let mut small = image::imageops::thumbnail(&d.rgb, tw, th);
+    // Coverage per thumbnail pixel; any part of a pixel painted is enough to grey it.
+    let cover = mask.coverage(d.full_width, d.full_height, tw as usize, th as usize).ok()?;
+    for (i, p) in small.pixels_mut().enumerate() {
+        if cover[i] > 0.0 {
+            *p = image::Rgb([128, 128, 128]);
+        }
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(small).write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)).ok()?;
+    Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, out.into_inner()))
+}
+
 fn current_verdicts(entries: &[JournalEntry]) -> Vec<HotelVerdict> {
     let mut latest: BTreeMap<i64, HotelVerdict> = BTreeMap::new();
     for e in entries {

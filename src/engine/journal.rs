@@ -54,6 +54,11 @@ pub struct SavedSearch {
     pub query_sha256: String,
     pub query_kept: bool,
     pub mask: Option<MaskRecord>,
+    /// A small JPEG of the query with its painted parts filled grey (base64), kept when the
+    /// photo itself is not but was painted: a report shows the question beside the evidence
+    /// while the person stays painted out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_thumbnail: Option<String>,
     /// The search's further photos of the same place (kept, too, when `query_kept`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub further: Vec<FurtherQuery>,
