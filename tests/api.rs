@@ -400,6 +400,7 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
         "POST /api/v1/photos/{id}/status",
         "POST /api/v1/search",
         "POST /api/v1/search/points",
+        "POST /api/v1/search/heatmap",
         "PATCH /api/v1/hotels/{id}",
         "GET /api/v1/whoami",
         "GET /api/v1/cases",
@@ -1016,6 +1017,26 @@ fn cases_reports_banks_and_keys_through_http() {
     let (st, no_id) = call(&s, "POST", "/api/v1/search/points", Some(&inv), Some(multipart(&[("photo", &query)], &[])));
     assert_eq!((st, no_id["error"]["code"].as_str()), (400, Some("invalid_field")));
     assert_eq!(call(&s, "POST", "/api/v1/search/points", Some(&up), points_form(&evidence_id)).0, 403);
+    // Which regions drove the match, on demand: a 4 × 3 grid over each photo, each cell left
+    // out in turn. The cell the person was painted over carries little of it.
+    let (st, heat) = call(&s, "POST", "/api/v1/search/heatmap", Some(&inv), points_form(&evidence_id));
+    assert_eq!(st, 200, "{heat}");
+    let cells = |k: &str| heat[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>();
+    let (q, st_cells) = (cells("query"), cells("stored"));
+    assert_eq!((heat["grid"].clone(), q.len(), st_cells.len()), (serde_json::json!([4, 3]), 12, 12));
+    let hottest = q.iter().copied().fold(f64::MIN, f64::max);
+    assert!(hottest > 0.005 && st_cells.iter().any(|&v| v > 0.005), "some regions drive the match: {heat}");
+    let m = image::load_from_memory(&mask).unwrap().to_luma8();
+    let mut cover = [0u32; 12];
+    for (x, y, p) in m.enumerate_pixels() {
+        if p[0] >= 128 {
+            cover[(y * 3 / m.height() * 4 + x * 4 / m.width()) as usize] += 1;
+        }
+    }
+    let painted = (0..12).max_by_key(|&i| cover[i]).unwrap();
+    assert!(q[painted] < hottest / 2.0, "the painted cell {painted} is not what matched: {heat}");
+    eprintln!("heat map in {:.0} ms: query {q:?}", heat["millis"].as_f64().unwrap());
+    assert_eq!(call(&s, "POST", "/api/v1/search/heatmap", Some(&inv), points_form("999999")).0, 404);
     // Two photos of the place in one search: each evidence photo says which one it matched.
     let second = std::fs::read(root().join("data-sample/images/h-lonestar-131-1.jpg")).unwrap();
     let (st, two) =

@@ -230,6 +230,13 @@ def main():
             return n;""")
         t.shot("evidence-compare.png")
         t.check(differs > 1000, f"the compare view slides between your photo and the stored one ({differs} px change)")
+        red = "const c=document.querySelectorAll('#zoom .pair figure canvas')[1],d=c.getContext('2d').getImageData(0,0,c.width,c.height).data;let n=0;for(let i=0;i<d.length;i+=4)if(d[i]>200&&d[i+1]<120&&d[i+2]<90)n++;return n;"
+        before_heat = driver.execute_script(red)
+        driver.find_element(By.CSS_SELECTOR, "#zoom .heat").click()
+        heat_said = wait.until(lambda d: (t_ := d.find_element(By.CSS_SELECTOR, "#zoom .heatsaid").text) and "Warmer" in t_ and t_)
+        after_heat = driver.execute_script(red)
+        t.shot("evidence-heat.png")
+        t.check(after_heat > before_heat + 1000, f"the heat map shows which regions drove the match ({before_heat} → {after_heat} warm px): {heat_said!r}")
         driver.find_element(By.CSS_SELECTOR, "#zoom .close").click()
         driver.find_element(By.CSS_SELECTOR, "#top .all").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#allphotos .grid img")) > 0)

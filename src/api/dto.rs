@@ -342,6 +342,28 @@ pub struct Points {
     pub mark_points: Vec<[f32; 2]>,
 }
 
+/// Which regions of a query photo and an evidence photo drove their match.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Heat {
+    pub image_id: i64,
+    /// Columns and rows of the grid over each photo.
+    pub grid: (u32, u32),
+    /// Cosine similarity of the two photos whole.
+    pub similarity: f32,
+    /// Per query cell, row by row: how much the similarity drops without it (masked cells 0).
+    pub query: Vec<f32>,
+    /// Per evidence-photo cell, likewise.
+    pub stored: Vec<f32>,
+    /// Milliseconds it took (two photos embedded once whole and once per cell).
+    pub millis: f64,
+}
+
+impl From<crate::engine::Heat> for Heat {
+    fn from(h: crate::engine::Heat) -> Self {
+        Heat { image_id: h.image_id, grid: h.grid, similarity: h.similarity, query: h.query, stored: h.stored, millis: h.millis }
+    }
+}
+
 /// One photo of a search.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueryPhotoInfo {

@@ -36,7 +36,7 @@ use crate::embed::pool::Mask;
 use admin::*;
 use banks::*;
 use cases::*;
-use dto::{AuditEntry, Hotel, Image, Ingested, Job, Points, SearchResult, Status};
+use dto::{AuditEntry, Heat, Hotel, Image, Ingested, Job, Points, SearchResult, Status};
 pub use error::ApiError;
 use error::{Checked, ErrorBody};
 use hotels::*;
@@ -250,6 +250,7 @@ pub fn router_and_openapi(engine: Arc<Engine>, opts: &ServeOptions) -> (Router, 
             OpenApiRouter::new()
                 .routes(routes!(search))
                 .routes(routes!(search_points))
+                .routes(routes!(search_heat))
                 .routes(routes!(photo))
                 .routes(routes!(hotel_photos))
                 .routes(routes!(case_image))

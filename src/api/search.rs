@@ -161,6 +161,36 @@ pub(super) async fn search_points(
     .into_response())
 }
 
+/// Which regions of the query photo and one evidence photo drove their match, for any
+/// model: each cell of a 4 × 3 grid over one photo is left out in turn, and the drop in
+/// similarity to the other is its heat. About 26 embeddings: ask for it on demand. Audited.
+///
+/// Roles: investigator, admin.
+#[utoipa::path(post, path = "/api/v1/search/heatmap", tag = "search", request_body(content = PointsForm, content_type = "multipart/form-data"), security(("api_key" = [])),
+    responses((status = 200, body = Heat), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub(super) async fn search_heat(
+    State(s): State<Shared>,
+    Extension(key): Extension<KeyInfo>,
+    Checked(mp): Checked<Multipart>,
+) -> Result<Response, ApiError> {
+    s.searches.take(&key.id)?;
+    let mut form = read_form(mp).await?;
+    let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as 'photo'"))?;
+    let mask_bytes = form.files.remove("mask");
+    let image_id = parse_field::<i64>(&form, "image_id")?.ok_or_else(|| ApiError::bad_request("invalid_field", "image_id: required"))?;
+    let _pixels = pixel_permit(&s, &[&bytes, mask_bytes.as_deref().unwrap_or_default()])?;
+    let _slot = queue_slot(&s).await?;
+    let engine = s.engine.clone();
+    let limits = *engine.limits();
+    let heat = blocking(move || {
+        let mask = mask_bytes.map(|m| mask_of(&m, &limits)).transpose()?;
+        engine.region_heat(&bytes, mask.as_ref(), image_id, &key.id)
+    })
+    .await?;
+    Ok(Json(Heat::from(heat)).into_response())
+}
+
 /// A mask picture as the engine's error when it cannot be read (a `bad_image` 4xx).
 fn mask_of(bytes: &[u8], limits: &crate::media::decode::Limits) -> Result<Mask, EngineError> {
     Mask::from_picture(bytes, limits).map_err(|e| EngineError::Embed(EmbedError::Decode(e)))

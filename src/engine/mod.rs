@@ -6,6 +6,7 @@
 
 mod banks;
 mod cases;
+mod heat;
 mod ingest;
 mod journal;
 mod learned;
@@ -36,6 +37,7 @@ use crate::whiten::WhitenOptions;
 
 pub use banks::{parse_hash_list, BankImport, BankMatch, HashFormat, MAX_BANK_MATCHES, MAX_LABEL};
 pub use cases::{CaseReport, CaseSample, CaseView, HotelVerdict, Refit, Viewer, MIN_CASES, MIN_KEYS};
+pub use heat::{Heat, HEAT_GRID};
 pub use journal::{Candidate, CaseEntry, FurtherQuery, JournalEntry, MaskRecord, SavedEvidence, SavedHotel, SavedSearch, Verdict};
 pub use learned::Learned;
 pub use maintenance::{Followed, REINDEX};
