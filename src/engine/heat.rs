@@ -25,7 +25,7 @@ pub struct Heat {
     /// Cosine similarity of the two photos whole (as embedded, the query with its mask).
     pub similarity: f32,
     /// Per query cell, row by row: how much the similarity drops without it (negative: the
-    /// cell looks less like the other photo than the rest does). A masked cell is 0.
+    /// cell looks less like the other photo than the rest does). A masked cell is about 0.
     pub query: Vec<f32>,
     /// The same for the evidence photo's cells.
     pub stored: Vec<f32>,
