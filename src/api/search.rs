@@ -138,20 +138,8 @@ pub(super) async fn search_points(
     Extension(key): Extension<KeyInfo>,
     Checked(mp): Checked<Multipart>,
 ) -> Result<Response, ApiError> {
-    s.searches.take(&key.id)?;
-    let mut form = read_form(mp).await?;
-    let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as 'photo'"))?;
-    let mask_bytes = form.files.remove("mask");
-    let image_id = parse_field::<i64>(&form, "image_id")?.ok_or_else(|| ApiError::bad_request("invalid_field", "image_id: required"))?;
-    let _pixels = pixel_permit(&s, &[&bytes, mask_bytes.as_deref().unwrap_or_default()])?;
-    let _slot = queue_slot(&s).await?;
-    let engine = s.engine.clone();
-    let limits = *engine.limits();
-    let points = blocking(move || {
-        let mask = mask_bytes.map(|m| mask_of(&m, &limits)).transpose()?;
-        engine.matched_points(&bytes, mask.as_ref(), image_id, &key.id)
-    })
-    .await?;
+    let points =
+        about_one_evidence(&s, key, mp, |engine, bytes, mask, image_id, actor| engine.matched_points(bytes, mask, image_id, actor)).await?;
     Ok(Json(Points {
         image_id: points.image_id,
         matched_points: points.matched_points,
@@ -174,21 +162,33 @@ pub(super) async fn search_heat(
     Extension(key): Extension<KeyInfo>,
     Checked(mp): Checked<Multipart>,
 ) -> Result<Response, ApiError> {
+    let heat =
+        about_one_evidence(&s, key, mp, |engine, bytes, mask, image_id, actor| engine.region_heat(bytes, mask, image_id, actor)).await?;
+    Ok(Json(Heat::from(heat)).into_response())
+}
+
+/// A question about one evidence photo (`photo`, optional `mask`, `image_id`), admitted as a
+/// search is (rate, pixel budget, queue); `work` answers it off the async threads.
+async fn about_one_evidence<T: Send + 'static>(
+    s: &Shared,
+    key: KeyInfo,
+    mp: Multipart,
+    work: impl FnOnce(&Engine, &[u8], Option<&Mask>, i64, &str) -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, ApiError> {
     s.searches.take(&key.id)?;
     let mut form = read_form(mp).await?;
     let bytes = form.files.remove("photo").ok_or_else(|| ApiError::bad_request("missing_photo", "send the query photo as 'photo'"))?;
     let mask_bytes = form.files.remove("mask");
     let image_id = parse_field::<i64>(&form, "image_id")?.ok_or_else(|| ApiError::bad_request("invalid_field", "image_id: required"))?;
-    let _pixels = pixel_permit(&s, &[&bytes, mask_bytes.as_deref().unwrap_or_default()])?;
-    let _slot = queue_slot(&s).await?;
+    let _pixels = pixel_permit(s, &[&bytes, mask_bytes.as_deref().unwrap_or_default()])?;
+    let _slot = queue_slot(s).await?;
     let engine = s.engine.clone();
     let limits = *engine.limits();
-    let heat = blocking(move || {
+    blocking(move || {
         let mask = mask_bytes.map(|m| mask_of(&m, &limits)).transpose()?;
-        engine.region_heat(&bytes, mask.as_ref(), image_id, &key.id)
+        work(&engine, &bytes, mask.as_ref(), image_id, &key.id)
     })
-    .await?;
-    Ok(Json(Heat::from(heat)).into_response())
+    .await
 }
 
 /// A mask picture as the engine's error when it cannot be read (a `bad_image` 4xx).

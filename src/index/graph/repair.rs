@@ -58,28 +58,16 @@ impl GraphIndex {
         if missed.is_empty() {
             return 0;
         }
-        let mut in_links = vec![0u32; self.reserved.load(Acquire)];
-        for node in self.on_layer(0) {
-            self.for_each_link(node, 0, |l| in_links[l as usize] += 1);
-        }
+        let mut in_links = self.in_links(0);
         for &u in &missed {
-            let mut linked = 0;
-            for c in self.nearest_on(u, 0) {
-                if linked == LINKS_IN {
-                    break;
-                }
-                if c.1 != u && self.link_in(c.1, u, 0, &mut in_links) {
-                    linked += 1;
-                }
-            }
+            self.link_from_nearest(u, 0, &mut in_links, |_| true);
         }
         missed.len()
     }
 
     /// Whether a search by `u`'s own vector, as a query makes it, returns `u`.
     fn finds(&self, u: u32) -> bool {
-        let (w, s) = self.code(u);
-        let q = Code { words: w.to_vec(), scale: s };
+        let q = self.own_code(u);
         let filter = |n: u32| self.is_live(n);
         let filter: Option<&dyn Fn(u32) -> bool> = if self.dead.load(Relaxed) == 0 { None } else { Some(&filter) };
         self.walk(&q, FOUND_K, self.opts.ef_search.max(FOUND_K), filter).iter().any(|c| c.1 == u)
@@ -111,30 +99,48 @@ impl GraphIndex {
                 continue;
             }
             lost_total += lost.len();
-            let mut in_links = vec![0u32; reached.len()];
-            for node in self.on_layer(layer) {
-                self.for_each_link(node, layer, |l| in_links[l as usize] += 1);
-            }
+            let mut in_links = self.in_links(layer);
             for &u in &lost {
                 if reached[u as usize] {
                     // Reached through a node linked in before it.
                     continue;
                 }
-                let mut linked = 0;
-                for c in self.nearest_on(u, layer) {
-                    if linked == LINKS_IN {
-                        break;
-                    }
-                    if c.1 != u && reached[c.1 as usize] && self.link_in(c.1, u, layer, &mut in_links) {
-                        linked += 1;
-                    }
-                }
-                if linked > 0 {
+                if self.link_from_nearest(u, layer, &mut in_links, |c| reached[c as usize]) > 0 {
                     self.reach(u, layer, &mut reached);
                 }
             }
         }
         lost_total
+    }
+
+    /// How many links on `layer` point at each node.
+    fn in_links(&self, layer: usize) -> Vec<u32> {
+        let mut in_links = vec![0u32; self.reserved.load(Acquire)];
+        for node in self.on_layer(layer) {
+            self.for_each_link(node, layer, |l| in_links[l as usize] += 1);
+        }
+        in_links
+    }
+
+    /// Links `u` in on `layer` from up to `LINKS_IN` of its nearest nodes that `ok` accepts;
+    /// how many took a link.
+    fn link_from_nearest(&self, u: u32, layer: usize, in_links: &mut [u32], ok: impl Fn(u32) -> bool) -> usize {
+        let mut linked = 0;
+        for c in self.nearest_on(u, layer) {
+            if linked == LINKS_IN {
+                break;
+            }
+            if c.1 != u && ok(c.1) && self.link_in(c.1, u, layer, in_links) {
+                linked += 1;
+            }
+        }
+        linked
+    }
+
+    /// A node's own code, as a query's.
+    fn own_code(&self, u: u32) -> Code {
+        let (w, s) = self.code(u);
+        Code { words: w.to_vec(), scale: s }
     }
 
     /// The ready nodes that have `layer`.
@@ -169,8 +175,7 @@ impl GraphIndex {
 
     /// The nodes nearest `u` that a walk finds on `layer` (best first).
     fn nearest_on(&self, u: u32, layer: usize) -> Vec<Scored> {
-        let (w, s) = self.code(u);
-        let q = Code { words: w.to_vec(), scale: s };
+        let q = self.own_code(u);
         let Some((mut cur, top)) = self.entry_point() else { return Vec::new() };
         let mut cur_s = self.score_to(&q, cur);
         for l in (layer + 1..=top).rev() {
